@@ -1,0 +1,112 @@
+"""Names shared by the shipped dialplan (``deploy/asterisk/extensions.conf``), the PBX simulator
+and the call tracker. Change a name here and in ``extensions.conf`` in the same commit.
+
+Call flow (design.md §3-4):
+
+* **Agent login** - ``Originate Channel: PJSIP/<ext>``, ``Context: marcador-agent``,
+  ``Exten: <ext>``. Once the softphone answers, the channel sits in ``ConfBridge(agent-<ext>)``
+  with the ``marcador_agent`` user profile (marked user): the *nailed-up room*.
+* **Predictive / progressive call** - ``Originate Channel: <trunk dial string>``,
+  ``Context: marcador-outbound``, ``Exten: s``, ``ChannelId: <attempt id>`` and the variables
+  below. On answer the dialplan optionally runs ``AMD()`` (``MARCADOR_AMD``), then the leg waits in
+  ``marcador-hold``. The dialer ``Redirect``s it to ``marcador-agent-room,<ext>,1`` (it joins the
+  agent's room). Without a Redirect within ``MARCADOR_CONNECT_TIMEOUT`` seconds (default 2) the
+  dialplan jumps to ``marcador-hold,safe-harbor,1``: ``Set(MARCADOR_ABANDONED=1)``, the
+  safe-harbor message, ``Hangup(16)``. That holds even when the dialer is dead.
+* **Preview** - ``Originate Channel: <customer>``, ``Context: marcador-preview``,
+  ``Exten: <agent ext>``: the answered customer joins the agent's room directly.
+* **Supervisor** - ``Originate Channel: PJSIP/<supervisor>``, ``Context: marcador-spy``,
+  ``Exten: listen-<ext>`` / ``whisper-<ext>`` / ``barge-<ext>`` (``ChanSpy`` options q, qw, qB).
+
+Pure constants and tiny pure helpers: nothing here does IO.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- contexts -------------------------------------------------------------------------------
+CTX_AGENT: Final = "marcador-agent"
+"""Nailed-up agent session: ``exten => _X.`` joins ``ConfBridge(agent-${EXTEN})``."""
+CTX_OUTBOUND: Final = "marcador-outbound"
+"""Entry point of an answered customer leg (exten ``s``): optional AMD, then hold."""
+CTX_HOLD: Final = "marcador-hold"
+"""Waits ``MARCADOR_CONNECT_TIMEOUT`` seconds for a Redirect, then safe-harbor + hangup."""
+CTX_AGENT_ROOM: Final = "marcador-agent-room"
+"""Redirect target for a connected customer: ``exten => _X.`` joins agent ``${EXTEN}``'s room."""
+CTX_PREVIEW: Final = "marcador-preview"
+"""Preview call: the answered customer goes straight into agent ``${EXTEN}``'s room."""
+CTX_SPY: Final = "marcador-spy"
+"""Supervisor listen / whisper / barge via ChanSpy."""
+CTX_AGENT_PHONES: Final = "marcador-phones"
+"""``context=`` of the agent PJSIP endpoints (calls *from* softphones): dials nothing."""
+CTX_CUSTOMERS: Final = "customers"
+"""Lab context with the transcripts' simulated customers (3001-3012), for integration tests."""
+
+EXTEN_START: Final = "s"
+"""Exten used with :data:`CTX_OUTBOUND` and :data:`CTX_HOLD`."""
+EXTEN_SAFE_HARBOR: Final = "safe-harbor"
+"""Exten in :data:`CTX_HOLD` reached when ``connect_timeout`` expires (the abandon path)."""
+EXTEN_LEAVE_MESSAGE: Final = "leave-message"
+"""Exten in :data:`CTX_OUTBOUND` that leaves a message on an answering machine."""
+
+SPY_LISTEN: Final = "listen"
+SPY_WHISPER: Final = "whisper"
+SPY_BARGE: Final = "barge"
+SPY_MODES: Final = (SPY_LISTEN, SPY_WHISPER, SPY_BARGE)
+#: ChanSpy options per mode: q = no beep/announcement, E = exit when the agent channel hangs
+#: up, w = whisper (agent only hears the supervisor), B = barge (both parties hear).
+SPY_OPTIONS: Final = {SPY_LISTEN: "qE", SPY_WHISPER: "qwE", SPY_BARGE: "qBE"}
+
+# --- ConfBridge profiles (deploy/asterisk/confbridge.conf) -----------------------------------
+BRIDGE_PROFILE: Final = "marcador_room"
+USER_PROFILE_AGENT: Final = "marcador_agent"
+USER_PROFILE_CUSTOMER: Final = "marcador_customer"
+USER_PROFILE_SUPERVISOR: Final = "marcador_supervisor"
+ROOM_PREFIX: Final = "agent-"
+
+# --- channel variables ----------------------------------------------------------------------
+VAR_ATTEMPT: Final = "MARCADOR_ATTEMPT"
+"""Attempt id (also sent as ``ChannelId``)."""
+VAR_LEAD: Final = "MARCADOR_LEAD"
+VAR_CAMPAIGN: Final = "MARCADOR_CAMPAIGN"
+VAR_CONNECT_TIMEOUT: Final = "MARCADOR_CONNECT_TIMEOUT"
+"""Seconds an answered customer waits in hold for an agent (default 2)."""
+VAR_AMD: Final = "MARCADOR_AMD"
+"""``""``/``off``: no AMD; ``hangup``: hang up machines; ``message``: leave a message."""
+VAR_SAFE_HARBOR: Final = "MARCADOR_SAFE_HARBOR"
+"""Sound file of the campaign's safe-harbor identification message."""
+VAR_MACHINE_MESSAGE: Final = "MARCADOR_MACHINE_MESSAGE"
+"""Sound file left on answering machines when ``MARCADOR_AMD=message``."""
+VAR_ABANDONED: Final = "MARCADOR_ABANDONED"
+"""Set to ``1`` by the dialplan on the safe-harbor path: the call is ABANDONED."""
+VAR_AMDSTATUS: Final = "AMDSTATUS"
+VAR_AMDCAUSE: Final = "AMDCAUSE"
+VAR_CONFBRIDGE_RESULT: Final = "CONFBRIDGE_RESULT"
+
+AMD_OFF: Final = "off"
+AMD_HANGUP: Final = "hangup"
+AMD_MESSAGE: Final = "message"
+
+DEFAULT_CONNECT_TIMEOUT: Final = 2.0
+DEFAULT_SAFE_HARBOR: Final = "marcador/safe-harbor"
+DEFAULT_MACHINE_MESSAGE: Final = "marcador/machine-message"
+
+
+def agent_room(ext: str) -> str:
+    """ConfBridge conference name of agent ``ext``'s nailed-up room."""
+    return f"{ROOM_PREFIX}{ext}"
+
+
+def agent_of_room(conference: str) -> str | None:
+    """Inverse of :func:`agent_room`; ``None`` for other conferences."""
+    if conference.startswith(ROOM_PREFIX) and len(conference) > len(ROOM_PREFIX):
+        return conference[len(ROOM_PREFIX) :]
+    return None
+
+
+def spy_exten(mode: str, agent_ext: str) -> str:
+    """Exten in :data:`CTX_SPY` for ``mode`` (listen/whisper/barge) on agent ``agent_ext``."""
+    if mode not in SPY_MODES:
+        raise ValueError(f"unknown spy mode {mode!r}; expected one of {SPY_MODES}")
+    return f"{mode}-{agent_ext}"

@@ -1,0 +1,809 @@
+"""Sans-IO call tracker: typed AMI events + ``now`` in, call milestones and outcomes out.
+
+Pure state machine: no IO, no clock (``now`` is always passed in), no asyncio. One instance
+per Asterisk server (Uniqueids are only unique per server).
+
+Usage (the connection manager / engine)::
+
+    tracker = CallTracker(TrackerConfig())
+    tracker.track("attempt-42", action_id="orig-42", channel_id="att-42", now=now,
+                  ring_timeout=timedelta(seconds=30))
+    # send: Originate Async=true ActionID=orig-42 ChannelId=att-42 OtherChannelId=att-42;2 ...
+    for event in events:                       # typed events from ami_bridge.events.to_event
+        for out in tracker.feed(event, now):   # CallRinging|CallAnswered|CallConnected|CallEnded
+            ...
+    tracker.tick(now)                          # call every ~1 s: resolves stuck calls
+    tracker.cancel("attempt-42", now)          # BEFORE sending Hangup for a call we drop
+    tracker.reconcile(live_uniqueids, now)     # after a reconnect, with CoreShowChannels' Uniqueids
+
+Each tracked call yields exactly one :class:`CallEnded` (and at most one each of
+``CallRinging``, ``CallAnswered``, ``CallConnected``); afterwards it is forgotten and late
+events for it are ignored.
+
+Correlation
+-----------
+* ``ActionID`` -> the call, for ``OriginateResponse`` and the action's ``Response``.
+* ``channel_id`` (the Originate ``ChannelId``) is the Uniqueid of the ``;1`` leg, the one that
+  runs our dialplan. The ``;2`` leg of a Local channel is bound from ``other_channel_id``
+  (default ``<channel_id>;2``, what Asterisk uses without ``OtherChannelId``), or from a
+  ``Newchannel`` whose name is the ``;1`` name with ``;2`` and whose Linkedid is the ``;1``
+  Uniqueid.
+* Without ``channel_id``, legs are bound by a ``VarSet`` of ``match_variable`` (name, value)
+  (e.g. ``("MARCADOR_ATTEMPT", "42")``): Local channels copy Originate variables to both legs.
+  ``OriginateResponse.Uniqueid`` and the originate's own ``DialBegin``/``DialEnd``
+  (``DestUniqueid``) also bind the ``;1`` leg.
+
+Outcome rules (``dialer.domain.outcomes.CallOutcome``; never from Reason alone)
+--------------------------------------------------------------------------------
+Answered = ``OriginateResponse`` Reason 4, or ``Newstate`` Up on the ``;1`` leg. Then:
+
+1. connected to an agent (see below) -> ``ANSWERED_CONNECTED``
+2. else ``AMDSTATUS=MACHINE`` (``VarSet`` on any leg) -> ``MACHINE``
+3. else -> ``ABANDONED`` (a live answer that never reached an agent: the safe-harbor path, the
+   customer hanging up while held, the dialer dropping it, or a PBX outage).
+
+Not answered:
+
+1. the dialer asked to drop it (:meth:`CallTracker.cancel`) -> ``CANCELLED``
+2. the Hangup ``Cause`` of the right leg: the ``;1`` cause unless it is 0/16 ("Unknown" /
+   normal clearing), then the ``;2`` cause (a Local busy shows 0 on ``;1`` and 17 on ``;2``).
+   17 BUSY; 21 REJECTED; 1, 3, 22, 28 INVALID_NUMBER; 18, 19, 20 NO_ANSWER; 34, 41, 42, 44
+   CONGESTION; 16 (cleared before answer) NO_ANSWER; other non-zero causes FAILED.
+3. the OriginateResponse Reason: 5 BUSY, 8 CONGESTION, 3 NO_ANSWER, 1 FAILED.
+4. the originate's ``DialEnd`` DialStatus: BUSY, CONGESTION, NOANSWER, CHANUNAVAIL (FAILED).
+5. Reason 0 with cause 0 on every leg that existed -> ``INVALID_NUMBER`` (no such extension or
+   number); Reason 0 and no channel ever created -> ``FAILED`` (no such endpoint, or an
+   endpoint/trunk with no registered contact: a PBX/trunk problem, not the number's).
+
+A call ends when its ``;1`` leg hangs up after an answer, or, unanswered, once the
+OriginateResponse arrived and every leg seen has hung up (they come in any order). If one of
+those facts never comes, :meth:`CallTracker.tick` resolves the call ``settle_timeout`` later
+with what is known.
+
+Dialplan signals relied upon (see ``deploy/asterisk/extensions.conf``, design.md §4)
+-----------------------------------------------------------------------------------
+* **Agent connect**: the ``;1`` leg (the leg in our dialplan) joins a ConfBridge whose name
+  starts with ``agent_room_prefix`` (``ConfbridgeJoin``, default ``dialplan.ROOM_PREFIX``), or it
+  shares a bridge (``BridgeEnter``) with any channel that is not one of the call's own legs.
+* **Abandon / safe harbor**: the ``marcador-hold`` context, when ``connect_timeout`` expires,
+  runs ``Set(MARCADOR_ABANDONED=1)`` (``dialplan.VAR_ABANDONED``) before playing the
+  safe-harbor message and hanging up. The tracker records that ``VarSet``
+  (``abandon_variable``) as the detail of the ``ABANDONED`` outcome; the outcome itself only
+  needs "answered and never connected".
+* **AMD**: ``AMD()`` in ``marcador-outbound`` sets ``AMDSTATUS``/``AMDCAUSE`` (``VarSet``).
+
+Timeouts (no call stays pending forever)
+----------------------------------------
+* unanswered: ``ring_timeout + originate_grace`` after :meth:`track` -> ``FAILED``
+  ("no answer/failure reported in time"), unless the facts resolve it.
+* answered: ``max_call_duration`` after the answer -> resolved as if hung up now, detail says so.
+* :meth:`reconcile` after a reconnect: calls with a leg still live are kept; the others are
+  resolved from the last known facts, or ``FAILED`` "lost during PBX outage".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ami_bridge import dialplan
+from ami_bridge.errors import AMIError
+from ami_bridge.events import (
+    AMIEvent,
+    BridgeEnter,
+    BridgeLeave,
+    ConfbridgeJoin,
+    DialBegin,
+    DialEnd,
+    Hangup,
+    Newchannel,
+    Newstate,
+    OriginateResponse,
+    Response,
+    VarSet,
+)
+from dialer.domain.outcomes import CallOutcome
+
+__all__ = [
+    "CallAnswered",
+    "CallConnected",
+    "CallEnded",
+    "CallRinging",
+    "CallTracker",
+    "DuplicateCallError",
+    "TrackerConfig",
+    "TrackerOutput",
+    "outcome_from_cause",
+]
+
+_STATE_RINGING = 5
+_STATE_UP = 6
+_VAGUE_CAUSES = (None, 0, 16)
+
+_CAUSE_OUTCOMES: dict[int, CallOutcome] = {
+    1: CallOutcome.INVALID_NUMBER,  # unallocated number
+    3: CallOutcome.INVALID_NUMBER,  # no route to destination
+    22: CallOutcome.INVALID_NUMBER,  # number changed
+    28: CallOutcome.INVALID_NUMBER,  # invalid number format
+    16: CallOutcome.NO_ANSWER,  # normal clearing before answer
+    17: CallOutcome.BUSY,
+    18: CallOutcome.NO_ANSWER,  # no user responding
+    19: CallOutcome.NO_ANSWER,  # alerting, no answer (originate Timeout)
+    20: CallOutcome.NO_ANSWER,  # subscriber absent (phone off)
+    21: CallOutcome.REJECTED,
+    34: CallOutcome.CONGESTION,
+    41: CallOutcome.CONGESTION,  # temporary failure
+    42: CallOutcome.CONGESTION,  # switching equipment congestion
+    44: CallOutcome.CONGESTION,  # requested channel not available
+}
+_REASON_OUTCOMES: dict[int, CallOutcome] = {
+    1: CallOutcome.FAILED,
+    3: CallOutcome.NO_ANSWER,
+    5: CallOutcome.BUSY,
+    8: CallOutcome.CONGESTION,
+}
+_DIALSTATUS_OUTCOMES: dict[str, CallOutcome] = {
+    "BUSY": CallOutcome.BUSY,
+    "CONGESTION": CallOutcome.CONGESTION,
+    "NOANSWER": CallOutcome.NO_ANSWER,
+    "CHANUNAVAIL": CallOutcome.FAILED,
+    "CANCEL": CallOutcome.CANCELLED,
+}
+
+
+def outcome_from_cause(cause: int | None) -> CallOutcome | None:
+    """Outcome implied by a Q.850 cause of an unanswered leg (``None``: not conclusive)."""
+    if cause is None or cause == 0:
+        return None
+    return _CAUSE_OUTCOMES.get(cause, CallOutcome.FAILED)
+
+
+class DuplicateCallError(AMIError, ValueError):
+    """``track()`` was given a call id, ActionID or ChannelId that is already tracked."""
+
+
+@dataclass(frozen=True, slots=True)
+class TrackerConfig:
+    agent_room_prefix: str = dialplan.ROOM_PREFIX
+    abandon_variable: str = dialplan.VAR_ABANDONED
+    amd_status_variable: str = "AMDSTATUS"
+    amd_cause_variable: str = "AMDCAUSE"
+    dial_status_variable: str = "DIALSTATUS"
+    #: extra time after ``ring_timeout`` before an unanswered call counts as stuck
+    originate_grace: timedelta = timedelta(seconds=30)
+    #: wait this long for a missing fact (OriginateResponse or a leg's Hangup) before resolving
+    settle_timeout: timedelta = timedelta(seconds=5)
+    #: an answered call still up after this long is resolved (events were lost)
+    max_call_duration: timedelta = timedelta(hours=4)
+
+
+@dataclass(frozen=True, slots=True)
+class CallRinging:
+    call_id: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswered:
+    call_id: str
+    at: datetime
+    channel: str | None  # the ;1 leg's channel name (target for Redirect)
+    uniqueid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallConnected:
+    call_id: str
+    at: datetime
+    agent_channel: str | None  # peer channel in the bridge, if known
+    conference: str | None  # the ConfBridge room, if the connect was a ConfbridgeJoin
+    bridge_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    call_id: str
+    outcome: CallOutcome
+    detail: str
+    hangup_cause: int | None  # the cause of the "right" leg
+    originate_reason: int | None
+    dial_status: str | None
+    amd_status: str | None
+    amd_cause: str | None
+    started_at: datetime
+    ringing_at: datetime | None
+    answered_at: datetime | None
+    connected_at: datetime | None
+    ended_at: datetime
+    channel: str | None
+    uniqueid: str | None
+    action_id: str
+
+
+TrackerOutput = CallRinging | CallAnswered | CallConnected | CallEnded
+
+
+class _Call:
+    __slots__ = (
+        "abandon_signal",
+        "action_id",
+        "agent_channel",
+        "amd_cause",
+        "amd_status",
+        "answered_at",
+        "bridge_id",
+        "call_id",
+        "cancel_requested",
+        "channel",
+        "conference",
+        "connected_at",
+        "deadline",
+        "dial_status",
+        "legs",
+        "match",
+        "other_cause",
+        "other_uid",
+        "preview",
+        "primary_cause",
+        "primary_uid",
+        "reason",
+        "response",
+        "response_detail",
+        "ringing_at",
+        "saw_channel",
+        "settle_at",
+        "started_at",
+    )
+
+    def __init__(
+        self,
+        call_id: str,
+        action_id: str,
+        now: datetime,
+        deadline: datetime,
+        preview: bool,
+        match: tuple[str, str] | None,
+    ) -> None:
+        self.call_id = call_id
+        self.action_id = action_id
+        self.started_at = now
+        self.deadline = deadline
+        self.preview = preview
+        self.match = match
+        self.primary_uid: str | None = None
+        self.other_uid: str | None = None
+        self.channel: str | None = None
+        self.legs: dict[str, bool] = {}  # uniqueid -> alive
+        self.saw_channel = False
+        self.primary_cause: int | None = None
+        self.other_cause: int | None = None
+        self.reason: int | None = None
+        self.response: str | None = None  # "Success" | "Failure" | "Error"
+        self.response_detail: str | None = None
+        self.dial_status: str | None = None
+        self.amd_status: str | None = None
+        self.amd_cause: str | None = None
+        self.abandon_signal: str | None = None
+        self.cancel_requested = False
+        self.ringing_at: datetime | None = None
+        self.answered_at: datetime | None = None
+        self.connected_at: datetime | None = None
+        self.agent_channel: str | None = None
+        self.conference: str | None = None
+        self.bridge_id: str | None = None
+        self.settle_at: datetime | None = None
+
+
+def _base_name(channel: str) -> str:
+    return channel[:-2] if channel.endswith((";1", ";2")) else channel
+
+
+class CallTracker:
+    """See the module docstring."""
+
+    def __init__(self, config: TrackerConfig | None = None) -> None:
+        self.config = config or TrackerConfig()
+        self._calls: dict[str, _Call] = {}
+        self._by_action: dict[str, _Call] = {}
+        self._by_uid: dict[str, _Call] = {}
+        self._by_match: dict[tuple[str, str], _Call] = {}
+        self._match_names: set[str] = set()
+        # bridge id -> {uniqueid: channel name}, for every bridge seen (not only ours)
+        self._bridges: dict[str, dict[str, str]] = {}
+        self._handlers: dict[type, Callable[[_Call | None, object, datetime], list[TrackerOutput]]]
+        self._handlers = {
+            Newchannel: self._on_newchannel,  # type: ignore[dict-item]
+            Newstate: self._on_newstate,  # type: ignore[dict-item]
+            Hangup: self._on_hangup,  # type: ignore[dict-item]
+            VarSet: self._on_varset,  # type: ignore[dict-item]
+            BridgeEnter: self._on_bridge_enter,  # type: ignore[dict-item]
+            BridgeLeave: self._on_bridge_leave,  # type: ignore[dict-item]
+            ConfbridgeJoin: self._on_confbridge_join,  # type: ignore[dict-item]
+        }
+
+    # -- registration ------------------------------------------------------------------------
+
+    def track(
+        self,
+        call_id: str,
+        *,
+        action_id: str,
+        now: datetime,
+        channel_id: str | None = None,
+        other_channel_id: str | None = None,
+        match_variable: tuple[str, str] | None = None,
+        ring_timeout: timedelta = timedelta(seconds=30),
+        preview: bool = False,
+    ) -> None:
+        """Start tracking an originate. Call it *before* sending the Originate.
+
+        ``preview=True``: the originated channel is the agent and the customer is dialed from
+        it (agent-first preview): the customer's answer/outcome comes from that Dial.
+        Raises :class:`DuplicateCallError` if any identifier is already in use.
+        """
+        if call_id in self._calls:
+            raise DuplicateCallError(f"call {call_id!r} is already tracked")
+        if action_id in self._by_action:
+            raise DuplicateCallError(f"ActionID {action_id!r} is already in use")
+        uids: list[str] = []
+        if channel_id:
+            uids.append(channel_id)
+            uids.append(other_channel_id or channel_id + ";2")
+        for uid in uids:
+            if uid in self._by_uid:
+                raise DuplicateCallError(f"ChannelId {uid!r} is already in use")
+        if match_variable is not None and match_variable in self._by_match:
+            raise DuplicateCallError(f"match variable {match_variable!r} is already in use")
+        call = _Call(
+            call_id,
+            action_id,
+            now,
+            now + ring_timeout + self.config.originate_grace,
+            preview,
+            match_variable,
+        )
+        if channel_id:
+            call.primary_uid = channel_id
+            call.other_uid = uids[1]
+            for uid in uids:
+                self._by_uid[uid] = call
+        if match_variable is not None:
+            self._by_match[match_variable] = call
+            self._match_names.add(match_variable[0])
+        self._calls[call_id] = call
+        self._by_action[action_id] = call
+
+    def cancel(self, call_id: str, now: datetime) -> None:
+        """Record that the dialer is hanging this call up (campaign paused, window closed).
+
+        An unanswered call then ends ``CANCELLED``; an answered, unconnected one ``ABANDONED``.
+        """
+        call = self._calls.get(call_id)
+        if call is not None:
+            call.cancel_requested = True
+
+    def originate_failed(self, call_id: str, now: datetime, detail: str) -> list[TrackerOutput]:
+        """The Originate could not be sent or was refused (timeout, connection lost...)."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return []
+        return [self._end(call, now, CallOutcome.FAILED, detail)]
+
+    # -- queries -----------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def __contains__(self, call_id: object) -> bool:
+        return call_id in self._calls
+
+    def call_ids(self) -> Iterator[str]:
+        return iter(list(self._calls))
+
+    def call_for_action(self, action_id: str) -> str | None:
+        call = self._by_action.get(action_id)
+        return call.call_id if call else None
+
+    def channel_of(self, call_id: str) -> tuple[str | None, str | None]:
+        """(channel name, uniqueid) of the call's ``;1`` leg, as far as known."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return (None, None)
+        return (call.channel, call.primary_uid)
+
+    # -- events ------------------------------------------------------------------------------
+
+    def feed(self, event: AMIEvent, now: datetime) -> list[TrackerOutput]:
+        """Process one typed event. Never raises on unexpected input; unknown calls are ignored."""
+        handler = self._handlers.get(type(event))
+        if handler is not None:
+            uid: str = event.uniqueid  # type: ignore[union-attr,assignment]
+            return handler(self._by_uid.get(uid), event, now)
+        if type(event) is OriginateResponse:
+            return self._on_originate_response(event, now)
+        if type(event) is DialBegin or type(event) is DialEnd:
+            return self._on_dial(event, now)
+        if type(event) is Response:
+            return self._on_response(event, now)
+        return []
+
+    def tick(self, now: datetime) -> list[TrackerOutput]:
+        """Resolve calls whose facts are overdue. Call it periodically (e.g. every second)."""
+        out: list[TrackerOutput] = []
+        for call in list(self._calls.values()):
+            if call.settle_at is not None and now >= call.settle_at:
+                out.append(self._resolve(call, now, "settled after timeout"))
+            elif now >= call.deadline:
+                if call.answered_at is not None:
+                    detail = "no hangup seen within max_call_duration"
+                    out.append(self._resolve(call, now, detail))
+                else:
+                    detail = "stuck: no answer or failure reported in time"
+                    out.append(self._end(call, now, CallOutcome.FAILED, detail))
+        return out
+
+    def reconcile(
+        self,
+        live_uniqueids: Collection[str],
+        now: datetime,
+        *,
+        tracked_before: datetime | None = None,
+    ) -> list[TrackerOutput]:
+        """After a reconnect: keep calls with a live leg, resolve the others.
+
+        ``live_uniqueids``: the Uniqueids of ``CoreShowChannels``. Calls tracked at or after
+        ``tracked_before`` (e.g. when the snapshot was requested) are left alone.
+        """
+        self._bridges.clear()
+        out: list[TrackerOutput] = []
+        live = (
+            live_uniqueids if isinstance(live_uniqueids, set | frozenset) else set(live_uniqueids)
+        )
+        for call in list(self._calls.values()):
+            if tracked_before is not None and call.started_at >= tracked_before:
+                continue
+            alive = call.primary_uid in live or any(uid in live for uid in call.legs)
+            if alive:
+                for uid in call.legs:
+                    if uid not in live:
+                        call.legs[uid] = False
+                continue
+            for uid in call.legs:
+                call.legs[uid] = False
+            if call.answered_at is not None:
+                out.append(self._resolve(call, now, "lost during PBX outage"))
+            elif call.response is not None or any(
+                c is not None for c in (call.primary_cause, call.other_cause)
+            ):
+                out.append(self._resolve(call, now, "resolved after reconnect"))
+            else:
+                out.append(self._end(call, now, CallOutcome.FAILED, "lost during PBX outage"))
+        return out
+
+    # -- handlers ----------------------------------------------------------------------------
+
+    def _bind(self, call: _Call, uid: str, channel: str, primary: bool) -> None:
+        if primary:
+            if call.primary_uid is None:
+                call.primary_uid = uid
+            call.channel = channel
+        elif call.other_uid is None:
+            call.other_uid = uid
+        self._by_uid[uid] = call
+        call.legs.setdefault(uid, True)
+        call.saw_channel = True
+
+    def _on_newchannel(
+        self, call: _Call | None, ev: Newchannel, now: datetime
+    ) -> list[TrackerOutput]:
+        if call is None:
+            # the ;2 leg of a Local channel whose ;1 leg we know
+            if not ev.channel.endswith(";2"):
+                return []
+            owner = self._by_uid.get(ev.linkedid)
+            if owner is None or owner.other_uid is not None or owner.channel is None:
+                return []
+            if _base_name(owner.channel) != _base_name(ev.channel):
+                return []
+            self._bind(owner, ev.uniqueid, ev.channel, primary=False)
+            return []
+        self._bind(call, ev.uniqueid, ev.channel, primary=ev.uniqueid == call.primary_uid)
+        return []
+
+    def _on_newstate(self, call: _Call | None, ev: Newstate, now: datetime) -> list[TrackerOutput]:
+        if call is None or ev.uniqueid != call.primary_uid:
+            return []
+        if call.channel is None:
+            call.channel = ev.channel
+        call.legs.setdefault(ev.uniqueid, True)
+        state = ev.channel_state
+        if state == _STATE_RINGING and call.ringing_at is None and not call.preview:
+            call.ringing_at = now
+            return [CallRinging(call.call_id, now)]
+        if state == _STATE_UP and not call.preview:
+            return self._answered(call, now)
+        return []
+
+    def _answered(self, call: _Call, now: datetime) -> list[TrackerOutput]:
+        if call.answered_at is not None:
+            return []
+        call.answered_at = now
+        call.settle_at = None
+        call.deadline = now + self.config.max_call_duration
+        return [CallAnswered(call.call_id, now, call.channel, call.primary_uid)]
+
+    def _connected(
+        self,
+        call: _Call,
+        now: datetime,
+        agent_channel: str | None,
+        conference: str | None,
+        bridge_id: str | None,
+    ) -> list[TrackerOutput]:
+        if call.connected_at is not None:
+            return []
+        out: list[TrackerOutput] = []
+        if call.answered_at is None:
+            out.extend(self._answered(call, now))
+        call.connected_at = now
+        call.agent_channel = agent_channel
+        call.conference = conference
+        call.bridge_id = bridge_id
+        out.append(CallConnected(call.call_id, now, agent_channel, conference, bridge_id))
+        return out
+
+    def _on_hangup(self, call: _Call | None, ev: Hangup, now: datetime) -> list[TrackerOutput]:
+        if call is None:
+            return []
+        uid = ev.uniqueid
+        call.legs[uid] = False
+        call.saw_channel = True
+        if uid == call.primary_uid:
+            call.primary_cause = ev.cause
+            if call.channel is None:
+                call.channel = ev.channel
+            if call.answered_at is not None:
+                return [self._resolve(call, now, "")]
+        else:
+            call.other_cause = ev.cause
+        return self._maybe_settle(call, now)
+
+    def _on_varset(self, call: _Call | None, ev: VarSet, now: datetime) -> list[TrackerOutput]:
+        var = ev.variable
+        if call is None:
+            if var in self._match_names:
+                owner = self._by_match.get((var, ev.value))
+                if owner is not None and ev.uniqueid:
+                    is_other = ev.channel.endswith(";2")
+                    if not is_other and owner.primary_uid is None:
+                        self._bind(owner, ev.uniqueid, ev.channel, primary=True)
+                    elif is_other and owner.other_uid is None:
+                        self._bind(owner, ev.uniqueid, ev.channel, primary=False)
+            return []
+        cfg = self.config
+        if var == cfg.amd_status_variable:
+            call.amd_status = ev.value or None
+        elif var == cfg.amd_cause_variable:
+            call.amd_cause = ev.value or None
+        elif var == cfg.abandon_variable:
+            call.abandon_signal = ev.value or None
+        elif (
+            var == cfg.dial_status_variable
+            and ev.value
+            and call.preview
+            and ev.uniqueid == call.primary_uid
+        ):
+            call.dial_status = ev.value
+            if ev.value == "ANSWER":
+                return self._connected(call, now, None, None, None)
+        return []
+
+    def _on_bridge_enter(
+        self, call: _Call | None, ev: BridgeEnter, now: datetime
+    ) -> list[TrackerOutput]:
+        members = self._bridges.setdefault(ev.bridge_uniqueid, {})
+        members[ev.uniqueid] = ev.channel
+        if call is not None and ev.uniqueid == call.primary_uid:
+            for uid, channel in members.items():
+                if self._by_uid.get(uid) is not call:
+                    return self._connected(call, now, channel, None, ev.bridge_uniqueid)
+            return []
+        out: list[TrackerOutput] = []
+        for uid in members:
+            owner = self._by_uid.get(uid)
+            if owner is not None and owner is not call and uid == owner.primary_uid:
+                out.extend(self._connected(owner, now, ev.channel, None, ev.bridge_uniqueid))
+        return out
+
+    def _check_bridges(self, call: _Call, now: datetime) -> list[TrackerOutput]:
+        uid = call.primary_uid
+        if uid is None or call.connected_at is not None:
+            return []
+        for bridge_id, members in self._bridges.items():
+            if uid in members:
+                for other, channel in members.items():
+                    if self._by_uid.get(other) is not call:
+                        return self._connected(call, now, channel, None, bridge_id)
+        return []
+
+    def _on_bridge_leave(
+        self, call: _Call | None, ev: BridgeLeave, now: datetime
+    ) -> list[TrackerOutput]:
+        members = self._bridges.get(ev.bridge_uniqueid)
+        if members is not None:
+            members.pop(ev.uniqueid, None)
+            if not members:
+                del self._bridges[ev.bridge_uniqueid]
+        return []
+
+    def _on_confbridge_join(
+        self, call: _Call | None, ev: ConfbridgeJoin, now: datetime
+    ) -> list[TrackerOutput]:
+        if call is None or ev.uniqueid != call.primary_uid:
+            return []
+        if ev.conference.startswith(self.config.agent_room_prefix):
+            return self._connected(call, now, None, ev.conference, ev.bridge_uniqueid)
+        return []
+
+    def _on_originate_response(self, ev: OriginateResponse, now: datetime) -> list[TrackerOutput]:
+        if ev.action_id is None:
+            return []
+        call = self._by_action.get(ev.action_id)
+        if call is None:
+            return []
+        call.reason = ev.reason
+        call.response = ev.response or "Failure"
+        if ev.success:
+            if ev.uniqueid and call.primary_uid is None:
+                self._bind(call, ev.uniqueid, ev.channel, primary=True)
+            elif call.channel is None and ev.uniqueid == call.primary_uid:
+                call.channel = ev.channel
+            if call.preview:
+                return []
+            out: list[TrackerOutput] = []
+            if ev.reason == 4 or ev.reason is None:
+                out.extend(self._answered(call, now))
+            out.extend(self._check_bridges(call, now))  # bound late: already bridged?
+            return out
+        return self._maybe_settle(call, now)
+
+    def _on_dial(self, ev: DialBegin | DialEnd, now: datetime) -> list[TrackerOutput]:
+        if ev.uniqueid is None:
+            # the originate's own dial: Dest* is our ;1 leg
+            call = self._by_uid.get(ev.dest_uniqueid)
+            if call is None:
+                return []
+            if type(ev) is DialEnd and not call.preview:
+                call.dial_status = ev.dial_status or call.dial_status
+            return []
+        call = self._by_uid.get(ev.uniqueid)
+        if call is None or not call.preview or ev.uniqueid != call.primary_uid:
+            return []
+        # preview: our (agent) channel dials the customer
+        if type(ev) is DialBegin:
+            if call.other_uid is None and ev.dest_uniqueid:
+                self._bind(call, ev.dest_uniqueid, ev.dest_channel, primary=False)
+            if call.ringing_at is None:
+                call.ringing_at = now
+                return [CallRinging(call.call_id, now)]
+            return []
+        assert type(ev) is DialEnd
+        call.dial_status = ev.dial_status
+        if ev.dial_status == "ANSWER":
+            return self._connected(call, now, ev.channel, None, None)
+        return []
+
+    def _on_response(self, ev: Response, now: datetime) -> list[TrackerOutput]:
+        if ev.action_id is None or ev.success:
+            return []
+        call = self._by_action.get(ev.action_id)
+        if call is None or call.response is not None:
+            return []
+        detail = ev.message_text or ev.response
+        call.response = "Error"
+        call.response_detail = detail
+        if detail == "Originate failed":
+            # synchronous originate: the call ran and failed; its Hangup events follow
+            return self._maybe_settle(call, now)
+        return [self._end(call, now, CallOutcome.FAILED, f"originate refused: {detail}")]
+
+    # -- resolution --------------------------------------------------------------------------
+
+    def _maybe_settle(self, call: _Call, now: datetime) -> list[TrackerOutput]:
+        """Unanswered call: resolve once the response is in and every leg seen is down."""
+        if call.answered_at is not None:
+            return []
+        legs_down = not any(call.legs.values())
+        response = call.response
+        # A sync "Originate failed" comes *before* the call's channels: wait for them.
+        if response is not None and legs_down and (call.legs or response != "Error"):
+            return [self._resolve(call, now, "")]
+        if call.settle_at is None and (response is not None or (call.legs and legs_down)):
+            call.settle_at = now + self.config.settle_timeout
+        return []
+
+    def _resolve(self, call: _Call, now: datetime, note: str) -> CallEnded:
+        outcome, detail = self._decide(call)
+        if note:
+            detail = f"{detail}; {note}" if detail else note
+        return self._end(call, now, outcome, detail)
+
+    def _right_cause(self, call: _Call) -> int | None:
+        if call.preview:
+            return call.other_cause if call.other_cause is not None else call.primary_cause
+        primary, other = call.primary_cause, call.other_cause
+        if primary not in _VAGUE_CAUSES:
+            return primary
+        if other not in _VAGUE_CAUSES:
+            return other
+        return primary if primary is not None else other
+
+    def _decide(self, call: _Call) -> tuple[CallOutcome, str]:
+        amd = (call.amd_status or "").upper()
+        if call.connected_at is not None:
+            return CallOutcome.ANSWERED_CONNECTED, "connected to agent"
+        if call.answered_at is not None and not call.preview:
+            if amd == "MACHINE":
+                return CallOutcome.MACHINE, f"AMD {call.amd_cause or 'MACHINE'}"
+            if call.abandon_signal:
+                return CallOutcome.ABANDONED, f"safe-harbor ({call.abandon_signal})"
+            if call.cancel_requested:
+                return CallOutcome.ABANDONED, "hung up by the dialer before connect"
+            return CallOutcome.ABANDONED, "hung up before an agent connected"
+        if call.cancel_requested:
+            return CallOutcome.CANCELLED, "cancelled by the dialer"
+        cause = self._right_cause(call)
+        by_cause = outcome_from_cause(cause)
+        if by_cause is not None:
+            return by_cause, f"hangup cause {cause}"
+        if call.reason is not None and call.reason in _REASON_OUTCOMES:
+            return _REASON_OUTCOMES[call.reason], f"originate reason {call.reason}"
+        if call.dial_status and call.dial_status in _DIALSTATUS_OUTCOMES:
+            return _DIALSTATUS_OUTCOMES[call.dial_status], f"dial status {call.dial_status}"
+        if call.response == "Error":
+            return CallOutcome.FAILED, f"originate failed: {call.response_detail}"
+        if not call.saw_channel and call.response is not None:
+            return CallOutcome.FAILED, "no channel created (unknown or unregistered endpoint)"
+        if call.saw_channel and cause == 0:
+            return CallOutcome.INVALID_NUMBER, "hangup cause 0 (no such number or extension)"
+        if call.response is None:
+            return CallOutcome.FAILED, "no OriginateResponse"
+        return CallOutcome.FAILED, f"originate reason {call.reason}"
+
+    def _end(self, call: _Call, now: datetime, outcome: CallOutcome, detail: str) -> CallEnded:
+        self._forget(call)
+        return CallEnded(
+            call_id=call.call_id,
+            outcome=outcome,
+            detail=detail,
+            hangup_cause=self._right_cause(call),
+            originate_reason=call.reason,
+            dial_status=call.dial_status,
+            amd_status=call.amd_status,
+            amd_cause=call.amd_cause,
+            started_at=call.started_at,
+            ringing_at=call.ringing_at,
+            answered_at=call.answered_at,
+            connected_at=call.connected_at,
+            ended_at=now,
+            channel=call.channel,
+            uniqueid=call.primary_uid,
+            action_id=call.action_id,
+        )
+
+    def _forget(self, call: _Call) -> None:
+        self._calls.pop(call.call_id, None)
+        if self._by_action.get(call.action_id) is call:
+            del self._by_action[call.action_id]
+        for uid in self._uids_of(call):
+            del self._by_uid[uid]
+        if call.match is not None and self._by_match.get(call.match) is call:
+            del self._by_match[call.match]
+
+    def _uids_of(self, call: _Call) -> list[str]:
+        uids = set(call.legs)
+        for uid in (call.primary_uid, call.other_uid):
+            if uid is not None:
+                uids.add(uid)
+        return [u for u in uids if self._by_uid.get(u) is call]

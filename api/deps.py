@@ -1,0 +1,307 @@
+"""FastAPI dependencies (Annotated, full-stack-fastapi-template style).
+
+``app.state`` holds ``settings``, ``sessionmaker``, ``redis`` and ``keys`` (built by the
+lifespan in api/app.py). Tests override :func:`get_clock` with a ``FakeClock``.
+
+Transactions: one ``AsyncSession`` per request (:data:`DbDep`); handlers that change data call
+``await ctx.commit()`` once at the end, so a failing request writes nothing.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import redis.asyncio as aioredis
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.auth import (
+    CSRF_HEADER,
+    ROLE_SCOPES,
+    SESSION_COOKIE,
+    Principal,
+    SessionStore,
+    api_key_matches,
+    parse_api_key,
+    session_hash,
+    unsign_session_cookie,
+)
+from api.errors import ApiError
+from dialer.db.models import ApiKey, AuditLog, Role, User, UserCampaign
+from dialer.domain.clock import Clock, SystemClock
+from dialer.redis_client import Streams
+from dialer.redis_keys import Keys
+from dialer.settings import Settings
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+API_KEY_TOUCH = timedelta(minutes=1)
+
+
+# --------------------------------------------------------------------------- app state
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+    sm: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    return sm
+
+
+def get_redis(request: Request) -> aioredis.Redis:
+    client: aioredis.Redis = request.app.state.redis
+    return client
+
+
+def get_keys(request: Request) -> Keys:
+    keys: Keys = request.app.state.keys
+    return keys
+
+
+def get_password_hasher(request: Request) -> PasswordHasher:
+    hasher: PasswordHasher = request.app.state.password_hasher
+    return hasher
+
+
+_SYSTEM_CLOCK = SystemClock()
+
+
+def get_clock() -> Clock:
+    """The time source; override in tests: ``app.dependency_overrides[get_clock]``."""
+    return _SYSTEM_CLOCK
+
+
+async def get_db(
+    sm: Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)],
+) -> AsyncIterator[AsyncSession]:
+    async with sm() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
+RedisDep = Annotated[aioredis.Redis, Depends(get_redis)]
+KeysDep = Annotated[Keys, Depends(get_keys)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+DbDep = Annotated[AsyncSession, Depends(get_db)]
+HasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+# --------------------------------------------------------------------------- authentication
+
+
+def _unauthorized(message: str, code: str = "unauthorized") -> ApiError:
+    return ApiError(401, code, message, headers={"WWW-Authenticate": "Bearer"})
+
+
+def _api_key_from(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise _unauthorized("unsupported Authorization header: use 'Bearer mk_...'")
+        return value.strip()
+    return request.headers.get("x-api-key")
+
+
+async def _api_key_principal(
+    raw: str, db: AsyncSession, sm: async_sessionmaker[AsyncSession], now: datetime
+) -> Principal:
+    parsed = parse_api_key(raw)
+    if parsed is None:
+        raise _unauthorized("malformed API key", "invalid_api_key")
+    prefix, secret = parsed
+    key = await db.scalar(sa.select(ApiKey).where(ApiKey.prefix == prefix))
+    if key is None or key.revoked_at is not None or not api_key_matches(key.key_hash, secret):
+        raise _unauthorized("invalid or revoked API key", "invalid_api_key")
+    if key.last_used_at is None or now - key.last_used_at > API_KEY_TOUCH:
+        async with sm.begin() as s:  # own short transaction: reads stay read-only
+            await s.execute(sa.update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+    scopes = key.scopes.get("scopes", []) if isinstance(key.scopes, dict) else []
+    return Principal(
+        kind="api_key",
+        actor=f"apikey:{key.prefix}",
+        scopes=frozenset(str(s) for s in scopes),
+        api_key_id=key.id,
+    )
+
+
+async def get_principal(
+    request: Request,
+    db: DbDep,
+    sm: SessionmakerDep,
+    redis: RedisDep,
+    keys: KeysDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+) -> Principal:
+    """Authenticate the request (API key header, else the session cookie) and check CSRF."""
+    now = clock.now()
+    raw_key = _api_key_from(request)
+    if raw_key is not None:
+        return await _api_key_principal(raw_key, db, sm, now)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    if not cookie:
+        raise _unauthorized("authentication required: sign in or send an API key")
+    session_id = unsign_session_cookie(settings.api.session_secret.get_secret_value(), cookie)
+    if session_id is None:
+        raise _unauthorized("invalid session cookie", "invalid_session")
+    shash = session_hash(session_id)
+    store = SessionStore(redis, keys)
+    data = await store.load(shash, now)
+    if data == "expired":
+        raise _unauthorized("the session has expired: sign in again", "session_expired")
+    if data is None:
+        raise _unauthorized("the session is not valid (signed out?): sign in again", "no_session")
+    user = await db.get(User, data.user_id)
+    if user is None or not user.active:
+        await store.delete(shash, data.user_id)
+        raise _unauthorized("the account is disabled", "account_disabled")
+    if request.method not in SAFE_METHODS:
+        sent = request.headers.get(CSRF_HEADER, "")
+        if not sent or not hmac.compare_digest(sent, data.csrf):
+            raise ApiError(
+                403,
+                "csrf_failed",
+                f"missing or invalid {CSRF_HEADER} header for a cookie session",
+            )
+    return Principal(
+        kind="session",
+        actor=f"user:{user.id}",
+        scopes=ROLE_SCOPES[user.role],
+        user_id=user.id,
+        username=user.username,
+        role=user.role,
+        session_hash=shash,
+        csrf_token=data.csrf,
+    )
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def require(scope: str) -> Callable[..., Awaitable[Principal]]:
+    """Dependency: the caller must hold ``scope`` (admins hold every scope)."""
+
+    async def _check(principal: PrincipalDep) -> Principal:
+        if not principal.has(scope):
+            raise ApiError(
+                403, "forbidden", f"this action needs the '{scope}' permission", {"scope": scope}
+            )
+        return principal
+
+    _check.__name__ = f"require_{scope.replace(':', '_')}"
+    return _check
+
+
+def Scoped(scope: str) -> Any:  # noqa: N802 - reads like a type in signatures
+    return Depends(require(scope))
+
+
+# --------------------------------------------------------------------------- request context
+
+
+@dataclass(slots=True)
+class RequestContext:
+    """Everything a handler needs, in one parameter."""
+
+    request: Request
+    db: AsyncSession
+    principal: Principal
+    clock: Clock
+    redis: aioredis.Redis
+    keys: Keys
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    _campaigns: frozenset[int] | None = None
+    _campaigns_loaded: bool = False
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    @property
+    def ip(self) -> str:
+        return client_ip(self.request)
+
+    @property
+    def streams(self) -> Streams:
+        return Streams(self.redis)
+
+    async def commit(self) -> None:
+        await self.db.commit()
+
+    async def campaign_scope(self) -> frozenset[int] | None:
+        """Campaign ids this caller may see; None means every campaign.
+
+        Admins and API keys see every campaign; supervisors and agents the campaigns they are
+        assigned to (``user_campaigns``).
+        """
+        if self._campaigns_loaded:
+            return self._campaigns
+        p = self.principal
+        if p.is_admin or p.kind == "api_key" or p.user_id is None:
+            self._campaigns = None
+        else:
+            rows = await self.db.scalars(
+                sa.select(UserCampaign.campaign_id).where(UserCampaign.user_id == p.user_id)
+            )
+            self._campaigns = frozenset(rows)
+        self._campaigns_loaded = True
+        return self._campaigns
+
+    async def can_see_campaign(self, campaign_id: int) -> bool:
+        scope = await self.campaign_scope()
+        return scope is None or campaign_id in scope
+
+    def audit(
+        self,
+        action: str,
+        target_type: str = "",
+        target_id: object = "",
+        **detail: Any,
+    ) -> None:
+        """Add an audit row to the request's transaction (admins, supervisors, API keys).
+
+        Never pass secrets or personal data in ``detail``.
+        """
+        if self.principal.role is Role.AGENT:
+            return
+        self.db.add(
+            AuditLog(
+                at=self.now(),
+                actor=self.principal.actor,
+                action=action,
+                target_type=target_type,
+                target_id=str(target_id)[:64],
+                detail=detail,
+                ip=self.ip[:64],
+            )
+        )
+
+
+async def get_context(
+    request: Request,
+    db: DbDep,
+    principal: PrincipalDep,
+    clock: ClockDep,
+    redis: RedisDep,
+    keys: KeysDep,
+    settings: SettingsDep,
+    sm: SessionmakerDep,
+) -> RequestContext:
+    return RequestContext(request, db, principal, clock, redis, keys, settings, sm)
+
+
+Ctx = Annotated[RequestContext, Depends(get_context)]

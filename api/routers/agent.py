@@ -1,0 +1,416 @@
+"""The agent screen's actions: log in with an extension, ready / pause / log out, disposition,
+and ``GET /agent/me`` (live state, current call and the screen-pop data).
+
+Agent actions go to the dialer as commands (``Keys.commands_stream``); the dialer owns the
+agent state machine and answers on the event stream (``agent_state`` or ``command_rejected``).
+The API answers 202 once the command is queued, after checking what it can check itself.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from api.auth import Scope
+from api.deps import Ctx, RequestContext, Scoped
+from api.errors import ApiError, not_found
+from api.events import live_agent_state, publish_event, seconds_since, send_command
+from api.routers.auth import UserOut, user_out
+from api.routers.campaigns import DispositionOut, disposition_list
+from api.routers.users import check_extension
+from api.screen import (
+    AttemptOut,
+    HistoryOut,
+    LeadOut,
+    attempt_out,
+    fill_script,
+    lead_history,
+    lead_out,
+    script_values,
+)
+from api.types import BodyId
+from dialer.db.models import (
+    Appointment,
+    CallAttempt,
+    Campaign,
+    Disposition,
+    Lead,
+    Pqrs,
+    User,
+)
+from dialer.domain.agents import PAUSE_CODES
+from dialer.domain.dispositions import validate_disposition
+from dialer.domain.outcomes import AgentState, CampaignStatus
+from dialer.store import EngineStore
+
+router = APIRouter(prefix="/agent", tags=["agent screen"])
+
+
+class LoginIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    campaign_id: BodyId
+    extension: str | None = Field(
+        default=None, description="PJSIP endpoint of the softphone; default: the user's own"
+    )
+
+    @field_validator("extension")
+    @classmethod
+    def _extension(cls, value: str | None) -> str | None:
+        return check_extension(value)
+
+
+class PauseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description="One of the pause codes (GET /agent/me lists them)")
+
+
+class DispositionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attempt: str = Field(min_length=1, max_length=64, description="The call's attempt uuid")
+    code: str = Field(min_length=1, max_length=64)
+    details: dict[str, Any] = Field(default_factory=dict)
+    pause_code: str | None = Field(
+        default=None, description="Pause right after (instead of going ready)"
+    )
+
+
+class Accepted(BaseModel):
+    status: str = "accepted"
+    command: str
+    command_id: str
+
+
+class DispositionOutcome(BaseModel):
+    attempt: str
+    code: str
+    lead_id: int
+    lead_status: str | None
+    next_attempt_at: datetime | None
+    appointment_id: int | None = None
+    pqrs_id: int | None = None
+
+
+class LiveState(BaseModel):
+    state: str
+    since: str | None = None
+    seconds_in_state: float | None = None
+    extension: str | None = None
+    campaign_id: int | None = None
+    pause_code: str | None = None
+    attempt: str | None = None
+    preview_lead: int | None = None  # preview mode: the lead on the agent's screen
+    preview_deadline: str | None = None  # when the call is placed by itself
+
+
+class CampaignBrief(BaseModel):
+    id: int
+    name: str
+    type: str
+    status: str
+
+
+class CurrentCall(BaseModel):
+    attempt: AttemptOut
+    lead: LeadOut
+    campaign: CampaignBrief
+    vehicle: str
+    script: str
+    dispositions: list[DispositionOut]
+    history: HistoryOut
+
+
+class PauseCode(BaseModel):
+    code: str
+    label_es: str
+
+
+class PreviewCard(BaseModel):
+    """Preview mode: who the agent will call, before dialing."""
+
+    lead: LeadOut
+    vehicle: str
+    deadline: str | None
+    history: HistoryOut
+
+
+class AgentMe(BaseModel):
+    user: UserOut
+    state: LiveState
+    pause_codes: list[PauseCode]
+    campaigns: list[CampaignBrief]
+    call: CurrentCall | None
+    preview: PreviewCard | None = None
+
+
+def _me(ctx: RequestContext) -> int:
+    if ctx.principal.user_id is None:
+        raise ApiError(403, "forbidden", "agent actions need a signed-in user")
+    return ctx.principal.user_id
+
+
+async def _state(ctx: RequestContext, agent_id: int) -> LiveState:
+    raw = await live_agent_state(ctx.redis, ctx.keys, agent_id)
+    if not raw:
+        return LiveState(state=AgentState.LOGGED_OUT.value)
+    since = raw.get("since") or None
+    cid = raw.get("campaign_id") or ""
+    return LiveState(
+        state=raw.get("state") or AgentState.LOGGED_OUT.value,
+        since=since,
+        seconds_in_state=seconds_since(since, ctx.now()) if since else None,
+        extension=raw.get("extension") or None,
+        campaign_id=int(cid) if cid.isdigit() else None,
+        pause_code=raw.get("pause_code") or None,
+        attempt=raw.get("attempt") or None,
+        preview_lead=int(raw["preview_lead"]) if raw.get("preview_lead", "").isdigit() else None,
+        preview_deadline=raw.get("preview_deadline") or None,
+    )
+
+
+async def _command(ctx: RequestContext, type_: str, data: dict[str, Any]) -> Accepted:
+    command_id = await send_command(ctx.redis, ctx.keys, type_, data)
+    return Accepted(command=type_, command_id=command_id)
+
+
+def _require_logged_in(state: LiveState, action: str) -> None:
+    if state.state == AgentState.LOGGED_OUT.value:
+        raise ApiError(409, "not_logged_in", f"log in with an extension before you {action}")
+
+
+@router.post(
+    "/login",
+    status_code=202,
+    summary="Log in to a campaign: the dialer calls the extension (nailed-up room)",
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_login(body: LoginIn, ctx: Ctx) -> Accepted:
+    me = _me(ctx)
+    campaign = await ctx.db.get(Campaign, body.campaign_id)
+    if campaign is None or not await ctx.can_see_campaign(campaign.id):
+        raise not_found("campaign", body.campaign_id)
+    if campaign.status not in (CampaignStatus.RUNNING, CampaignStatus.PAUSED):
+        raise ApiError(
+            409,
+            "campaign_not_active",
+            f"the campaign is {campaign.status.value}: agents join running or paused campaigns",
+        )
+    user = await ctx.db.get(User, me)
+    extension = body.extension or (user.extension if user else None)
+    if not extension:
+        raise ApiError(422, "extension_required", "give the extension of your softphone")
+    state = await _state(ctx, me)
+    if state.state != AgentState.LOGGED_OUT.value:
+        raise ApiError(409, "already_logged_in", f"you are already logged in ({state.state})")
+    return await _command(
+        ctx, "agent_login", {"agent_id": me, "extension": extension, "campaign_id": campaign.id}
+    )
+
+
+@router.post(
+    "/ready", status_code=202, summary="Ready for calls", dependencies=[Scoped(Scope.AGENT)]
+)
+async def agent_ready(ctx: Ctx) -> Accepted:
+    me = _me(ctx)
+    state = await _state(ctx, me)
+    _require_logged_in(state, "go ready")
+    if state.state == AgentState.WRAP_UP.value:
+        raise ApiError(409, "disposition_required", "submit the call's disposition first")
+    return await _command(ctx, "agent_ready", {"agent_id": me})
+
+
+@router.post(
+    "/pause", status_code=202, summary="Pause with a code", dependencies=[Scoped(Scope.AGENT)]
+)
+async def agent_pause(body: PauseIn, ctx: Ctx) -> Accepted:
+    me = _me(ctx)
+    if body.code not in PAUSE_CODES:
+        raise ApiError(
+            422,
+            "unknown_pause_code",
+            f"unknown pause code {body.code!r}",
+            {"allowed": sorted(PAUSE_CODES)},
+        )
+    _require_logged_in(await _state(ctx, me), "pause")
+    return await _command(ctx, "agent_pause", {"agent_id": me, "code": body.code})
+
+
+@router.post("/logout", status_code=202, summary="Log out", dependencies=[Scoped(Scope.AGENT)])
+async def agent_logout(ctx: Ctx) -> Accepted:
+    me = _me(ctx)
+    return await _command(ctx, "agent_logout", {"agent_id": me})
+
+
+@router.post(
+    "/disposition",
+    summary="Record the call's disposition (appointment, callback, complaint, DNC...)",
+    responses={409: {"description": "The call does not take a disposition now"}},
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_disposition(body: DispositionIn, ctx: Ctx) -> DispositionOutcome:
+    me = _me(ctx)
+    if body.pause_code is not None and body.pause_code not in PAUSE_CODES:
+        raise ApiError(422, "unknown_pause_code", f"unknown pause code {body.pause_code!r}")
+    attempt = await ctx.db.scalar(sa.select(CallAttempt).where(CallAttempt.uuid == body.attempt))
+    if attempt is None or attempt.agent_id != me:
+        raise not_found("call", body.attempt)
+    campaign = await ctx.db.get_one(Campaign, attempt.campaign_id)
+    attempt_id, campaign_id, campaign_type = attempt.id, campaign.id, campaign.type
+    now = ctx.now()
+    record = validate_disposition(campaign_type, body.code, body.details, now)
+    await ctx.db.rollback()  # end the read transaction; the store writes in its own
+    result = await EngineStore(ctx.sessionmaker).record_disposition(
+        body.attempt, record, now, agent_id=me
+    )
+    command: dict[str, Any] = {"agent_id": me}
+    if body.pause_code:
+        command["pause_code"] = body.pause_code
+    await send_command(ctx.redis, ctx.keys, "agent_dispositioned", command)
+    decision = result.decision
+    out = DispositionOutcome(
+        attempt=body.attempt,
+        code=record.code.value,
+        lead_id=result.lead_id,
+        lead_status=decision.lead_status.value if decision else None,
+        next_attempt_at=decision.next_attempt_at if decision else None,
+    )
+    base = {"attempt": body.attempt, "lead_id": result.lead_id, "campaign_id": campaign_id}
+    disposition_id = await ctx.db.scalar(
+        sa.select(Disposition.id).where(Disposition.attempt_id == attempt_id)
+    )
+    appointment = await ctx.db.scalar(
+        sa.select(Appointment).where(Appointment.disposition_id == disposition_id)
+    )
+    if appointment is not None:
+        out.appointment_id = appointment.id
+        await publish_event(
+            ctx.redis,
+            ctx.keys,
+            "appointment_booked",
+            {
+                **base,
+                "appointment_id": appointment.id,
+                "scheduled_for": appointment.scheduled_for.isoformat(),
+                "branch": appointment.branch,
+                "service": appointment.service,
+            },
+        )
+    pqrs = await ctx.db.scalar(sa.select(Pqrs).where(Pqrs.disposition_id == disposition_id))
+    if pqrs is not None:
+        out.pqrs_id = pqrs.id
+        await publish_event(
+            ctx.redis,
+            ctx.keys,
+            "complaint_raised",
+            {**base, "pqrs_id": pqrs.id, "deadline": pqrs.deadline.isoformat()},
+        )
+    await publish_event(
+        ctx.redis, ctx.keys, "disposition_recorded", {**base, "agent_id": me, "code": out.code}
+    )
+    return out
+
+
+async def current_call(ctx: RequestContext, attempt_uuid: str, agent_id: int) -> CurrentCall | None:
+    attempt = await ctx.db.scalar(sa.select(CallAttempt).where(CallAttempt.uuid == attempt_uuid))
+    if attempt is None or (attempt.agent_id not in (None, agent_id)):
+        return None
+    lead = await ctx.db.scalar(
+        sa.select(Lead).where(Lead.id == attempt.lead_id).options(sa.orm.selectinload(Lead.phones))
+    )
+    campaign = await ctx.db.get(Campaign, attempt.campaign_id)
+    if lead is None or campaign is None:
+        return None
+    agent = await ctx.db.get(User, agent_id)
+    values = script_values(lead, campaign, agent)
+    return CurrentCall(
+        attempt=attempt_out(attempt, masked=True),
+        lead=lead_out(lead, masked=True),
+        campaign=CampaignBrief(
+            id=campaign.id,
+            name=campaign.name,
+            type=campaign.type.value,
+            status=campaign.status.value,
+        ),
+        vehicle=" ".join(
+            x for x in (lead.brand, lead.model, str(lead.vehicle_year or ""), lead.plate) if x
+        ),
+        script=fill_script(campaign.script, values),
+        dispositions=disposition_list(campaign.type),
+        history=await lead_history(ctx.db, lead.id, masked=True),
+    )
+
+
+@router.get(
+    "/me",
+    summary="Live state, current call and screen-pop data for the agent screen",
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_me(ctx: Ctx) -> AgentMe:
+    me = _me(ctx)
+    user = await ctx.db.get_one(User, me)
+    state = await _state(ctx, me)
+    q = sa.select(Campaign).order_by(Campaign.id)
+    scope = await ctx.campaign_scope()
+    if scope is not None:
+        q = q.where(Campaign.id.in_(scope))
+    campaigns = [
+        CampaignBrief(id=c.id, name=c.name, type=c.type.value, status=c.status.value)
+        for c in await ctx.db.scalars(q)
+    ]
+    call = await current_call(ctx, state.attempt, me) if state.attempt else None
+    preview = None
+    if state.preview_lead is not None and call is None:
+        lead = await ctx.db.scalar(
+            sa.select(Lead)
+            .where(Lead.id == state.preview_lead)
+            .options(sa.orm.selectinload(Lead.phones))
+        )
+        if lead is not None:
+            preview = PreviewCard(
+                lead=lead_out(lead, masked=True),
+                vehicle=" ".join(x for x in (lead.brand, lead.model, lead.plate) if x),
+                deadline=state.preview_deadline,
+                history=await lead_history(ctx.db, lead.id, masked=True),
+            )
+    return AgentMe(
+        user=user_out(user),
+        state=state,
+        pause_codes=[PauseCode(code=c, label_es=label) for c, label in PAUSE_CODES.items()],
+        campaigns=campaigns,
+        call=call,
+        preview=preview,
+    )
+
+
+@router.post(
+    "/preview/call",
+    status_code=202,
+    summary="Preview mode: call the lead on screen now",
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_preview_call(ctx: Ctx) -> Accepted:
+    me = _me(ctx)
+    state = await _state(ctx, me)
+    if state.preview_lead is None:
+        raise ApiError(409, "no_preview", "there is no lead on your screen to call")
+    return await _command(ctx, "preview_call", {"agent_id": me})
+
+
+@router.post(
+    "/preview/skip",
+    status_code=202,
+    summary="Preview mode: skip the lead on screen (it comes back later)",
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_preview_skip(ctx: Ctx) -> Accepted:
+    me = _me(ctx)
+    state = await _state(ctx, me)
+    if state.preview_lead is None:
+        raise ApiError(409, "no_preview", "there is no lead on your screen to skip")
+    return await _command(ctx, "preview_skip", {"agent_id": me})

@@ -1,0 +1,742 @@
+// Agent screen: campaign log-in with an extension (nailed-up room call), ready / pause,
+// status bar, preview card, screen-pop with script and history, disposition form with
+// appointment / callback / complaint, wrap-up timer, shortcuts, sound and visual alert.
+import {
+  $,
+  AGENT_STATES,
+  API,
+  ApiFailure,
+  OUTCOMES,
+  PAUSE_FALLBACK,
+  api,
+  clear,
+  el,
+  fmtDate,
+  fmtDuration,
+  liveEvents,
+  messageEs,
+  onSignOut,
+  serverClock,
+  throttle,
+  toast,
+} from "./common.js";
+
+const SERVICES = [
+  "Mantenimiento preventivo",
+  "Mantenimiento 5.000 km",
+  "Mantenimiento 10.000 km",
+  "Alineación y balanceo",
+  "Revisión de frenos",
+  "Diagnóstico general",
+  "Latonería y pintura",
+  "Cambio de aceite",
+];
+const BRANCHES = ["Tunja", "Duitama"];
+const SCOPES = [
+  ["own_agent", "Yo mismo (el mismo asesor)"],
+  ["anyone", "Cualquier asesor"],
+];
+const WA_STATUS = {
+  queued: "en cola",
+  scheduled: "programado",
+  sent: "enviado",
+  delivered: "entregado",
+  read: "leído",
+  failed: "falló",
+  skipped: "omitido",
+  received: "recibido",
+};
+
+const view = {
+  me: null,
+  attempt: null, // attempt shown in the screen-pop
+  formFor: null, // attempt the disposition form was built for
+  selected: null, // selected disposition definition
+  pendingSubmit: false,
+  campaigns: new Map(), // id -> campaign (wrap_up_seconds...)
+  baseTitle: document.title,
+  saving: false,
+};
+
+// ------------------------------------------------------------------ sound and alert
+let audio = null;
+function unlockAudio() {
+  try {
+    audio = audio || new AudioContext();
+    if (audio.state === "suspended") audio.resume();
+  } catch {
+    audio = null;
+  }
+}
+document.addEventListener("pointerdown", unlockAudio);
+document.addEventListener("keydown", unlockAudio);
+
+function beep() {
+  if (!audio) unlockAudio();
+  if (!audio) return;
+  const t = audio.currentTime + 0.01;
+  for (const [offset, freq] of [
+    [0, 880],
+    [0.2, 1175],
+    [0.4, 880],
+  ]) {
+    const osc = audio.createOscillator();
+    const gain = audio.createGain();
+    osc.type = "sine";
+    osc.frequency.value = freq;
+    gain.gain.setValueAtTime(0.0001, t + offset);
+    gain.gain.exponentialRampToValueAtTime(0.25, t + offset + 0.02);
+    gain.gain.exponentialRampToValueAtTime(0.0001, t + offset + 0.17);
+    osc.connect(gain).connect(audio.destination);
+    osc.start(t + offset);
+    osc.stop(t + offset + 0.18);
+  }
+}
+
+function alertNewCall(call) {
+  beep();
+  const card = $("ficha");
+  card.classList.remove("flash");
+  void card.offsetWidth; // restart the animation
+  card.classList.add("flash");
+  document.title = `📞 ${call.lead.customer_name} · Marcador`;
+  document.body.classList.add("new-call");
+  setTimeout(() => document.body.classList.remove("new-call"), 4000);
+}
+
+// ------------------------------------------------------------------ helpers
+function pauseLabel(code) {
+  const me = view.me;
+  const found = me && me.pause_codes.find((p) => p.code === code);
+  return found ? found.label_es : PAUSE_FALLBACK[code] || code;
+}
+
+function stateLabel(state) {
+  if (state.state === "paused" && state.pause_code) {
+    return `${AGENT_STATES.paused} · ${pauseLabel(state.pause_code)}`;
+  }
+  return AGENT_STATES[state.state] || state.state;
+}
+
+function pad(n) {
+  return String(n).padStart(2, "0");
+}
+
+// datetime-local value for a Date (browser local time).
+function localInput(date) {
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
+}
+
+// "2026-11-25T09:00" (local) -> "2026-11-25T09:00:00-05:00" (with the browser's offset).
+function isoWithOffset(value) {
+  if (!value) return null;
+  const d = new Date(value);
+  if (Number.isNaN(d.getTime())) return null;
+  const off = -d.getTimezoneOffset();
+  const sign = off >= 0 ? "+" : "-";
+  const abs = Math.abs(off);
+  return `${value.length === 16 ? `${value}:00` : value}${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
+}
+
+function campaignName(id) {
+  const c = view.me && view.me.campaigns.find((x) => x.id === id);
+  return c ? c.name : id ? `Campaña ${id}` : "";
+}
+
+async function campaignDetails(id) {
+  if (!id) return null;
+  if (!view.campaigns.has(id)) {
+    try {
+      view.campaigns.set(id, await api("GET", `${API}/campaigns/${id}`));
+    } catch {
+      view.campaigns.set(id, null);
+    }
+  }
+  return view.campaigns.get(id);
+}
+
+// ------------------------------------------------------------------ actions
+async function act(method, path, body, okText) {
+  try {
+    await api(method, path, body);
+    if (okText) toast(okText, "ok", 2500);
+  } catch (err) {
+    toast(messageEs(err), "error");
+  }
+  refreshSoon();
+}
+
+function goReady() {
+  const s = view.me && view.me.state.state;
+  if (s === "paused" && view.me.state.pause_code !== "connecting") {
+    act("POST", `${API}/agent/ready`, undefined, "Solicitud enviada: disponible");
+  }
+}
+
+function goPause() {
+  const s = view.me && view.me.state.state;
+  if (s === "ready" || s === "paused") {
+    const code = $("codigo-pausa").value || "break";
+    act("POST", `${API}/agent/pause`, { code }, `Pausa: ${pauseLabel(code)}`);
+  }
+}
+
+$("btn-disponible").addEventListener("click", goReady);
+$("btn-pausa").addEventListener("click", goPause);
+$("btn-desconectar").addEventListener("click", () =>
+  act("POST", `${API}/agent/logout`, undefined, "Desconectado de la campaña"),
+);
+
+$("form-campana").addEventListener("submit", async (ev) => {
+  ev.preventDefault();
+  unlockAudio();
+  const campaign_id = Number($("sel-campana").value);
+  const extension = $("txt-extension").value.trim();
+  if (!campaign_id) {
+    toast("Elija una campaña.", "error");
+    return;
+  }
+  if (!extension) {
+    toast("Escriba la extensión de su softphone.", "error");
+    return;
+  }
+  const button = $("btn-conectar");
+  button.disabled = true;
+  try {
+    await api("POST", `${API}/agent/login`, { campaign_id, extension });
+    toast(`Llamando a la extensión ${extension}…`, "ok", 3000);
+  } catch (err) {
+    toast(messageEs(err), "error");
+  } finally {
+    button.disabled = false;
+  }
+  refreshSoon();
+});
+
+onSignOut(async () => {
+  if (view.me && view.me.state.state !== "logged_out") {
+    await api("POST", `${API}/agent/logout`, undefined, { redirectOn401: false });
+  }
+});
+
+// ------------------------------------------------------------------ rendering
+function renderStatus(me) {
+  const st = me.state;
+  const pill = $("estado");
+  pill.textContent = stateLabel(st);
+  pill.className = `pill pill-${st.state}`;
+  document.body.dataset.state = st.state;
+  const loggedIn = st.state !== "logged_out";
+  $("controles").hidden = !loggedIn;
+  $("stat-ext").hidden = !st.extension;
+  $("extension").textContent = st.extension || "";
+  $("stat-campana").hidden = !st.campaign_id;
+  $("campana").textContent = campaignName(st.campaign_id);
+  const connecting = st.state === "paused" && st.pause_code === "connecting";
+  $("btn-disponible").disabled = !(st.state === "paused" && !connecting);
+  $("btn-pausa").disabled = !(st.state === "ready" || (st.state === "paused" && !connecting));
+  const select = $("codigo-pausa");
+  if (!select.options.length) {
+    for (const p of me.pause_codes) {
+      if (p.code !== "supervisor") select.append(el("option", { value: p.code }, p.label_es));
+    }
+  }
+}
+
+function renderLogin(me) {
+  const box = $("ingreso");
+  const show = me.state.state === "logged_out";
+  box.hidden = !show;
+  $("area").hidden = show;
+  if (!show) return;
+  const select = $("sel-campana");
+  const current = select.value;
+  clear(select);
+  const active = me.campaigns.filter((c) => c.status === "running" || c.status === "paused");
+  if (!active.length) select.append(el("option", { value: "" }, "No tiene campañas activas"));
+  for (const c of active) {
+    select.append(el("option", { value: c.id }, `${c.name}${c.status === "paused" ? " (en pausa)" : ""}`));
+  }
+  if (current) select.value = current;
+  const ext = $("txt-extension");
+  if (!ext.value && me.user.extension) ext.value = me.user.extension;
+}
+
+function fact(label, value) {
+  if (value === null || value === undefined || value === "") return [];
+  return [el("dt", {}, label), el("dd", {}, value)];
+}
+
+function historyTable(title, headers, rows) {
+  if (!rows.length) return null;
+  return el(
+    "div",
+    { class: "hist-block" },
+    el("h4", {}, title),
+    el(
+      "table",
+      { class: "table compact" },
+      el("thead", {}, el("tr", {}, headers.map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows.map((r) => el("tr", {}, r.map((c) => el("td", {}, c))))),
+    ),
+  );
+}
+
+function dispositionLabel(code) {
+  const call = view.me && view.me.call;
+  const d = call && call.dispositions.find((x) => x.code === code);
+  return d ? d.label_es : code;
+}
+
+function renderHistory(call) {
+  const box = clear($("historial"));
+  const h = call.history;
+  const attempts = h.attempts.map((a) => [
+    fmtDate(a.created_at),
+    `#${a.attempt_number}`,
+    a.number,
+    a.uuid === call.attempt.uuid ? "Llamada actual" : OUTCOMES[a.outcome] || a.outcome || "En curso",
+  ]);
+  const dispositions = h.dispositions.map((d) => [
+    fmtDate(d.created_at),
+    dispositionLabel(d.code),
+    [d.reason, d.notes].filter(Boolean).join(" · "),
+  ]);
+  const messages = h.whatsapp_messages.map((m) => [
+    fmtDate(m.created_at),
+    m.direction === "in" ? "Cliente" : "Marcador",
+    m.text || `Plantilla ${m.template}`,
+    WA_STATUS[m.status] || m.status,
+  ]);
+  const appts = h.appointments.map((a) => [fmtDate(a.scheduled_for), a.branch, a.service, a.status]);
+  const pqrs = h.pqrs.map((p) => [fmtDate(p.created_at), p.type, p.description, p.status]);
+  const blocks = [
+    historyTable("Intentos de llamada", ["Fecha", "Intento", "Número", "Resultado"], attempts),
+    historyTable("Tipificaciones anteriores", ["Fecha", "Resultado", "Detalle"], dispositions),
+    historyTable("Mensajes de WhatsApp", ["Fecha", "De", "Mensaje", "Estado"], messages),
+    historyTable("Citas", ["Fecha", "Sede", "Servicio", "Estado"], appts),
+    historyTable("PQRS", ["Fecha", "Tipo", "Descripción", "Estado"], pqrs),
+  ].filter(Boolean);
+  if (!blocks.length) box.append(el("p", { class: "muted" }, "Sin historial previo."));
+  box.append(...blocks);
+}
+
+function renderScreenPop(me) {
+  const call = me.call;
+  const card = $("ficha");
+  card.hidden = !call;
+  if (!call) {
+    if (view.attempt) document.title = view.baseTitle;
+    view.attempt = null;
+    return;
+  }
+  const lead = call.lead;
+  const isNew = view.attempt !== call.attempt.uuid;
+  view.attempt = call.attempt.uuid;
+  card.dataset.attempt = call.attempt.uuid;
+  card.dataset.leadId = String(lead.id);
+  $("ficha-campana").textContent = call.campaign.name;
+  $("ficha-cliente").textContent = lead.customer_name;
+  const pill = $("ficha-estado");
+  const live = me.state.state === "in_call" || me.state.state === "reserved";
+  pill.textContent = live ? "En llamada" : "Llamada terminada";
+  pill.className = `pill pill-${live ? "in_call" : "wrap_up"}`;
+  const phones = lead.phones.map((p) => `${p.number}${p.kind ? ` (${p.kind === "mobile" ? "celular" : p.kind === "landline" ? "fijo" : p.kind})` : ""}`);
+  const dl = clear($("ficha-datos"));
+  dl.append(
+    ...fact("Documento", lead.national_id ? `${lead.id_type || "CC"} ${lead.national_id}` : null),
+    ...fact("Teléfonos", phones.join(" · ")),
+    ...fact("Vehículo", call.vehicle),
+    ...fact("Placa", lead.plate),
+    ...fact("Sede", lead.branch),
+    ...fact("Última visita", lead.last_visit_date),
+    ...fact("Correo", lead.email),
+    ...fact("Intento", `${call.attempt.attempt_number}`),
+  );
+  $("ficha-guion").textContent = call.script || "Esta campaña no tiene guion.";
+  renderHistory(call);
+  if (isNew) alertNewCall(call);
+}
+
+function renderIdle(me) {
+  const st = me.state;
+  const connecting = st.state === "paused" && st.pause_code === "connecting";
+  $("conectando").hidden = !connecting;
+  const idle = $("espera");
+  idle.hidden = connecting || !!me.call || !!me.preview || st.state === "logged_out";
+  if (idle.hidden) return;
+  const title = $("espera-titulo");
+  const text = $("espera-texto");
+  if (st.state === "ready") {
+    title.textContent = "Esperando llamada";
+    text.textContent = "Cuando un cliente conteste, sus datos aparecerán aquí con un aviso sonoro.";
+  } else if (st.state === "reserved") {
+    title.textContent = "Conectando una llamada…";
+    text.textContent = "Un cliente contestó y está pasando a su sala.";
+  } else if (st.state === "paused") {
+    title.textContent = `En pausa: ${pauseLabel(st.pause_code)}`;
+    text.textContent = "Pase a Disponible (F2) para recibir llamadas.";
+  } else {
+    title.textContent = stateLabel(st);
+    text.textContent = "";
+  }
+}
+
+// Preview mode: /agent/me carries `preview` {lead, vehicle, deadline, history} when the
+// dialer put a lead on this agent's screen; call or skip before the deadline.
+let previewTimer = null;
+function renderPreview(me) {
+  const card = $("vista-previa");
+  const p = me.preview;
+  card.hidden = !p;
+  clearInterval(previewTimer);
+  if (!p) return;
+  const lead = p.lead || {};
+  const attempts = (p.history && p.history.attempts) || [];
+  const box = clear($("previa-datos"));
+  box.append(
+    el("h3", { class: "customer" }, lead.customer_name || "Cliente"),
+    el(
+      "dl",
+      { class: "facts" },
+      ...fact("Vehículo", p.vehicle),
+      ...fact("Sede", lead.branch),
+      ...fact("Teléfonos", (lead.phones || []).map((x) => x.number).join(" · ")),
+      ...fact("Intentos previos", String(attempts.length)),
+      ...fact("Último resultado", attempts.length ? OUTCOMES[attempts[attempts.length - 1].outcome] || "–" : null),
+    ),
+  );
+  const deadline = p.deadline ? Date.parse(p.deadline) : NaN;
+  const tick = () => {
+    const counter = $("previa-cuenta");
+    if (Number.isNaN(deadline)) {
+      counter.textContent = "";
+      return;
+    }
+    const left = Math.max(0, Math.round((deadline - serverClock.now()) / 1000));
+    counter.textContent = `Se llama en ${left} s`;
+  };
+  tick();
+  previewTimer = setInterval(tick, 500);
+}
+
+async function previewAction(action) {
+  if (!view.me || !view.me.preview) return;
+  try {
+    await api("POST", `${API}/agent/preview/${action}`);
+    toast(action === "call" ? "Llamando al cliente…" : "Cliente saltado.", "ok", 2500);
+  } catch (err) {
+    toast(err instanceof ApiFailure && err.status === 404 ? "Vista previa no disponible en este servidor." : messageEs(err), "error");
+  }
+  refreshSoon();
+}
+$("btn-previa-llamar").addEventListener("click", () => previewAction("call"));
+$("btn-previa-saltar").addEventListener("click", () => previewAction("skip"));
+
+// ------------------------------------------------------------------ disposition form
+function field(id, label, input, hint) {
+  return el("div", { class: "field", id: `campo-${id}` }, el("label", { for: `f-${id}` }, label), input, hint ? el("div", { class: "muted small" }, hint) : null);
+}
+
+function defaultDate(hoursAhead, atHour) {
+  const d = new Date(serverClock.now() + hoursAhead * 3600 * 1000);
+  if (atHour !== undefined) {
+    d.setHours(atHour, 0, 0, 0);
+  } else {
+    d.setMinutes(Math.ceil(d.getMinutes() / 15) * 15, 0, 0);
+  }
+  return localInput(d);
+}
+
+function buildFields(def) {
+  const box = clear($("campos"));
+  if (!def) return;
+  const call = view.me.call;
+  const req = new Set(def.required);
+  if (req.has("appointment_at")) {
+    box.append(field("appointment_at", "Fecha y hora de la cita *", el("input", { id: "f-appointment_at", type: "datetime-local", required: true, value: defaultDate(24, 9) })));
+  }
+  if (req.has("branch")) {
+    const select = el("select", { id: "f-branch", required: true });
+    const branches = [...new Set([call.lead.branch, ...BRANCHES].filter(Boolean))];
+    for (const b of branches) select.append(el("option", { value: b }, b));
+    box.append(field("branch", "Sede *", select));
+  }
+  if (req.has("service")) {
+    const list = el("datalist", { id: "servicios" }, SERVICES.map((s) => el("option", { value: s })));
+    box.append(field("service", "Servicio *", el("input", { id: "f-service", list: "servicios", required: true, maxlength: 200, value: SERVICES[0] })), list);
+  }
+  if (req.has("callback_at")) {
+    box.append(field("callback_at", "Volver a llamar el *", el("input", { id: "f-callback_at", type: "datetime-local", required: true, value: defaultDate(2) })));
+  }
+  if (req.has("callback_scope")) {
+    const group = el("div", { class: "radios", id: "f-callback_scope" });
+    SCOPES.forEach(([value, label], i) => {
+      group.append(el("label", { class: "inline" }, el("input", { type: "radio", name: "callback_scope", value, checked: i === 0 }), label));
+    });
+    box.append(el("div", { class: "field" }, el("span", { class: "label" }, "¿Quién devuelve la llamada? *"), group));
+  }
+  if (req.has("reason") || def.reason_options.length) {
+    const select = el("select", { id: "f-reason", required: req.has("reason") });
+    select.append(el("option", { value: "" }, "— Elija el motivo —"));
+    for (const o of def.reason_options) select.append(el("option", { value: o.code }, o.label_es));
+    box.append(field("reason", `Motivo${req.has("reason") ? " *" : ""}`, select));
+  }
+  if (req.has("opportunity_areas") || def.area_options.length) {
+    const group = el("div", { class: "checks", id: "f-opportunity_areas" });
+    for (const o of def.area_options) {
+      group.append(el("label", { class: "inline" }, el("input", { type: "checkbox", value: o.code }), o.label_es));
+    }
+    box.append(el("div", { class: "field" }, el("span", { class: "label" }, "Áreas de oportunidad *"), group));
+  }
+  if (req.has("description")) {
+    box.append(field("description", "Descripción de la queja o reclamo (PQRS) *", el("textarea", { id: "f-description", rows: 3, maxlength: 4000, required: true }), "Se crea un caso PQRS con plazo de 15 días hábiles."));
+  }
+}
+
+function selectDisposition(code) {
+  const call = view.me && view.me.call;
+  if (!call) return;
+  const def = call.dispositions.find((d) => d.code === code);
+  if (!def) return;
+  view.selected = def;
+  for (const input of document.querySelectorAll('input[name="tipificacion"]')) {
+    input.checked = input.value === code;
+    input.closest("label").classList.toggle("selected", input.checked);
+  }
+  buildFields(def);
+  $("error-tipificacion").hidden = true;
+}
+
+function buildForm(me) {
+  const call = me.call;
+  const section = $("tipificacion");
+  section.hidden = !call;
+  if (!call) {
+    view.formFor = null;
+    view.selected = null;
+    view.pendingSubmit = false;
+    return;
+  }
+  if (view.formFor === call.attempt.uuid) return;
+  view.formFor = call.attempt.uuid;
+  view.selected = null;
+  view.pendingSubmit = false;
+  const list = clear($("lista-tipificaciones"));
+  call.dispositions.forEach((d, i) => {
+    const key = i < 9 ? String(i + 1) : "";
+    list.append(
+      el(
+        "label",
+        { class: "disp", dataset: { code: d.code } },
+        el("input", { type: "radio", name: "tipificacion", value: d.code, onchange: () => selectDisposition(d.code) }),
+        key ? el("kbd", {}, key) : null,
+        el("span", {}, d.label_es),
+      ),
+    );
+  });
+  clear($("campos"));
+  $("notas").value = "";
+  $("error-tipificacion").hidden = true;
+  const after = clear($("despues"));
+  after.append(el("option", { value: "" }, "Pasar a disponible"));
+  for (const p of me.pause_codes) {
+    if (p.code !== "supervisor") after.append(el("option", { value: p.code }, `Pausa: ${p.label_es}`));
+  }
+}
+
+function collectDetails(def) {
+  const details = {};
+  const req = new Set(def.required);
+  const val = (id) => {
+    const node = $(id);
+    return node ? node.value.trim() : "";
+  };
+  if (req.has("appointment_at")) details.appointment_at = isoWithOffset(val("f-appointment_at"));
+  if (req.has("branch")) details.branch = val("f-branch");
+  if (req.has("service")) details.service = val("f-service");
+  if (req.has("callback_at")) details.callback_at = isoWithOffset(val("f-callback_at"));
+  if (req.has("callback_scope")) {
+    const checked = document.querySelector('input[name="callback_scope"]:checked');
+    details.callback_scope = checked ? checked.value : null;
+  }
+  if ($("f-reason") && val("f-reason")) details.reason = val("f-reason");
+  if ($("f-opportunity_areas")) {
+    details.opportunity_areas = [...document.querySelectorAll("#f-opportunity_areas input:checked")].map((i) => i.value);
+  }
+  if (req.has("description")) details.description = val("f-description");
+  const notes = $("notas").value.trim();
+  if (notes) details.notes = notes;
+  const missing = def.required.filter((f) => {
+    const v = details[f];
+    return v === null || v === undefined || v === "" || (Array.isArray(v) && !v.length);
+  });
+  return { details, missing };
+}
+
+async function submitDisposition() {
+  const me = view.me;
+  const error = $("error-tipificacion");
+  error.hidden = true;
+  if (!me || !me.call || view.saving) return;
+  const def = view.selected;
+  if (!def) {
+    error.textContent = "Elija el resultado de la llamada (teclas 1 a 9).";
+    error.hidden = false;
+    return;
+  }
+  const { details, missing } = collectDetails(def);
+  if (missing.length) {
+    error.textContent = messageEs(new ApiFailure(422, "invalid_disposition", "", { missing }));
+    error.hidden = false;
+    return;
+  }
+  if (me.state.state === "in_call" || me.state.state === "reserved") {
+    view.pendingSubmit = true;
+    toast("La tipificación se guardará cuando el cliente cuelgue.", "info", 4000);
+    $("btn-guardar").textContent = "Se guardará al colgar…";
+    return;
+  }
+  const body = { attempt: me.call.attempt.uuid, code: def.code, details };
+  const after = $("despues").value;
+  if (after) body.pause_code = after;
+  view.saving = true;
+  $("btn-guardar").disabled = true;
+  try {
+    const out = await api("POST", `${API}/agent/disposition`, body);
+    view.pendingSubmit = false;
+    let text = `Tipificación guardada: ${def.label_es}.`;
+    if (out.appointment_id) text += ` Cita #${out.appointment_id} agendada.`;
+    if (out.pqrs_id) text += ` PQRS #${out.pqrs_id} creada.`;
+    toast(text, "ok");
+    document.body.dataset.lastDisposition = def.code;
+    if (out.appointment_id) document.body.dataset.lastAppointment = String(out.appointment_id);
+    document.title = view.baseTitle;
+  } catch (err) {
+    view.pendingSubmit = false;
+    error.textContent = messageEs(err);
+    error.hidden = false;
+  } finally {
+    view.saving = false;
+    $("btn-guardar").disabled = false;
+    resetSubmitLabel();
+  }
+  refreshSoon();
+}
+
+function resetSubmitLabel() {
+  const button = $("btn-guardar");
+  clear(button).append("Guardar tipificación ", el("kbd", {}, "Ctrl+Enter"));
+}
+
+$("form-tipificacion").addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  submitDisposition();
+});
+
+// ------------------------------------------------------------------ timers
+async function renderWrap(me) {
+  const box = $("wrap");
+  const st = me.state;
+  if (st.state !== "wrap_up") {
+    box.hidden = true;
+    return;
+  }
+  const camp = await campaignDetails(st.campaign_id);
+  box.hidden = false;
+  box.dataset.limit = camp ? String(camp.wrap_up_seconds) : "";
+}
+
+function tick() {
+  const me = view.me;
+  if (!me) return;
+  const st = me.state;
+  const secs = st.since ? serverClock.secondsSince(st.since) : null;
+  $("tiempo-estado").textContent = fmtDuration(secs);
+  const wrap = $("wrap");
+  if (!wrap.hidden) {
+    const limit = Number(wrap.dataset.limit || 0);
+    wrap.textContent = limit ? `Tipificando ${fmtDuration(secs)} / ${fmtDuration(limit)}` : `Tipificando ${fmtDuration(secs)}`;
+    wrap.classList.toggle("over", !!limit && secs > limit);
+  }
+}
+setInterval(tick, 1000);
+
+// ------------------------------------------------------------------ refresh loop
+async function refresh() {
+  let me;
+  try {
+    me = await api("GET", `${API}/agent/me`);
+  } catch (err) {
+    if (err.status !== 401) toast(messageEs(err), "error");
+    return;
+  }
+  view.me = me;
+  serverClock.sync(me.state.since, me.state.seconds_in_state);
+  renderStatus(me);
+  renderLogin(me);
+  renderIdle(me);
+  renderPreview(me);
+  renderScreenPop(me);
+  buildForm(me);
+  await renderWrap(me);
+  tick();
+  document.body.dataset.ready = "1";
+  if (view.pendingSubmit && me.state.state === "wrap_up") submitDisposition();
+}
+
+const refreshSoon = throttle(refresh, 150);
+
+liveEvents(
+  ["agent_state", "screen_pop", "command_rejected", "call_ended", "disposition_recorded"],
+  (type, data) => {
+    if (type === "command_rejected") {
+      const what = {
+        agent_login: "No se pudo llamar a su extensión",
+        agent_ready: "No se pudo pasar a disponible",
+        agent_pause: "No se pudo poner en pausa",
+        agent_logout: "No se pudo desconectar",
+        agent_dispositioned: "El marcador no aceptó el cierre de la llamada",
+      }[data.command] || "El marcador rechazó la acción";
+      toast(`${what}: ${data.error || "error"}`, "error", 8000);
+    }
+    refreshSoon();
+  },
+  (ok) => {
+    if (ok) refreshSoon();
+  },
+);
+setInterval(refreshSoon, 5000);
+
+// ------------------------------------------------------------------ keyboard
+document.addEventListener("keydown", (ev) => {
+  if (ev.key === "F2") {
+    ev.preventDefault();
+    goReady();
+    return;
+  }
+  if (ev.key === "F3") {
+    ev.preventDefault();
+    goPause();
+    return;
+  }
+  if (ev.key === "Enter" && (ev.ctrlKey || ev.metaKey)) {
+    if (!$("tipificacion").hidden) {
+      ev.preventDefault();
+      submitDisposition();
+    }
+    return;
+  }
+  const tag = (ev.target && ev.target.tagName) || "";
+  if (["INPUT", "TEXTAREA", "SELECT"].includes(tag) || ev.ctrlKey || ev.altKey || ev.metaKey) return;
+  if (/^[1-9]$/.test(ev.key) && !$("tipificacion").hidden) {
+    const call = view.me && view.me.call;
+    const def = call && call.dispositions[Number(ev.key) - 1];
+    if (def) {
+      ev.preventDefault();
+      selectDisposition(def.code);
+    }
+  }
+});
+
+refresh();

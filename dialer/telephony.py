@@ -1,0 +1,110 @@
+"""Adapter from the AMI bridge (:class:`ami_bridge.connection.AmiBridge`) to the engine's
+:class:`dialer.engine.Telephony` port.
+
+Bridge callbacks only put items into a bounded queue; the engine consumes it. Link status
+changes are written to Redis (``Keys.ami_link``) for /readyz and the dashboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+
+import redis.asyncio as aioredis
+
+from ami_bridge.actions import OriginateRequest
+from ami_bridge.connection import AmiBridge, LinkStatus, ServerSpec
+from ami_bridge.events import AMIEvent, ConfbridgeJoin, Hangup
+from ami_bridge.tracker import TrackerOutput
+from dialer.engine import TelephonyItem
+from dialer.logging import get_logger
+from dialer.redis_keys import Keys
+from dialer.settings import Settings
+
+log = get_logger("marcador.telephony")
+
+#: Raw events the engine needs besides tracker outputs (agent rooms and agent channels).
+_ENGINE_EVENTS = (ConfbridgeJoin, Hangup)
+
+
+class BridgeTelephony:
+    def __init__(
+        self,
+        settings: Settings,
+        redis: aioredis.Redis | None,
+        keys: Keys,
+        *,
+        simulator: ServerSpec | None = None,
+        now: Callable[[], datetime],
+        queue_size: int = 50_000,
+    ) -> None:
+        self.queue: asyncio.Queue[TelephonyItem] = asyncio.Queue(maxsize=queue_size)
+        self.redis = redis
+        self.keys = keys
+        self.bridge = AmiBridge.from_settings(
+            settings.asterisk,
+            simulator=simulator,
+            on_output=self._on_output,
+            on_event=self._on_event,
+            on_status=self._on_status,
+            now=now,
+        )
+        self.trunks: dict[str, str] = {s.name: s.trunk for s in settings.asterisk.servers}
+
+    # -- bridge callbacks ------------------------------------------------------------------------
+    async def _on_output(self, server: str, output: TrackerOutput) -> None:
+        await self.queue.put(TelephonyItem(server, output))
+
+    async def _on_event(self, server: str, event: AMIEvent) -> None:
+        if isinstance(event, _ENGINE_EVENTS):
+            await self.queue.put(TelephonyItem(server, event))
+
+    async def _on_status(self, status: LinkStatus) -> None:
+        if self.redis is None:
+            return
+        try:
+            await self.redis.hset(  # type: ignore[misc]
+                self.keys.ami_link(status.server), mapping=status.as_mapping()
+            )
+        except Exception as exc:
+            log.warning("link_status_publish_failed", error=type(exc).__name__)
+
+    # -- Telephony port --------------------------------------------------------------------------
+    def server_names(self) -> Sequence[str]:
+        return list(self.bridge.statuses())
+
+    def link_up(self, server: str) -> bool:
+        status = self.bridge.statuses().get(server)
+        return status is not None and status.connected
+
+    async def originate(
+        self, server: str, req: OriginateRequest, *, call_id: str, ring_timeout: timedelta
+    ) -> str:
+        queued = await self.bridge.originate(server, req, call_id=call_id)
+        return queued.action_id
+
+    async def redirect(self, server: str, channel: str, context: str, exten: str) -> None:
+        await self.bridge.link(server).redirect(channel, context, exten)
+
+    async def hangup(self, server: str, channel: str) -> None:
+        await self.bridge.link(server).hangup(channel)
+
+    async def cancel(self, server: str, call_id: str) -> None:
+        await self.bridge.hangup_call(server, call_id)
+
+    async def live_channel_ids(self, server: str) -> set[str]:
+        return {c.uniqueid for c in await self.bridge.link(server).core_show_channels()}
+
+    async def spy(self, server: str, supervisor_channel: str, agent_ext: str, mode: str) -> None:
+        await self.bridge.link(server).spy(supervisor_channel, agent_ext, mode)
+
+    async def next_item(self) -> TelephonyItem:
+        return await self.queue.get()
+
+    async def start(self, ready_timeout: float = 10.0) -> None:
+        await self.bridge.start()
+        await self.bridge.wait_ready(ready_timeout)
+
+    async def close(self) -> None:
+        await self.bridge.close()

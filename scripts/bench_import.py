@@ -1,0 +1,305 @@
+"""Lead import benchmark: a realistic 100k-row dealer export, end to end.
+
+    .venv/bin/python scripts/bench_import.py               # 100k rows, SQLite (+ PostgreSQL)
+    .venv/bin/python scripts/bench_import.py --rows 20000  # smaller run while iterating
+
+Generates a seeded semicolon/Latin-1 CSV like the dealer system's export (old and new landline
+formats, +57 prefixes, Excel floats, duplicates by id and phone, corporate rows, invalid
+numbers, DNC numbers), then imports it with ``import_file`` into a fresh SQLite database and,
+when ``MARCADOR_DATABASE__URL`` is set, into that PostgreSQL database (in a throw-away
+campaign that is deleted afterwards). It prints rows, seconds and rows/s per backend, and the
+ratio against a floor measured in the same run: reading the same CSV with ``csv`` and
+normalising every phone cell with ``phonenumbers`` alone, no cleaning and no database.
+Goal (issue 4): 100k rows in <= 20 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import os
+import random
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import phonenumbers
+import sqlalchemy as sa
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from dialer.db.engine import make_engine, make_sessionmaker  # noqa: E402
+from dialer.db.migrate import upgrade  # noqa: E402
+from dialer.db.models import Campaign, Consent, DncEntry, DncSource  # noqa: E402
+from dialer.domain.outcomes import CampaignType  # noqa: E402
+from dialer.importing import ImportReport, import_file  # noqa: E402
+from dialer.settings import load_settings  # noqa: E402
+
+GOAL_SECONDS = 20.0
+NOW = datetime(2026, 3, 2, 14, 0, tzinfo=UTC)
+HEADER = [
+    "Código", "Cédula", "Nombre", "Teléfono", "Celular", "Placa", "Marca", "Modelo", "Año",
+    "Sede", "Fecha última visita", "Habeas data", "Observación",
+]  # fmt: skip
+FIRST = ["JOSÉ", "MARÍA", "LUIS", "ANA", "CARLOS", "SANDRA", "JORGE", "PAOLA", "ANDRÉS", "LUZ",
+         "DIEGO", "ÁNGELA", "FABIO", "NUBIA", "ÓSCAR", "YOLANDA", "IVÁN", "GLORIA"]  # fmt: skip
+LAST = ["PEÑA", "GÓMEZ", "RODRÍGUEZ", "MARTÍNEZ", "LÓPEZ", "SUÁREZ", "PÉREZ", "CASTRO",
+        "VARGAS", "ROJAS", "MORENO", "NIÑO", "SALAS", "BECERRA", "CUERVO", "DE LA TORRE",
+        "SA"]  # fmt: skip
+COMPANIES = ["TRANSPORTES {} S.A.S.", "INVERSIONES {} LTDA", "COMERCIALIZADORA {} SAS",
+             "{} & CIA S. EN C.", "DISTRIBUIDORA {} S.A."]  # fmt: skip
+BRANDS = [("Chevrolet", "Spark GT"), ("Renault", "Logan"), ("Mazda", "CX-30"), ("Kia", "Picanto"),
+          ("Toyota", "Hilux"), ("Nissan", "Versa")]  # fmt: skip
+DNC_COUNT = 1000
+
+
+MOBILE_PREFIXES = [*(f"30{d}" for d in "01245"), *(str(p) for p in range(310, 325)), "350", "351"]
+
+
+def _mobile(rng: random.Random) -> str:
+    return f"{rng.choice(MOBILE_PREFIXES)}{rng.randint(1000000, 9999999)}"
+
+
+def _landline(rng: random.Random) -> str:
+    return str(rng.randint(7100000, 7999999))
+
+
+def _format_mobile(rng: random.Random, number: str) -> str:
+    style = rng.random()
+    if style < 0.45:
+        return number
+    if style < 0.6:
+        return f"{number[:3]} {number[3:6]} {number[6:]}"
+    if style < 0.7:
+        return f"+57 {number}"
+    if style < 0.78:
+        return f"57{number}"
+    if style < 0.86:
+        return f"{number}.0"  # Excel float exported as text
+    if style < 0.93:
+        return f"{number[:3]}-{number[3:6]}-{number[6:]}"
+    return f"0057{number}"
+
+
+def _format_landline(rng: random.Random, seven: str) -> str:
+    style = rng.random()
+    if style < 0.3:
+        return seven  # bare local Tunja/Duitama number
+    if style < 0.5:
+        return f"(8) {seven}"
+    if style < 0.6:
+        return f"098 {seven}"
+    if style < 0.7:
+        return f"03 8 {seven}"
+    if style < 0.9:
+        return f"608 {seven[:3]} {seven[3:]}"
+    return f"{seven} ext 12"
+
+
+def generate(path: Path, rows: int, seed: int = 4) -> list[str]:
+    """Write the CSV; return the E.164 numbers to put on the DNC list."""
+    rng = random.Random(seed)
+    people: list[dict[str, str]] = []
+    dnc: list[str] = []
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter=";")
+    writer.writerow(HEADER)
+    start = date(2019, 1, 1)
+    for index in range(rows):
+        roll = rng.random()
+        if people and roll < 0.05:  # duplicate of an earlier person (same id or same phone)
+            person = dict(rng.choice(people))
+            if rng.random() < 0.5:
+                person["Cédula"] = ""
+            person["Observación"] = "registro repetido"
+        else:
+            mobile = _mobile(rng)
+            landline = _landline(rng)
+            corporate = roll > 0.98
+            brand, model = rng.choice(BRANDS)
+            if corporate:
+                name = rng.choice(COMPANIES).format(rng.choice(LAST))
+                national_id = f"{rng.randint(800000000, 901999999)}-{rng.randint(0, 9)}"
+            else:
+                name = f"{rng.choice(FIRST)} {rng.choice(LAST)} {rng.choice(LAST)}"
+                national_id = str(
+                    rng.randint(1000000, 99999999)
+                    if rng.random() < 0.6
+                    else rng.randint(1000000000, 1099999999)
+                )
+                if rng.random() < 0.03:
+                    national_id = national_id.zfill(12)
+            mobile_cell = _format_mobile(rng, mobile)
+            if rng.random() < 0.03:
+                mobile_cell = rng.choice(["123", "3000000000", "N/A", "no tiene", "31234"])
+            person = {
+                "Código": f"C{index:07d}",
+                "Cédula": national_id,
+                "Nombre": name,
+                "Teléfono": _format_landline(rng, landline) if rng.random() < 0.6 else "",
+                "Celular": mobile_cell,
+                "Placa": f"{rng.choice('BCDFGHJ')}{rng.choice('AEIOU')}{rng.choice('KLMNPRST')}"
+                f"{rng.randint(100, 999)}",
+                "Marca": brand,
+                "Modelo": model,
+                "Año": str(rng.randint(2008, 2025)),
+                "Sede": rng.choice(["Tunja", "Duitama"]),
+                "Fecha última visita": (start + timedelta(days=rng.randint(0, 2400))).strftime(
+                    "%d/%m/%Y"
+                ),
+                "Habeas data": rng.choice(["SI", "SI", "SI", "Sí", "NO", ""]),
+                "Observación": "",
+            }
+            people.append(person)
+            if len(dnc) < DNC_COUNT and rng.random() < 0.02:
+                dnc.append("+57" + mobile)
+        writer.writerow([person[h] for h in HEADER])
+    path.write_bytes(buf.getvalue().encode("cp1252"))
+    return dnc
+
+
+def baseline(path: Path) -> tuple[float, float]:
+    """The floor: csv parsing plus phonenumbers on every phone cell, nothing else."""
+    started, cpu_started = time.perf_counter(), time.process_time()
+    with path.open("r", encoding="cp1252", newline="") as fh:
+        reader = csv.reader(fh, delimiter=";")
+        header = next(reader)
+        columns = [header.index("Teléfono"), header.index("Celular")]
+        valid = 0
+        for row in reader:
+            for col in columns:
+                cell = row[col]
+                if not cell:
+                    continue
+                try:
+                    number = phonenumbers.parse(cell, "CO")
+                except phonenumbers.NumberParseException:
+                    continue
+                valid += phonenumbers.is_valid_number(number)
+    return time.perf_counter() - started, time.process_time() - cpu_started
+
+
+@dataclass
+class Run:
+    backend: str
+    seconds: float
+    cpu: float  # CPU seconds of this process (all threads): contention-independent
+    report: ImportReport
+
+
+async def run_import(url: str, path: Path, dnc: list[str], backend: str) -> Run:
+    settings = load_settings(database={"url": url})
+    engine = make_engine(settings, url)
+    sessionmaker = make_sessionmaker(engine)
+    name = f"bench-import-{os.getpid()}-{backend}"
+    try:
+        async with sessionmaker.begin() as s:
+            campaign = Campaign(name=name, type=CampaignType.RECUPERACION)
+            s.add(campaign)
+            existing = set(
+                await s.scalars(
+                    sa.select(DncEntry.e164).where(
+                        DncEntry.e164.in_(dnc), DncEntry.source == DncSource.RNE
+                    )
+                )
+            )
+            s.add_all(
+                DncEntry(e164=e, source=DncSource.RNE, reason="bench_import", added_at=NOW)
+                for e in dnc
+                if e not in existing
+            )
+            await s.flush()
+            campaign_id = campaign.id
+        started, cpu_started = time.perf_counter(), time.process_time()
+        report = await import_file(sessionmaker, campaign_id, path, now=NOW)
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        if backend != "sqlite":  # shared database: remove what the run created
+            async with sessionmaker.begin() as s:
+                await s.execute(sa.delete(Campaign).where(Campaign.id == campaign_id))
+                await s.execute(
+                    sa.delete(Consent).where(Consent.proof.like(f"import:{path.name}:%"))
+                )
+                await s.execute(sa.delete(DncEntry).where(DncEntry.reason == "bench_import"))
+        return Run(backend, seconds, cpu, report)
+    finally:
+        await engine.dispose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=4)
+    args = parser.parse_args()
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="bench_import_") as tmp:
+        tmp_dir = Path(tmp)
+        path = tmp_dir / f"bench_clientes_{args.rows}.csv"
+        dnc = generate(path, args.rows, args.seed)
+        floor, floor_cpu = min(baseline(path) for _ in range(2))
+        sqlite_url = f"sqlite+aiosqlite:///{tmp_dir / 'bench.db'}"
+        upgrade(sqlite_url)
+        runs = [asyncio.run(run_import(sqlite_url, path, dnc, "sqlite"))]
+        pg_url = os.environ.get("MARCADOR_DATABASE__URL")
+        if pg_url and not pg_url.startswith("sqlite"):
+            upgrade(pg_url)
+            runs.append(asyncio.run(run_import(pg_url, path, dnc, "postgresql")))
+        size_mb = path.stat().st_size / 1e6
+
+    table = Table(title=f"Lead import: {args.rows:,} rows ({size_mb:.1f} MB CSV, seed {args.seed})")
+    columns = (
+        "run",
+        "rows",
+        "seconds",
+        "cpu s",
+        "rows/s",
+        "x floor",
+        f"goal <= {GOAL_SECONDS:.0f} s",
+    )
+    for col in columns:
+        table.add_column(col, justify="left" if col == "run" else "right")
+    table.add_row(
+        "floor: csv + phonenumbers only",
+        f"{args.rows:,}",
+        f"{floor:.2f}",
+        f"{floor_cpu:.2f}",
+        f"{args.rows / floor:,.0f}",
+        "1.00",
+        "",
+    )
+    for run in runs:
+        table.add_row(
+            f"import_file -> {run.backend}",
+            f"{args.rows:,}",
+            f"{run.seconds:.2f}",
+            f"{run.cpu:.2f}",
+            f"{args.rows / run.seconds:,.0f}",
+            f"{run.seconds / floor:.2f}",
+            "[green]ok[/]" if run.seconds <= GOAL_SECONDS * args.rows / 100_000 else "[red]slow[/]",
+        )
+    console.print(table)
+    console.print(
+        f"machine: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} "
+        "(wall time suffers when the machine is shared; cpu s does not)"
+    )
+    report = runs[0].report
+    console.print(
+        f"rows: imported {report.imported:,} · merged {report.merged:,} · excluded "
+        f"{report.excluded} · rejected {report.rejected} · phones {report.phones_added:,} · "
+        f"DNC phones dropped {report.phones_dropped_dnc:,}"
+    )
+    for run in runs:
+        phases = " · ".join(f"{k} {v:.2f} s" for k, v in run.report.timings.items())
+        console.print(f"{run.backend} phases: {phases}")
+
+
+if __name__ == "__main__":
+    main()

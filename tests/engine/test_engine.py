@@ -1,0 +1,242 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+import redis.asyncio as aioredis
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ami_bridge import dialplan
+from ami_bridge.events import ConfbridgeJoin
+from ami_bridge.tracker import CallAnswered, CallConnected, CallEnded
+from dialer.db.models import CallAttempt, Lead
+from dialer.domain.clock import FakeClock
+from dialer.domain.outcomes import AgentState, CallOutcome, LeadStatus
+from dialer.engine import Engine, EngineConfig, TelephonyItem
+from dialer.redis_client import Streams
+from dialer.redis_keys import Keys
+from dialer.store import EngineStore
+
+from .factories import MONDAY_10AM, make_agent, make_campaign, make_lead
+from .fakes import FakeTelephony
+
+
+def _ended(call_id: str, outcome: CallOutcome, clock: FakeClock, **kw: object) -> CallEnded:
+    now = clock.now()
+    base: dict[str, object] = {
+        "call_id": call_id,
+        "outcome": outcome,
+        "detail": "",
+        "hangup_cause": None,
+        "originate_reason": None,
+        "dial_status": None,
+        "amd_status": None,
+        "amd_cause": None,
+        "started_at": now,
+        "ringing_at": None,
+        "answered_at": None,
+        "connected_at": None,
+        "ended_at": now,
+        "channel": None,
+        "uniqueid": call_id,
+        "action_id": "a",
+    }
+    base.update(kw)
+    return CallEnded(**base)  # type: ignore[arg-type]
+
+
+def _join(uniqueid: str, conference: str) -> ConfbridgeJoin:
+    fields: dict[str, object] = {f: "" for f in ConfbridgeJoin.__dataclass_fields__}
+    fields.update(uniqueid=uniqueid, conference=conference, admin=False, muted=False)
+    return ConfbridgeJoin(**fields)  # type: ignore[arg-type]
+
+
+def _state(engine: Engine, agent_id: int = 7) -> AgentState:
+    return engine.agents[agent_id].state
+
+
+async def _engine(
+    sm: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> tuple[Engine, FakeTelephony, FakeClock]:
+    clock = FakeClock(MONDAY_10AM)
+    tel = FakeTelephony()
+    engine = Engine(EngineConfig(dialer_id="d1"), EngineStore(sm), redis, keys, tel, clock)
+    return engine, tel, clock
+
+
+async def _ready_agent(engine: Engine, tel: FakeTelephony, campaign_id: int) -> None:
+    await make_agent(engine.store.sm, 7, "1001")
+    await engine.agent_login(7, "1001", campaign_id)
+    login = tel.originates[-1][1]
+    assert login.channel == "PJSIP/1001" and login.context == dialplan.CTX_AGENT
+    await engine.handle(TelephonyItem("sim", _join(login.channel_id, "agent-1001")))
+    assert _state(engine) is AgentState.READY
+
+
+async def test_progressive_call_connects_to_longest_idle_agent(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    engine, tel, clock = await _engine(sessionmaker, redis, keys)
+    camp = await make_campaign(sessionmaker)
+    for n in range(3):
+        await make_lead(sessionmaker, camp.id, n)
+    await engine.step()
+    assert tel.originates == []  # no agent: progressive launches nothing
+    await _ready_agent(engine, tel, camp.id)
+    await engine.step()
+    calls = [r for _, r in tel.originates if r.context == dialplan.CTX_OUTBOUND]
+    assert len(calls) == 1  # exactly one line per READY agent
+    req = calls[0]
+    assert req.timeout_ms >= 15_000
+    assert req.variables[dialplan.VAR_CONNECT_TIMEOUT] == "2"
+    uuid = req.channel_id
+    async with sessionmaker() as s:
+        attempt = (await s.scalars(sa.select(CallAttempt))).one()
+    assert attempt.uuid == uuid and attempt.action_id is not None  # row written, then dialed
+
+    clock.advance(8)
+    await engine.handle(TelephonyItem("sim", CallAnswered(uuid, clock.now(), "Local/x;1", uuid)))
+    assert tel.redirects == [("sim", "Local/x;1", dialplan.CTX_AGENT_ROOM, "1001")]
+    assert _state(engine) is AgentState.RESERVED
+    await engine.handle(
+        TelephonyItem("sim", CallConnected(uuid, clock.now(), None, "agent-1001", None))
+    )
+    assert _state(engine) is AgentState.IN_CALL
+    await engine.step()
+    assert len([r for _, r in tel.originates if r.context == dialplan.CTX_OUTBOUND]) == 1
+
+    clock.advance(120)
+    answered = clock.now() - timedelta(seconds=120)
+    await engine.handle(
+        TelephonyItem(
+            "sim",
+            _ended(
+                uuid,
+                CallOutcome.ANSWERED_CONNECTED,
+                clock,
+                answered_at=answered,
+                connected_at=answered,
+            ),
+        )
+    )
+    assert _state(engine) is AgentState.WRAP_UP
+    async with sessionmaker() as s:
+        lead = await s.get_one(Lead, attempt.lead_id)
+    assert lead.status is LeadStatus.IN_PROGRESS  # waits for the disposition
+    events = await Streams(redis).read(keys.events_stream, "0")
+    types = [e.type for e in events]
+    assert "screen_pop" in types and "call_ended" in types
+
+
+async def test_no_agent_on_answer_leaves_abandon_to_dialplan(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    engine, tel, clock = await _engine(sessionmaker, redis, keys)
+    camp = await make_campaign(sessionmaker)
+    await make_lead(sessionmaker, camp.id, 1)
+    await _ready_agent(engine, tel, camp.id)
+    await engine.step()
+    uuid = tel.originates[-1][1].channel_id
+    await engine.agent_command(7, "pause", code="break")
+    await engine.handle(TelephonyItem("sim", CallAnswered(uuid, clock.now(), "Local/x;1", uuid)))
+    assert tel.redirects == []
+    clock.advance(3)
+    await engine.handle(
+        TelephonyItem("sim", _ended(uuid, CallOutcome.ABANDONED, clock, answered_at=clock.now()))
+    )
+    async with sessionmaker() as s:
+        lead = (await s.scalars(sa.select(Lead))).one()
+    assert lead.last_outcome is CallOutcome.ABANDONED
+    assert lead.next_attempt_at is not None
+    assert lead.next_attempt_at >= clock.now() + timedelta(hours=72)
+
+
+async def test_exhausted_lead_goes_to_whatsapp_stream_once(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    engine, tel, clock = await _engine(sessionmaker, redis, keys)
+    camp = await make_campaign(sessionmaker, max_attempts=1)
+    await make_lead(sessionmaker, camp.id, 1)
+    await _ready_agent(engine, tel, camp.id)
+    await engine.step()
+    uuid = tel.originates[-1][1].channel_id
+    await engine.handle(TelephonyItem("sim", _ended(uuid, CallOutcome.NO_ANSWER, clock)))
+    await engine.handle(TelephonyItem("sim", _ended(uuid, CallOutcome.NO_ANSWER, clock)))
+    entries = await Streams(redis).read(keys.whatsapp_stream, "0")
+    assert [e.type for e in entries] == ["lead_exhausted"]
+    assert await engine.republish_outbox() == 1  # still queued until the worker sends it
+
+
+async def test_agent_channel_hangup_logs_out_at_once(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    from ami_bridge.events import Hangup
+
+    engine, tel, _ = await _engine(sessionmaker, redis, keys)
+    camp = await make_campaign(sessionmaker)
+    await _ready_agent(engine, tel, camp.id)
+    channel_id = tel.originates[-1][1].channel_id
+    fields: dict[str, object] = {f: "" for f in Hangup.__dataclass_fields__}
+    fields.update(uniqueid=channel_id, cause=16, cause_txt="Normal Clearing")
+    await engine.handle(TelephonyItem("sim", Hangup(**fields)))  # type: ignore[arg-type]
+    assert _state(engine) is AgentState.LOGGED_OUT
+    assert await redis.hget(keys.agent_state(7), "state") == "logged_out"  # type: ignore[misc]
+
+
+async def test_preview_offer_call_skip_and_countdown(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    from dialer.domain.outcomes import DialMode
+
+    engine, tel, clock = await _engine(sessionmaker, redis, keys)
+    camp = await make_campaign(sessionmaker, mode=DialMode.PREVIEW)
+    for n in range(3):
+        await make_lead(sessionmaker, camp.id, n)
+    await _ready_agent(engine, tel, camp.id)
+    await engine.step()
+    first = engine.previews[7]
+    assert [r.context for _, r in tel.originates] == [dialplan.CTX_AGENT]  # nothing dialed yet
+    assert await redis.hget(keys.agent_state(7), "preview_lead") == str(first.lead_id)  # type: ignore[misc]
+
+    assert await engine.preview_skip(7)
+    await engine.step()
+    second = engine.previews[7]
+    assert second.lead_id != first.lead_id  # the skipped lead waits 15 minutes
+    async with sessionmaker() as s:
+        skipped = await s.get_one(Lead, first.lead_id)
+    assert skipped.next_attempt_at == clock.now() + timedelta(minutes=15)
+
+    assert await engine.preview_call(7)
+    req = tel.originates[-1][1]
+    assert (req.context, req.exten) == (dialplan.CTX_PREVIEW, "1001")
+    assert _state(engine) is AgentState.RESERVED
+    uuid = req.channel_id
+    await engine.handle(
+        TelephonyItem("sim", CallConnected(uuid, clock.now(), None, "agent-1001", None))
+    )
+    assert _state(engine) is AgentState.IN_CALL
+
+    await engine.handle(TelephonyItem("sim", _ended(uuid, CallOutcome.ANSWERED_CONNECTED, clock)))
+    assert _state(engine) is AgentState.WRAP_UP
+    await engine.agent_command(7, "dispositioned")
+    # The countdown: no answer from the agent for 20 s places the call by itself.
+    await engine.step()
+    assert 7 in engine.previews
+    before = len(tel.originates)
+    clock.advance(21)
+    await engine.step()
+    assert len(tel.originates) == before + 1
+
+
+async def test_supervisor_spy_rings_the_supervisor(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    import pytest
+
+    engine, tel, _ = await _engine(sessionmaker, redis, keys)
+    camp = await make_campaign(sessionmaker)
+    await _ready_agent(engine, tel, camp.id)
+    await engine.spy(7, "2001", "whisper")
+    assert tel.spies == [("sim", "PJSIP/2001", "1001", "whisper")]
+    with pytest.raises(ValueError, match="spy mode"):
+        await engine.spy(7, "2001", "shout")
