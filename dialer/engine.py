@@ -9,9 +9,10 @@ Ordering guarantees that make crashes safe:
 * a lead is claimed (SQL ``lead_claims`` + Redis lease) before anything else;
 * the attempt row is committed before the Originate is sent;
 * the outcome, the retry decision and the WhatsApp outbox row are one SQL transaction;
-* the WhatsApp stream publication happens after that commit, and is repeated from the outbox
-  (``status=queued``) by :meth:`Engine.republish_outbox`, so a crash between the two loses
-  nothing; the worker's idempotency key makes the repeat harmless.
+* the WhatsApp stream publication happens after that commit; a crash between the two loses
+  nothing, because queued outbox rows are re-published when a dialer starts
+  (:meth:`Engine.republish_outbox`) and swept by the WhatsApp worker; the row's idempotency key
+  makes any repeat harmless.
 
 The engine never waits on the database on the answer -> Redirect path: the agent is chosen from
 in-memory state.
@@ -228,8 +229,12 @@ class Engine:
 
     # ------------------------------------------------------------------ campaigns
     async def refresh_campaigns(self) -> None:
-        """Own the running campaigns we can lease; forget paused/finished ones."""
-        running = {c.id: c for c in await self.store.running_campaigns()}
+        """Own the running and paused campaigns we can lease; forget draft/finished ones.
+
+        A paused campaign stays owned (it is not paced, see ``_pace``) so that agents can log
+        in before it starts and keep their session on the same dialer when it does.
+        """
+        running = {c.id: c for c in await self.store.active_campaigns()}
         for cid in list(self.campaigns):
             if cid not in running:
                 self.campaigns.pop(cid)
@@ -911,14 +916,18 @@ class Engine:
             await self.publish("command_rejected", {"command": entry.type, "error": str(exc), **d})
 
     async def maintenance(self) -> None:
-        """Recover what dead dialers left: expired claims, orphaned attempts, the outbox."""
+        """Recover what dead dialers left: expired claims and orphaned attempts.
+
+        The WhatsApp outbox is re-published once when a dialer starts (``marcador dialer``);
+        after that the worker's own sweep picks up queued rows whose stream entry was lost, so
+        the stream is not flooded with a copy of every queued row on each round.
+        """
         now = self._now()
         await self.reconcile_orphans(now)
         released = await self.store.release_expired_claims(now)
         if released:
             await self.leases.force_release(*(self.keys.lead_lease(i) for i in released))
             log.info("expired_claims_released", count=len(released))
-        await self.republish_outbox()
 
     async def reconcile_orphans(self, now: datetime) -> int:
         """Resolve attempts whose dialer died before their outcome.

@@ -158,10 +158,13 @@ class EngineStore:
         self.sm = sessionmaker
 
     # ------------------------------------------------------------------ campaigns
-    async def running_campaigns(self) -> list[Campaign]:
+    async def active_campaigns(self) -> list[Campaign]:
+        """Running and paused campaigns: a dialer owns both, so agents can log in before start."""
         async with self.sm() as s:
             rows = await s.scalars(
-                sa.select(Campaign).where(Campaign.status == CampaignStatus.RUNNING)
+                sa.select(Campaign).where(
+                    Campaign.status.in_((CampaignStatus.RUNNING, CampaignStatus.PAUSED))
+                )
             )
             return list(rows)
 
