@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import socket
 import threading
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -20,7 +19,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-import uvicorn
 from argon2 import PasswordHasher
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -32,6 +30,7 @@ from dialer.db.models import Campaign, Consent, Lead, Phone, Role, User, UserCam
 from dialer.domain.outcomes import CampaignStatus, CampaignType, Channel, DialMode
 from dialer.domain.windows import CallWindow, next_dialable
 from dialer.engine import Engine
+from dialer.local_server import bind_loopback, serve_asgi
 from dialer.runtime import DialerRuntime, ScaledClock, dialer_runtime
 from dialer.settings import Settings, load_settings
 from dialer.sim_agents import SimAgent, SimulatedAgents
@@ -181,45 +180,33 @@ class LiveStack:
             app.dependency_overrides[get_clock] = lambda: clock
             app.state.live_cache_s = opts.live_cache_s
             self.app = app
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-            self.base_url = f"http://127.0.0.1:{port}"
-            config = uvicorn.Config(
-                app,
-                log_level="warning",
-                access_log=False,
-                lifespan="on",
-                timeout_graceful_shutdown=1,
-            )
-            server = uvicorn.Server(config)
-            server_task = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
-            engine_task = asyncio.create_task(rt.engine.run(self._stop, tick=0.25), name="engine")
-            sim_agents = SimulatedAgents(
-                rt.engine,
-                self.seeded.busy_campaign,
-                CampaignType.CONTACTO_PROACTIVO,
-                [SimAgent(uid, str(1002 + i)) for i, uid in enumerate(self.seeded.sim_agent_ids)],
-                seed=opts.seed,
-                wrap_range=opts.wrap_range,
-            )
-            agents_task = asyncio.create_task(self._drive(sim_agents), name="sim-agents")
-            try:
-                await self._until(lambda: server.started, 20.0)
-                self._ready.set()
-                await self._stop.wait()
-            finally:
-                self._stop.set()
-                server.should_exit = True
-                for task in (agents_task, engine_task):
-                    task.cancel()
-                for task in (agents_task, engine_task):
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await task
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await asyncio.wait_for(server_task, 10.0)
-                sock.close()
+            async with serve_asgi(app, bind_loopback(0), name="uvicorn") as served:
+                self.base_url = served.url
+                engine_task = asyncio.create_task(
+                    rt.engine.run(self._stop, tick=0.25), name="engine"
+                )
+                sim_agents = SimulatedAgents(
+                    rt.engine,
+                    self.seeded.busy_campaign,
+                    CampaignType.CONTACTO_PROACTIVO,
+                    [
+                        SimAgent(uid, str(1002 + i))
+                        for i, uid in enumerate(self.seeded.sim_agent_ids)
+                    ],
+                    seed=opts.seed,
+                    wrap_range=opts.wrap_range,
+                )
+                agents_task = asyncio.create_task(self._drive(sim_agents), name="sim-agents")
+                try:
+                    self._ready.set()
+                    await self._stop.wait()
+                finally:
+                    self._stop.set()
+                    for task in (agents_task, engine_task):
+                        task.cancel()
+                    for task in (agents_task, engine_task):
+                        with contextlib.suppress(asyncio.CancelledError, Exception):
+                            await task
 
     async def _drive(self, sim_agents: SimulatedAgents) -> None:
         await asyncio.sleep(0.5)  # let the engine's command group and lease settle
@@ -227,12 +214,6 @@ class LiveStack:
         while True:
             await sim_agents.step()
             await asyncio.sleep(0.2)
-
-    @staticmethod
-    async def _until(predicate: Callable[[], bool], limit_s: float) -> None:
-        async with asyncio.timeout(limit_s):
-            while not predicate():  # noqa: ASYNC110 - uvicorn exposes only a flag
-                await asyncio.sleep(0.05)
 
     # ------------------------------------------------------------------ data
     async def _seed(self, now: datetime) -> None:
