@@ -4,7 +4,9 @@ Nothing happens at import time. The lifespan builds the async SQL engine and ses
 (:mod:`dialer.db.engine`), the Redis client (:func:`dialer.redis_client.connect_redis`) and the
 key builder, and stores them on ``app.state`` as ``settings``, ``sessionmaker``, ``redis`` and
 ``keys`` (the WhatsApp webhook router reads exactly those). It also runs the webhook delivery
-worker as an asyncio task.
+worker as an asyncio task, and holds the process's SSE :class:`~api.events.Broadcaster`
+(``app.state.broadcaster``, one event-stream reader for every SSE client) and the short-lived
+principal cache (``app.state.auth_cache``, :mod:`api.authcache`).
 
 Tests (and ``marcador demo``) may pass ready-made ``sessionmaker``/``redis``/``keys``; the
 factory then neither creates nor closes them.
@@ -30,7 +32,9 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.authcache import AuthCache
 from api.errors import error_response, install_error_handlers
+from api.events import Broadcaster
 from api.metrics import MetricsCollector
 from api.webhooks import WebhookWorker
 from dialer.db.engine import make_engine, make_sessionmaker
@@ -209,6 +213,7 @@ def create_app(
         app.state.redis = client
         app.state.keys = keys or Keys(prefix=settings.redis.key_prefix)
         app.state.background = set()
+        app.state.broadcaster = Broadcaster(client, app.state.keys)
         http = httpx.AsyncClient(transport=webhook_transport, timeout=10.0)
         worker = WebhookWorker(sm, client, app.state.keys, http)
         app.state.webhook_worker = worker
@@ -229,6 +234,7 @@ def create_app(
             yield
         finally:
             stop.set()
+            await app.state.broadcaster.close()
             for task in [*tasks, *app.state.background]:
                 task.cancel()
             for task in [*tasks, *app.state.background]:
@@ -255,6 +261,7 @@ def create_app(
         openapi_url="/openapi.json",
     )
     app.state.metrics = MetricsCollector()
+    app.state.auth_cache = AuthCache()
     app.state.password_hasher = password_hasher or PasswordHasher()
     app.state.import_sync_max_bytes = 512 * 1024
     install_error_handlers(app)

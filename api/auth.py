@@ -292,6 +292,12 @@ class SessionStore:
     async def load(self, shash: str, now: datetime) -> SessionData | Literal["expired"] | None:
         """The live session, ``"expired"`` (and deleted) when past a timeout, None if unknown."""
         raw: dict[str, str] = await self.r.hgetall(self.keys.web_session(shash))  # type: ignore[misc]
+        return await self.check(shash, raw, now)
+
+    async def check(
+        self, shash: str, raw: dict[str, str], now: datetime
+    ) -> SessionData | Literal["expired"] | None:
+        """:meth:`load` for a hash already read (e.g. in a pipeline with other keys)."""
         if not raw or "user_id" not in raw:
             return None
         try:

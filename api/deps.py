@@ -32,6 +32,14 @@ from api.auth import (
     session_hash,
     unsign_session_cookie,
 )
+from api.authcache import (
+    AuthCache,
+    CachedUser,
+    api_key_digest,
+    epoch_key,
+    invalidate,
+    read_epoch,
+)
 from api.errors import ApiError
 from dialer.db.models import ApiKey, AuditLog, Role, User, UserCampaign
 from dialer.domain.clock import Clock, SystemClock
@@ -116,42 +124,85 @@ def _api_key_from(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
+def get_auth_cache(request: Request) -> AuthCache:
+    cache: AuthCache | None = getattr(request.app.state, "auth_cache", None)
+    if cache is None:
+        cache = request.app.state.auth_cache = AuthCache()
+    return cache
+
+
+AuthCacheDep = Annotated[AuthCache, Depends(get_auth_cache)]
+
+
 async def _api_key_principal(
-    raw: str, db: AsyncSession, sm: async_sessionmaker[AsyncSession], now: datetime
+    raw: str,
+    sm: async_sessionmaker[AsyncSession],
+    redis: aioredis.Redis,
+    keys: Keys,
+    cache: AuthCache,
+    now: datetime,
 ) -> Principal:
     parsed = parse_api_key(raw)
     if parsed is None:
         raise _unauthorized("malformed API key", "invalid_api_key")
+    digest = api_key_digest(raw)
+    epoch = await read_epoch(redis, keys)
+    cached = cache.api_keys.get(digest, epoch)
+    if cached is not None:
+        return cached
     prefix, secret = parsed
-    key = await db.scalar(sa.select(ApiKey).where(ApiKey.prefix == prefix))
-    if key is None or key.revoked_at is not None or not api_key_matches(key.key_hash, secret):
-        raise _unauthorized("invalid or revoked API key", "invalid_api_key")
-    if key.last_used_at is None or now - key.last_used_at > API_KEY_TOUCH:
+    async with sm() as db:  # own short session: no pooled connection held for the request
+        key = await db.scalar(sa.select(ApiKey).where(ApiKey.prefix == prefix))
+        if key is None or key.revoked_at is not None or not api_key_matches(key.key_hash, secret):
+            raise _unauthorized("invalid or revoked API key", "invalid_api_key")
+        key_id, key_prefix, scopes_raw, last_used = key.id, key.prefix, key.scopes, key.last_used_at
+    if last_used is None or now - last_used > API_KEY_TOUCH:
         async with sm.begin() as s:  # own short transaction: reads stay read-only
-            await s.execute(sa.update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
-    scopes = key.scopes.get("scopes", []) if isinstance(key.scopes, dict) else []
-    return Principal(
+            await s.execute(sa.update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+    scopes = scopes_raw.get("scopes", []) if isinstance(scopes_raw, dict) else []
+    principal = Principal(
         kind="api_key",
-        actor=f"apikey:{key.prefix}",
+        actor=f"apikey:{key_prefix}",
         scopes=frozenset(str(s) for s in scopes),
-        api_key_id=key.id,
+        api_key_id=key_id,
     )
+    cache.api_keys.put(digest, principal, epoch)
+    return principal
+
+
+async def _load_user(sm: async_sessionmaker[AsyncSession], user_id: int) -> CachedUser | None:
+    """The active user and their campaign scope, or None (unknown or disabled)."""
+    async with sm() as db:
+        user = await db.get(User, user_id)
+        if user is None or not user.active:
+            return None
+        campaigns: frozenset[int] | None = None
+        if user.role is not Role.ADMIN:
+            rows = await db.scalars(
+                sa.select(UserCampaign.campaign_id).where(UserCampaign.user_id == user_id)
+            )
+            campaigns = frozenset(rows)
+        return CachedUser(user.id, user.username, user.role, campaigns)
 
 
 async def get_principal(
     request: Request,
-    db: DbDep,
     sm: SessionmakerDep,
     redis: RedisDep,
     keys: KeysDep,
     settings: SettingsDep,
     clock: ClockDep,
+    cache: AuthCacheDep,
 ) -> Principal:
-    """Authenticate the request (API key header, else the session cookie) and check CSRF."""
+    """Authenticate the request (API key header, else the session cookie) and check CSRF.
+
+    The session is read from Redis on every request; the user row and campaign scope come
+    from :class:`api.authcache.AuthCache` (a few seconds, invalidated by the auth epoch).
+    """
     now = clock.now()
     raw_key = _api_key_from(request)
     if raw_key is not None:
-        return await _api_key_principal(raw_key, db, sm, now)
+        return await _api_key_principal(raw_key, sm, redis, keys, cache, now)
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         raise _unauthorized("authentication required: sign in or send an API key")
@@ -160,15 +211,23 @@ async def get_principal(
         raise _unauthorized("invalid session cookie", "invalid_session")
     shash = session_hash(session_id)
     store = SessionStore(redis, keys)
-    data = await store.load(shash, now)
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.web_session(shash))
+        pipe.get(epoch_key(keys))
+        raw, epoch_raw = await pipe.execute()
+    epoch = str(epoch_raw or "0")
+    data = await store.check(shash, {str(k): str(v) for k, v in (raw or {}).items()}, now)
     if data == "expired":
         raise _unauthorized("the session has expired: sign in again", "session_expired")
     if data is None:
         raise _unauthorized("the session is not valid (signed out?): sign in again", "no_session")
-    user = await db.get(User, data.user_id)
-    if user is None or not user.active:
-        await store.delete(shash, data.user_id)
-        raise _unauthorized("the account is disabled", "account_disabled")
+    user = cache.users.get(data.user_id, epoch)
+    if user is None:
+        user = await _load_user(sm, data.user_id)
+        if user is None:
+            await store.delete(shash, data.user_id)
+            raise _unauthorized("the account is disabled", "account_disabled")
+        cache.users.put(data.user_id, user, epoch)
     if request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
         if not sent or not hmac.compare_digest(sent, data.csrf):
@@ -177,11 +236,12 @@ async def get_principal(
                 "csrf_failed",
                 f"missing or invalid {CSRF_HEADER} header for a cookie session",
             )
+    request.state.campaign_scope = user.campaigns
     return Principal(
         kind="session",
-        actor=f"user:{user.id}",
+        actor=f"user:{user.user_id}",
         scopes=ROLE_SCOPES[user.role],
-        user_id=user.id,
+        user_id=user.user_id,
         username=user.username,
         role=user.role,
         session_hash=shash,
@@ -242,6 +302,11 @@ class RequestContext:
     async def commit(self) -> None:
         await self.db.commit()
 
+    async def auth_changed(self) -> None:
+        """After committing a change to users, their campaigns or API keys: drop cached
+        principals in every API process (see :mod:`api.authcache`)."""
+        await invalidate(self.redis, self.keys, getattr(self.request.app.state, "auth_cache", None))
+
     async def campaign_scope(self) -> frozenset[int] | None:
         """Campaign ids this caller may see; None means every campaign.
 
@@ -251,8 +316,11 @@ class RequestContext:
         if self._campaigns_loaded:
             return self._campaigns
         p = self.principal
+        known = getattr(self.request.state, "campaign_scope", False)
         if p.is_admin or p.kind == "api_key" or p.user_id is None:
             self._campaigns = None
+        elif known is None or isinstance(known, frozenset):
+            self._campaigns = known  # loaded with the principal (api.authcache)
         else:
             rows = await self.db.scalars(
                 sa.select(UserCampaign.campaign_id).where(UserCampaign.user_id == p.user_id)

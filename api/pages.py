@@ -27,6 +27,7 @@ from fastapi.templating import Jinja2Templates
 
 from api.auth import Principal, Scope
 from api.deps import (
+    AuthCacheDep,
     ClockDep,
     DbDep,
     KeysDep,
@@ -81,15 +82,15 @@ class PageAuth:
 
 async def page_auth(
     request: Request,
-    db: DbDep,
     sm: SessionmakerDep,
     redis: RedisDep,
     keys: KeysDep,
     settings: SettingsDep,
     clock: ClockDep,
+    cache: AuthCacheDep,
 ) -> PageAuth:
     try:
-        principal = await get_principal(request, db, sm, redis, keys, settings, clock)
+        principal = await get_principal(request, sm, redis, keys, settings, clock, cache)
     except ApiError as exc:
         if exc.status != 401:
             raise

@@ -96,3 +96,4 @@ async def revoke_key(key_id: PathId, ctx: Ctx) -> None:
         row.revoked_at = ctx.now()
     ctx.audit("apikey.revoke", "apikey", row.id, prefix=row.prefix)
     await ctx.commit()
+    await ctx.auth_changed()

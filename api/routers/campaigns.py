@@ -14,6 +14,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.auth import Scope
+from api.cache import cache_ttl, cached, forget
 from api.deps import Ctx, RequestContext, Scoped
 from api.errors import ApiError, not_found
 from api.presets import (
@@ -271,6 +272,8 @@ async def create_campaign(body: CampaignCreate, ctx: Ctx) -> CampaignOut:
         ctx.db.add(UserCampaign(user_id=ctx.principal.user_id, campaign_id=campaign.id))
     ctx.audit("campaign.create", "campaign", campaign.id, name=body.name, type=body.type.value)
     await ctx.commit()
+    if ctx.principal.is_supervisor:
+        await ctx.auth_changed()  # the creator's campaign scope grew
     await ctx.db.refresh(campaign)
     return campaign_out(campaign)
 
@@ -297,6 +300,7 @@ async def update_campaign(campaign_id: PathId, body: CampaignUpdate, ctx: Ctx) -
     changed = _apply(campaign, values, campaign.type)
     ctx.audit("campaign.update", "campaign", campaign.id, fields=changed)
     await ctx.commit()
+    forget(ctx.request.app.state, campaign.id)
     await ctx.db.refresh(campaign)
     return campaign_out(campaign)
 
@@ -319,6 +323,7 @@ async def delete_campaign(campaign_id: PathId, ctx: Ctx) -> None:
     ctx.audit("campaign.delete", "campaign", campaign.id, name=campaign.name)
     await ctx.db.delete(campaign)
     await ctx.commit()
+    forget(ctx.request.app.state, campaign_id)
 
 
 TRANSITIONS: dict[str, tuple[frozenset[CampaignStatus], CampaignStatus]] = {
@@ -346,6 +351,7 @@ async def _transition(ctx: RequestContext, campaign_id: int, action: str) -> Cam
         f"campaign.{action}", "campaign", campaign.id, before=before.value, after=target.value
     )
     await ctx.commit()
+    forget(ctx.request.app.state, campaign.id)
     await ctx.db.refresh(campaign)
     return campaign_out(campaign)
 
@@ -406,23 +412,32 @@ def disposition_list(campaign_type: CampaignType) -> list[DispositionOut]:
     dependencies=[Scoped(Scope.CAMPAIGNS_READ)],
 )
 async def stats(campaign_id: PathId, ctx: Ctx) -> StatsOut:
-    campaign = await load_campaign(ctx, campaign_id)
-    now = ctx.now()
-    counts = await EngineStore(ctx.sessionmaker).counts(campaign_id, now)
-    ab_d, live_d, ab_m, live_m = await campaign_abandon_stats(
-        ctx.db, campaign_id, now, campaign.timezone
-    )
-    live: dict[str, str] = await ctx.redis.hgetall(ctx.keys.campaign_live(campaign_id))  # type: ignore[misc]
-    return StatsOut(
-        campaign_id=campaign_id,
-        status=campaign.status,
-        leads=counts,
-        abandoned_today=ab_d,
-        live_answers_today=live_d,
-        abandon_rate_today=ab_d / live_d if live_d else 0.0,
-        abandoned_30d=ab_m,
-        live_answers_30d=live_m,
-        abandon_rate_30d=ab_m / live_m if live_m else 0.0,
-        abandon_target=campaign.abandon_target,
-        live={str(k): str(v) for k, v in live.items()},
-    )
+    """Cached per campaign like ``/live`` (:mod:`api.cache`); access is checked first."""
+    if not await ctx.can_see_campaign(campaign_id):
+        raise not_found("campaign", campaign_id)
+    state = ctx.request.app.state
+
+    async def compute() -> StatsOut:
+        campaign = await load_campaign(ctx, campaign_id)
+        now = ctx.now()
+        counts = await EngineStore(ctx.sessionmaker).counts(campaign_id, now)
+        ab_d, live_d, ab_m, live_m = await campaign_abandon_stats(
+            ctx.db, campaign_id, now, campaign.timezone
+        )
+        live: dict[str, str] = await ctx.redis.hgetall(ctx.keys.campaign_live(campaign_id))  # type: ignore[misc]
+        return StatsOut(
+            campaign_id=campaign_id,
+            status=campaign.status,
+            leads=counts,
+            abandoned_today=ab_d,
+            live_answers_today=live_d,
+            abandon_rate_today=ab_d / live_d if live_d else 0.0,
+            abandoned_30d=ab_m,
+            live_answers_30d=live_m,
+            abandon_rate_30d=ab_m / live_m if live_m else 0.0,
+            abandon_target=campaign.abandon_target,
+            live={str(k): str(v) for k, v in live.items()},
+        )
+
+    out: StatsOut = await cached(state, "stats", campaign_id, cache_ttl(state), compute)
+    return out

@@ -3,6 +3,8 @@
 ``GET /api/v1/events/stream`` (``text/event-stream``): agents receive only their own events
 (``agent_state``, ``screen_pop``...), supervisors the events of their campaigns, admins and
 API keys with ``events:read`` everything. Resume with the standard ``Last-Event-ID`` header.
+
+Each API process reads the stream once (:class:`api.events.Broadcaster`) and fans it out.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from fastapi.responses import StreamingResponse
 
 from api.auth import Scope
 from api.deps import Ctx, Scoped
-from api.events import event_source
+from api.events import Broadcaster
 
 router = APIRouter(prefix="/events", tags=["events"])
 
@@ -35,9 +37,11 @@ async def stream(
 ) -> StreamingResponse:
     campaigns = await ctx.campaign_scope()
     await ctx.db.close()  # nothing else to read: do not hold a connection for hours
-    start = last_event_id if last_event_id and _STREAM_ID.match(last_event_id) else "$"
+    start = last_event_id if last_event_id and _STREAM_ID.match(last_event_id) else None
+    broadcaster: Broadcaster = ctx.request.app.state.broadcaster
+    await broadcaster.start()  # from here on, no event is missed
     return StreamingResponse(
-        event_source(ctx.redis, ctx.keys, ctx.principal, campaigns, start),
+        broadcaster.events(ctx.principal, campaigns, start),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -10,18 +10,16 @@ the dashboard's charts.
 
 Live call counters come from the dialer's ``Keys.campaign_live`` hash when it publishes one;
 otherwise they are derived from SQL (attempts without an outcome) and the agents' live state.
-The answers are cached per campaign for :data:`LIVE_CACHE_S` (``app.state.live_cache_s``), so
-a hundred open dashboards cost one computation per campaign and interval; access is checked
-before the cache is used.
+The answers are cached per campaign for :data:`~api.cache.LIVE_CACHE_S`
+(``app.state.live_cache_s``, see :mod:`api.cache`), so a hundred open dashboards cost one
+computation per campaign and interval; access is checked before the cache is used, and a cache
+hit needs no database connection.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -29,7 +27,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from api.auth import Scope
+from api.cache import cache_ttl, cached
 from api.deps import Ctx, RequestContext, Scoped
+from api.errors import not_found
 from api.events import seconds_since
 from api.routers.campaigns import load_campaign
 from api.types import PathId
@@ -41,8 +41,6 @@ from dialer.store import campaign_abandon_stats
 
 router = APIRouter(prefix="/campaigns", tags=["dashboard"])
 
-#: Seconds a computed answer is reused (per API process and campaign).
-LIVE_CACHE_S = 0.5
 #: The legal hard cap on abandoned live answers (design.md §6).
 ABANDON_CAP = 0.03
 BUCKET_MINUTES = 15
@@ -171,21 +169,6 @@ def abandon_level(rate: float, cap: float) -> str:
     if rate >= cap * 0.66:
         return "warning"
     return "ok"
-
-
-def _cache(ctx: RequestContext) -> dict[tuple[str, int], tuple[float, BaseModel]]:
-    state = ctx.request.app.state
-    cache: dict[tuple[str, int], tuple[float, BaseModel]] | None = getattr(
-        state, "live_cache", None
-    )
-    if cache is None:
-        cache = {}
-        state.live_cache = cache
-    return cache
-
-
-def _cache_ttl(ctx: RequestContext) -> float:
-    return float(getattr(ctx.request.app.state, "live_cache_s", LIVE_CACHE_S))
 
 
 def _local_day_start(now: datetime, tz: str) -> datetime:
@@ -463,35 +446,10 @@ async def compute_today(ctx: RequestContext, campaign: Campaign) -> TodayOut:
     )
 
 
-def _locks(ctx: RequestContext) -> dict[tuple[str, int], asyncio.Lock]:
-    state = ctx.request.app.state
-    locks: dict[tuple[str, int], asyncio.Lock] | None = getattr(state, "live_locks", None)
-    if locks is None:
-        locks = {}
-        state.live_locks = locks
-    return locks
-
-
-async def _cached(ctx: RequestContext, kind: str, campaign: Campaign, ttl: float) -> Any:
-    """The cached answer if fresh; else computed once (concurrent callers wait for it)."""
-    cache = _cache(ctx)
-    key = (kind, campaign.id)
-    hit = cache.get(key)
-    if hit is not None and time.monotonic() - hit[0] < ttl:
-        return hit[1]
-    lock = _locks(ctx).setdefault(key, asyncio.Lock())
-    async with lock:
-        hit = cache.get(key)
-        if hit is not None and time.monotonic() - hit[0] < ttl:
-            return hit[1]
-        t = time.monotonic()
-        value: BaseModel = (
-            await compute_live(ctx, campaign)
-            if kind == "live"
-            else await compute_today(ctx, campaign)
-        )
-        cache[key] = (t, value)
-        return value
+async def _visible(ctx: RequestContext, campaign_id: int) -> None:
+    """404 unless the caller may see the campaign (checked before any cache is used)."""
+    if not await ctx.can_see_campaign(campaign_id):
+        raise not_found("campaign", campaign_id)
 
 
 @router.get(
@@ -500,8 +458,13 @@ async def _cached(ctx: RequestContext, kind: str, campaign: Campaign, ttl: float
     dependencies=[Scoped(Scope.AGENTS_READ)],
 )
 async def campaign_live(campaign_id: PathId, ctx: Ctx) -> LiveOut:
-    campaign = await load_campaign(ctx, campaign_id)
-    out: LiveOut = await _cached(ctx, "live", campaign, _cache_ttl(ctx))
+    await _visible(ctx, campaign_id)
+    state = ctx.request.app.state
+
+    async def compute() -> LiveOut:
+        return await compute_live(ctx, await load_campaign(ctx, campaign_id))
+
+    out: LiveOut = await cached(state, "live", campaign_id, cache_ttl(state), compute)
     return out
 
 
@@ -511,7 +474,14 @@ async def campaign_live(campaign_id: PathId, ctx: Ctx) -> LiveOut:
     dependencies=[Scoped(Scope.CAMPAIGNS_READ)],
 )
 async def campaign_today(campaign_id: PathId, ctx: Ctx) -> TodayOut:
-    campaign = await load_campaign(ctx, campaign_id)
-    ttl = _cache_ttl(ctx)
-    out: TodayOut = await _cached(ctx, "today", campaign, max(ttl, TODAY_CACHE_S) if ttl else 0)
+    await _visible(ctx, campaign_id)
+    state = ctx.request.app.state
+    ttl = cache_ttl(state)
+
+    async def compute() -> TodayOut:
+        return await compute_today(ctx, await load_campaign(ctx, campaign_id))
+
+    out: TodayOut = await cached(
+        state, "today", campaign_id, max(ttl, TODAY_CACHE_S) if ttl else 0, compute
+    )
     return out

@@ -197,6 +197,7 @@ async def update_user(user_id: PathId, body: UserUpdate, ctx: Ctx) -> UserDetail
     fields = sorted(body.model_dump(exclude_unset=True, exclude_none=True))
     ctx.audit("user.update", "user", user.id, fields=fields)
     await ctx.commit()
+    await ctx.auth_changed()
     if sign_out:
         await SessionStore(ctx.redis, ctx.keys).delete_all(user.id)
     return await _detail(ctx, user)
@@ -216,6 +217,7 @@ async def deactivate_user(user_id: PathId, ctx: Ctx) -> None:
     user.active = False
     ctx.audit("user.deactivate", "user", user.id)
     await ctx.commit()
+    await ctx.auth_changed()
     await SessionStore(ctx.redis, ctx.keys).delete_all(user.id)
 
 
@@ -229,4 +231,5 @@ async def set_user_campaigns(user_id: PathId, body: CampaignsIn, ctx: Ctx) -> Us
     await _set_campaigns(ctx, user.id, body.campaign_ids)
     ctx.audit("user.campaigns", "user", user.id, campaign_ids=sorted(set(body.campaign_ids)))
     await ctx.commit()
+    await ctx.auth_changed()
     return await _detail(ctx, user)

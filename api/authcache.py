@@ -1,0 +1,138 @@
+"""A short-lived, per-process cache of who a caller is, so requests skip the database.
+
+Without it every authenticated request loads the user (or the API key) and the user's campaign
+scope from SQL, and holds a pooled connection from authentication to the response.
+
+What is cached, for :data:`AUTH_CACHE_S` seconds (process-local monotonic time):
+
+- per **user id**: username, role and the campaign scope (``user_campaigns``), loaded with a
+  short session of its own that is closed at once;
+- per **API key** (keyed by the SHA-256 of the presented key): the resulting principal.
+
+What is *not* cached: the web session itself. Each request still reads its session hash from
+Redis (one round trip, pipelined with the epoch below), so logout, expiry and "sign out
+everywhere" (password, role or active changes) take effect at once, in every API process.
+
+Invalidation:
+
+- **Auth epoch**: every change made through the API that affects a principal (user edit,
+  deactivation, campaign assignment, a supervisor creating a campaign, API key revocation)
+  increments a Redis counter (:func:`epoch_key`) and clears the local cache. Each request
+  reads the counter, and an entry cached under another epoch is reloaded, so those changes
+  apply at once across API processes.
+- **TTL**: changes made behind the API's back (SQL by hand) apply within
+  :data:`AUTH_CACHE_S`. Keep it small.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import redis.asyncio as aioredis
+
+from api.auth import Principal
+from dialer.db.models import Role
+from dialer.redis_keys import Keys
+
+#: Seconds a cached principal is reused (a revoked key or disabled user changed outside the
+#: API stops working within this time; through the API it stops at once).
+AUTH_CACHE_S = 3.0
+#: Bound on cached entries per kind (oldest dropped first).
+AUTH_CACHE_MAX = 10_000
+
+V = TypeVar("V")
+
+
+def epoch_key(keys: Keys) -> str:
+    """Redis counter bumped on every principal-affecting change made through the API."""
+    return f"{keys.prefix}:api:auth_epoch"
+
+
+def api_key_digest(raw: str) -> str:
+    return hashlib.sha256(raw.strip().encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class CachedUser:
+    """What authentication needs from the ``users`` and ``user_campaigns`` rows."""
+
+    user_id: int
+    username: str
+    role: Role
+    #: Campaign ids the user is assigned to; None for admins (every campaign).
+    campaigns: frozenset[int] | None
+
+
+@dataclass(slots=True)
+class _Entry(Generic[V]):
+    value: V
+    epoch: str
+    expires: float
+
+
+class _TtlMap(Generic[V]):
+    def __init__(self, ttl_s: float, monotonic: Callable[[], float], max_entries: int) -> None:
+        self.ttl_s = ttl_s
+        self._monotonic = monotonic
+        self._max = max_entries
+        self._data: dict[object, _Entry[V]] = {}
+
+    def get(self, key: object, epoch: str) -> V | None:
+        entry = self._data.get(key)
+        if entry is None:
+            return None
+        if entry.epoch != epoch or self._monotonic() >= entry.expires:
+            del self._data[key]
+            return None
+        return entry.value
+
+    def put(self, key: object, value: V, epoch: str) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self._data) >= self._max:
+            self._data.pop(next(iter(self._data)))
+        self._data.pop(key, None)
+        self._data[key] = _Entry(value, epoch, self._monotonic() + self.ttl_s)
+
+    def drop(self, key: object) -> None:
+        self._data.pop(key, None)
+
+    def clear(self) -> None:
+        self._data.clear()
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class AuthCache:
+    """Users by id and API-key principals by key digest, each tagged with the auth epoch."""
+
+    def __init__(
+        self,
+        ttl_s: float = AUTH_CACHE_S,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        max_entries: int = AUTH_CACHE_MAX,
+    ) -> None:
+        self.users: _TtlMap[CachedUser] = _TtlMap(ttl_s, monotonic, max_entries)
+        self.api_keys: _TtlMap[Principal] = _TtlMap(ttl_s, monotonic, max_entries)
+
+    def clear(self) -> None:
+        self.users.clear()
+        self.api_keys.clear()
+
+
+async def read_epoch(redis: aioredis.Redis, keys: Keys) -> str:
+    value = await redis.get(epoch_key(keys))
+    return str(value or "0")
+
+
+async def invalidate(redis: aioredis.Redis, keys: Keys, cache: AuthCache | None) -> None:
+    """Call after committing a change to users, their campaigns or API keys."""
+    if cache is not None:
+        cache.clear()
+    await redis.incr(epoch_key(keys))

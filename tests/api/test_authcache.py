@@ -1,0 +1,128 @@
+"""The short-lived principal cache (api/authcache.py): what it saves, and that it never keeps a
+signed-out session, a revoked key or a disabled user working longer than it should."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import redis.asyncio as aioredis
+import sqlalchemy as sa
+from fastapi import FastAPI
+
+from api.auth import SESSION_COOKIE
+from api.authcache import AUTH_CACHE_S, AuthCache, epoch_key
+from dialer.db.models import ApiKey, Role, User, UserCampaign
+from dialer.redis_keys import Keys
+from tests.api.helpers import MONDAY_10AM, ApiClient, key_client, make_campaign, make_key
+
+
+class Ticker:
+    """A fake monotonic clock for the cache's TTL."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _fake_ttl(app: FastAPI) -> Ticker:
+    ticker = Ticker()
+    app.state.auth_cache = AuthCache(monotonic=ticker)
+    return ticker
+
+
+async def test_principal_is_cached_per_user(
+    app: FastAPI, clients: Callable[..., Awaitable[ApiClient]]
+) -> None:
+    _fake_ttl(app)
+    cid = await make_campaign(app.state.sessionmaker)
+    sup = await clients("sup1", Role.SUPERVISOR, campaigns=(cid,))
+    assert (await sup.get(f"/api/v1/campaigns/{cid}")).status_code == 200
+    cache: AuthCache = app.state.auth_cache
+    cached = cache.users.get(sup.user_id, "0")
+    assert cached is not None and cached.campaigns == frozenset({cid})
+    assert cached.role is Role.SUPERVISOR
+
+
+async def test_logout_ends_the_session_at_once(
+    app: FastAPI, clients: Callable[..., Awaitable[ApiClient]]
+) -> None:
+    _fake_ttl(app)  # the clock never moves: only invalidation can end it
+    sup = await clients("sup2", Role.SUPERVISOR)
+    assert (await sup.get("/api/v1/auth/me")).status_code == 200
+    cookie = sup.cookies[SESSION_COOKIE]
+    assert (await sup.post("/api/v1/auth/logout")).status_code == 204
+    # Replay the old cookie (the browser dropped it): the server-side session is gone.
+    sup.cookies.clear()
+    r = await sup.get("/api/v1/auth/me", headers={"Cookie": f"{SESSION_COOKIE}={cookie}"})
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "no_session"
+
+
+async def test_changes_through_the_api_apply_at_once(
+    app: FastAPI, admin: ApiClient, clients: Callable[..., Awaitable[ApiClient]]
+) -> None:
+    _fake_ttl(app)
+    cid = await make_campaign(app.state.sessionmaker)
+    sup = await clients("sup3", Role.SUPERVISOR)
+    assert (await sup.get(f"/api/v1/campaigns/{cid}")).status_code == 404  # scope cached
+    r = await admin.put(f"/api/v1/users/{sup.user_id}/campaigns", json={"campaign_ids": [cid]})
+    assert r.status_code == 200, r.text
+    assert (await sup.get(f"/api/v1/campaigns/{cid}")).status_code == 200
+    r = await admin.put(f"/api/v1/users/{sup.user_id}/campaigns", json={"campaign_ids": []})
+    assert (await sup.get(f"/api/v1/campaigns/{cid}")).status_code == 404
+
+    r = await admin.post("/api/v1/api-keys", json={"name": "dms", "scopes": ["leads:read"]})
+    created = r.json()
+    async with key_client(app, created["key"]) as c:
+        assert (await c.get("/api/v1/leads")).status_code == 200  # cached now
+        assert (await admin.delete(f"/api/v1/api-keys/{created['id']}")).status_code == 204
+        assert (await c.get("/api/v1/leads")).status_code == 401
+
+    agent = await clients("ag3", Role.AGENT)
+    assert (await agent.get("/api/v1/agent/me")).status_code == 200
+    assert (await admin.delete(f"/api/v1/users/{agent.user_id}")).status_code == 204
+    assert (await agent.get("/api/v1/agent/me")).status_code == 401
+
+
+async def test_changes_behind_the_api_apply_within_the_ttl(
+    app: FastAPI, clients: Callable[..., Awaitable[ApiClient]]
+) -> None:
+    """Rows changed by hand (not through this API): cached for at most AUTH_CACHE_S."""
+    ticker = _fake_ttl(app)
+    sm = app.state.sessionmaker
+    key = await make_key(sm, "leads:read")
+    agent = await clients("ag4", Role.AGENT)
+    async with key_client(app, key) as c:
+        assert (await c.get("/api/v1/leads")).status_code == 200
+        assert (await agent.get("/api/v1/agent/me")).status_code == 200
+        async with sm.begin() as s:
+            await s.execute(sa.update(ApiKey).values(revoked_at=MONDAY_10AM))
+            await s.execute(sa.update(User).where(User.id == agent.user_id).values(active=False))
+        assert (await c.get("/api/v1/leads")).status_code == 200  # still cached
+        assert (await agent.get("/api/v1/agent/me")).status_code == 200
+        ticker.t += AUTH_CACHE_S
+        assert (await c.get("/api/v1/leads")).status_code == 401
+        r = await agent.get("/api/v1/agent/me")
+        assert r.status_code == 401
+        assert r.json()["error"]["code"] == "account_disabled"
+
+
+async def test_epoch_bump_from_another_process_drops_entries(
+    app: FastAPI,
+    clients: Callable[..., Awaitable[ApiClient]],
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    """Another API replica changing a user bumps the shared epoch: this one reloads at once."""
+    _fake_ttl(app)
+    sm = app.state.sessionmaker
+    cid = await make_campaign(sm)
+    sup = await clients("sup5", Role.SUPERVISOR)
+    assert (await sup.get(f"/api/v1/campaigns/{cid}")).status_code == 404
+    async with sm.begin() as s:
+        s.add(UserCampaign(user_id=sup.user_id, campaign_id=cid))
+    assert (await sup.get(f"/api/v1/campaigns/{cid}")).status_code == 404  # cached scope
+    await redis.incr(epoch_key(keys))  # what the other replica's change does
+    assert (await sup.get(f"/api/v1/campaigns/{cid}")).status_code == 200
