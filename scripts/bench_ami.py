@@ -1,21 +1,24 @@
 """AMI bridge benchmark (issue 3, "Performance").
 
-Section 1 (this file so far): events/s through parse -> typed events -> call tracker ->
+Section 1: events/s through parse -> typed events -> call tracker ->
 outcomes, on a byte stream built from the recorded transcripts (repeated to ~200k events),
 side by side with panoramisk 1.4's own parsing of the same bytes (``AMIProtocol.data_received``
 driven directly, no socket), measured in the same run.
 
-Other sections (answer->Redirect latency, concurrent calls, CPU, RSS) plug in as more
-``Section`` functions: each returns rows for the table and keys for the JSON object.
+Sections 2 and 3 live in ``bench_ami_live.py`` (they start PBX simulator processes and a
+bridge child process on loopback): answer -> Redirect latency with 500 concurrent calls, and
+2,000 concurrent calls across 4 simulated PBXs with the bridge's CPU and peak RSS.
 
-    .venv/bin/python scripts/bench_ami.py            # table
-    .venv/bin/python scripts/bench_ami.py --json     # one JSON object
+    .venv/bin/python scripts/bench_ami.py                # table, all sections
+    .venv/bin/python scripts/bench_ami.py --json         # one JSON object
+    .venv/bin/python scripts/bench_ami.py --no-live      # section 1 only (no processes)
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import sys
 import time
@@ -178,8 +181,37 @@ def section_events(target_events: int, rounds: int) -> SectionResult:
     return res
 
 
-SECTIONS: list[tuple[str, Callable[[argparse.Namespace], SectionResult]]] = [
+def _live_module() -> Any:
+    """``bench_ami_live.py`` beside this file (scripts/ is not a package)."""
+    path = Path(__file__).resolve().parent / "bench_ami_live.py"
+    spec = importlib.util.spec_from_file_location("bench_ami_live", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def section_live(name: str, calls: int) -> SectionResult:
+    live = _live_module()
+    live.configure_logging("warning")
+    fn = live.section_answer_to_redirect if name == "redirect" else live.section_concurrent
+    rows, data = fn(calls) if calls else fn()
+    res = SectionResult()
+    res.rows = list(rows)
+    res.json = dict(data)
+    return res
+
+
+SECTIONS: list[tuple[str, Callable[[argparse.Namespace], SectionResult | None]]] = [
     ("AMI events throughput", lambda a: section_events(a.events, a.rounds)),
+    (
+        "Answer -> Redirect latency (500 concurrent calls, 1 simulated PBX)",
+        lambda a: None if a.no_live else section_live("redirect", 0),
+    ),
+    (
+        "Concurrent calls on 4 simulated PBXs (one bridge process)",
+        lambda a: None if a.no_live else section_live("concurrent", 0),
+    ),
 ]
 
 
@@ -188,11 +220,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true", help="print one JSON object")
     ap.add_argument("--events", type=int, default=200_000, help="approximate stream size")
     ap.add_argument("--rounds", type=int, default=3, help="best of N rounds")
+    ap.add_argument("--no-live", action="store_true", help="skip sections 2 and 3 (processes)")
     args = ap.parse_args(argv)
     combined: dict[str, Any] = {}
     lines: list[str] = []
     for title, fn in SECTIONS:
         result = fn(args)
+        if result is None:
+            continue
         combined.update(result.json)
         lines.append(f"\n{title}")
         width = max(len(r[0]) for r in result.rows)

