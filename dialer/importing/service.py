@@ -18,10 +18,13 @@ per campaign; re-importing matches the same leads and only appends phones they l
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import json
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -86,6 +89,36 @@ async def resolve_campaign(sessionmaker: async_sessionmaker[AsyncSession], ref: 
             campaign=text,
         )
     return campaign_id
+
+
+_gc_lock = threading.Lock()
+_gc_pauses = 0  # imports running with the cyclic collector paused
+_gc_was_enabled = False
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while an import runs.
+
+    An import keeps a few hundred thousand small objects alive (cleaned rows, groups,
+    decisions, row tuples); with the collector on, every allocation-triggered collection
+    walks them again, which cost more than half of the import's CPU time at 100k rows.
+    Reference counting still frees everything that is not cyclic; the collector is
+    re-enabled (if it was on) when the last concurrent import ends.
+    """
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
 
 
 def _sha256(path: Path) -> str:
@@ -599,7 +632,7 @@ async def import_file(
     progress: ProgressCallback | None = None,
     options: CleaningOptions | None = None,
     assume_consent: str | None = None,
-    batch_size: int = 1000,
+    batch_size: int = 5000,
     created_by: int | None = None,
 ) -> ImportReport:
     """Import a CSV/XLSX lead list into a campaign; returns the per-row :class:`ImportReport`.
@@ -608,7 +641,40 @@ async def import_file(
     and WhatsApp consent to people whose row has no authorisation value; without it only the
     file's authorisation columns create consents. Raises :class:`ImportFileError`,
     :class:`MappingError` or :class:`CampaignNotFound`; nothing is written in those cases.
+
+    ``batch_size``: groups (leads) written per transaction. Each transaction rewrites the
+    index pages it touched (``leads``, ``phones`` and ``consents`` have random-key indexes),
+    so bigger batches are much cheaper per row; 5,000 keeps one SQLite write lock under
+    about a second.
     """
+    with _gc_paused():
+        return await _import(
+            sessionmaker,
+            campaign_id,
+            path,
+            mapping,
+            now=now,
+            progress=progress,
+            options=options,
+            assume_consent=assume_consent,
+            batch_size=batch_size,
+            created_by=created_by,
+        )
+
+
+async def _import(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    campaign_id: int,
+    path: Path | str,
+    mapping: ColumnMapping | None,
+    *,
+    now: datetime | None,
+    progress: ProgressCallback | None,
+    options: CleaningOptions | None,
+    assume_consent: str | None,
+    batch_size: int,
+    created_by: int | None,
+) -> ImportReport:
     started = time.perf_counter()
     source = Path(path)
     stamp = now or datetime.now(UTC)
