@@ -24,6 +24,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.routing import NoMatchFound
 
 from api.auth import Principal, Scope
 from api.deps import (
@@ -38,12 +39,13 @@ from api.deps import (
 )
 from api.errors import ApiError
 from dialer.db.models import Role, User
+from dialer.domain.windows import resolve_tz
+from dialer.reports.filters import previous_month
 
 HERE = Path(__file__).parent
 TEMPLATES_DIR = HERE / "templates"
 STATIC_DIR = HERE / "static"
 LOGIN_PATH = "/ingresar"
-REPORTS_PREFIX = "/api/v1/reports"
 
 #: The pages' Content-Security-Policy: no inline script, nothing from other origins.
 CSP = (
@@ -130,21 +132,13 @@ def _templates(request: Request) -> Jinja2Templates:
 
 
 def _has_reports(request: Request) -> bool:
-    return any(
-        str(getattr(route, "path", "")).startswith(REPORTS_PREFIX)
-        for route in request.app.router.routes
-    )
-
-
-def _report_endpoints(request: Request) -> list[str]:
-    """GET endpoints of the reports router without path parameters (the page lists them)."""
-    paths = []
-    for route in request.app.router.routes:
-        path = str(getattr(route, "path", ""))
-        methods = getattr(route, "methods", None) or set()
-        if path.startswith(REPORTS_PREFIX) and "GET" in methods and "{" not in path:
-            paths.append(path)
-    return sorted(set(paths))
+    """Whether the reports API is mounted (its routes may sit in lazily included routers, so
+    ask the router by name rather than walking ``app.router.routes``)."""
+    try:
+        request.app.url_path_for("indicators")
+    except NoMatchFound:
+        return False
+    return True
 
 
 async def _render(
@@ -215,17 +209,21 @@ async def supervisor_page(request: Request, auth: PageAuthDep, db: DbDep) -> HTM
 
 
 @router.get("/reportes", response_class=HTMLResponse)
-async def reports_page(request: Request, auth: PageAuthDep, db: DbDep) -> HTMLResponse:
+async def reports_page(
+    request: Request, auth: PageAuthDep, db: DbDep, clock: ClockDep, settings: SettingsDep
+) -> HTMLResponse:
     principal = _require(request, auth)
     if not principal.has(Scope.AGENTS_READ) or principal.kind != "session":
         return await _forbidden(request, principal, db, "los reportes")
+    today = clock.now().astimezone(resolve_tz(settings.timezone)).date()
     return await _render(
         request,
         "reports.html",
         principal,
         db,
         reports_available=_has_reports(request),
-        report_endpoints=_report_endpoints(request),
+        # The monthly report is about the month that just ended.
+        default_month=previous_month(today),
     )
 
 
