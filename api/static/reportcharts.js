@@ -202,3 +202,63 @@ export function groupedBars(title, groups, series, { width = 560, height = 240, 
   root.append(legend);
   return root;
 }
+
+const SERIES = ["s1", "s2", "s3", "s4", "s5", "s6"];
+
+// One line per series over `labels` (gaps where a value is null), plus a dashed cap line.
+// series: [{name, values: [number|null, ...]}]; values and cap in percent (0-100).
+export function lineChart(title, labels, series, { cap = null, width = 620, height = 250, id } = {}) {
+  const values = series.flatMap((s) => s.values).filter((v) => v !== null && v !== undefined);
+  if (!labels.length || !values.length) return emptyChart(title);
+  const pad = { left: 46, right: 10, top: 30, bottom: 46 };
+  const w = width - pad.left - pad.right;
+  const h = height - pad.top - pad.bottom;
+  const y0 = pad.top + h;
+  const top = Math.max(...values, cap || 0);
+  const axis = top <= 10 ? { max: Math.max(1, Math.ceil(top)), step: top <= 5 ? 1 : 2 } : niceAxis(top);
+  const x = (i) => pad.left + (labels.length === 1 ? w / 2 : (i * w) / (labels.length - 1));
+  const y = (v) => y0 - (Math.min(v, axis.max) / axis.max) * h;
+  const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, class: "chart lines", role: "img", "aria-label": title, id });
+  root.append(svg("title", {}, title));
+  root.append(svg("text", { x: 0, y: 16, class: "chart-title" }, title));
+  for (let v = 0; v <= axis.max; v += axis.step) {
+    root.append(svg("line", { x1: pad.left, x2: pad.left + w, y1: y(v), y2: y(v), class: "grid" }));
+    root.append(svg("text", { x: pad.left - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" }, `${fmtInt(v)} %`));
+  }
+  const every = Math.max(1, Math.ceil(labels.length / 16));
+  labels.forEach((label, i) => {
+    if (i % every === 0 || i === labels.length - 1) root.append(svg("text", { x: x(i), y: y0 + 14, class: "axis", "text-anchor": "middle" }, label));
+  });
+  if (cap !== null) {
+    root.append(svg("line", { x1: pad.left, x2: pad.left + w, y1: y(cap), y2: y(cap), class: "cap" }));
+  }
+  series.forEach((s, n) => {
+    const kind = SERIES[n % SERIES.length];
+    let segment = [];
+    const flush = () => {
+      if (segment.length > 1) root.append(svg("polyline", { points: segment.join(" "), class: `sline ${kind}` }));
+      segment = [];
+    };
+    s.values.forEach((v, i) => {
+      if (v === null || v === undefined) {
+        flush();
+        return;
+      }
+      segment.push(`${x(i).toFixed(1)},${y(v).toFixed(1)}`);
+      root.append(svg("circle", { cx: x(i), cy: y(v), r: 2.6, class: `sdot ${kind}` }, svg("title", {}, `${s.name} · ${labels[i]}: ${fmtPct(v)}`)));
+    });
+    flush();
+  });
+  const legend = svg("g", { class: "legend" });
+  let lx = pad.left;
+  series.forEach((s, n) => {
+    const kind = SERIES[n % SERIES.length];
+    legend.append(svg("rect", { x: lx, y: height - 19, width: 10, height: 10, class: `sdot ${kind}` }), svg("text", { x: lx + 14, y: height - 10 }, s.name));
+    lx += 26 + s.name.length * 6;
+  });
+  if (cap !== null) {
+    legend.append(svg("line", { x1: lx, x2: lx + 20, y1: height - 14, y2: height - 14, class: "cap" }), svg("text", { x: lx + 25, y: height - 10 }, `Tope ${fmtPct(cap)}`));
+  }
+  root.append(legend);
+  return root;
+}

@@ -5,7 +5,7 @@
 // The page marks its progress on <body data-report="loading|ready|error"> and
 // data-report-month, so browser tests can wait on conditions instead of time.
 import { $, API, ApiFailure, api, clear, el, fmtDate, fmtDuration, messageEs } from "./common.js";
-import { fmtInt, fmtPct, groupedBars, hbarChart, paretoChart, paretoRows } from "./reportcharts.js";
+import { fmtInt, fmtPct, groupedBars, hbarChart, lineChart, paretoChart, paretoRows } from "./reportcharts.js";
 
 const box = $("reportes");
 const REPORTS = `${API}/reports`;
@@ -331,6 +331,27 @@ function renderWhatsApp(report) {
   );
 }
 
+function renderAbandon(report) {
+  const cm = report.compliance;
+  const names = new Map(cm.rows.map((r) => [r.campaign_id, r.campaign]));
+  const days = [...new Set(cm.daily.map((d) => d.day))].sort();
+  const index = new Map(days.map((d, i) => [d, i]));
+  const byCampaign = new Map();
+  for (const d of cm.daily) {
+    if (!byCampaign.has(d.campaign_id)) byCampaign.set(d.campaign_id, { daily: days.map(() => null), rolling: days.map(() => null) });
+    const s = byCampaign.get(d.campaign_id);
+    s.daily[index.get(d.day)] = d.rate_pct;
+    s.rolling[index.get(d.day)] = d.rolling_rate_pct;
+  }
+  const labels = days.map((d) => String(Number(d.slice(8, 10))));
+  const series = (key) => [...byCampaign.entries()].map(([id, s]) => ({ name: names.get(id) || `#${id}`, values: s[key] }));
+  put(
+    "graficos-abandono",
+    el("div", {}, lineChart("Abandono diario por campaña", labels, series("daily"), { cap: cm.cap_pct, id: "chart-abandono-dia" })),
+    el("div", {}, lineChart("Abandono de los últimos 30 días por campaña", labels, series("rolling"), { cap: cm.cap_pct, id: "chart-abandono-30" })),
+  );
+}
+
 function renderCampaigns(report) {
   const eff = new Map(report.effectiveness.rows.map((r) => [r.campaign_id, r]));
   const comp = new Map(report.compliance.rows.map((r) => [r.campaign_id, r]));
@@ -505,7 +526,7 @@ async function query() {
     $("rep-periodo").textContent =
       `${monthLabel(filter.month).replace(/^./, (c) => c.toUpperCase())} · del ${longDate(p.start)} al ${longDate(p.last_day)} (hora de ${p.timezone}) · ` +
       `${names ? `Campañas: ${names}` : "Sin campañas con datos"}`;
-    for (const render of [renderKpis, renderContactability, renderAppointments, renderSatisfaction, renderPqrs, renderWhatsApp, renderCampaigns, renderAgents]) {
+    for (const render of [renderKpis, renderContactability, renderAppointments, renderSatisfaction, renderPqrs, renderWhatsApp, renderAbandon, renderCampaigns, renderAgents]) {
       try {
         render(report);
       } catch (err) {

@@ -105,6 +105,7 @@ def test_reports_page_shows_the_hand_computed_month(
     stack: LiveStack, browser: Any, tmp_path: Path
 ) -> None:
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
 
     from tests.web.browser import body_data, set_value, set_viewport, sign_in, text_of, wait
 
@@ -194,3 +195,16 @@ def test_reports_page_shows_the_hand_computed_month(
     assert text_of(browser, "[data-kpi='efectividad'] .kpi-value") == "–"
     assert not browser.find_elements(By.CSS_SELECTOR, "#chart-areas")
     assert "Sin datos" in text_of(browser, "#pareto-areas")
+
+    # Filters: the satisfaction campaign alone (tests/reports/test_indicators.py: C2 8/15 =
+    # 53.33 % effective, 8/10 = 80.00 % contacted; every opportunity area is in C2).
+    browser.execute_script("document.body.dataset.report = 'stale';")
+    set_value(browser, "f-mes-num", MONTH[5:])
+    Select(browser.find_element(By.ID, "f-campana")).select_by_visible_text("Satisfacción posventa")
+    browser.find_element(By.ID, "btn-consultar").click()
+    wait(browser, 30, "the report of one campaign").until(
+        lambda d: body_data(d, "report") == "ready" and body_data(d, "reportMonth") == MONTH
+    )
+    assert text_of(browser, "[data-kpi='efectividad'] .kpi-value") == "53,3 %"
+    assert text_of(browser, "[data-kpi='contactabilidad'] .kpi-value") == "80,0 %"
+    assert _bar_counts(browser, "chart-areas") == [count for _, count, _, _, _ in PARETO]
