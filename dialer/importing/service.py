@@ -18,9 +18,12 @@ per campaign; re-importing matches the same leads and only appends phones they l
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import hashlib
 import json
+import operator
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -46,6 +49,7 @@ from dialer.importing.cleaning import (
     Group,
     GroupDecision,
     PhoneIssue,
+    PhoneKind,
     Reason,
     clean_row,
     decide_group,
@@ -54,7 +58,7 @@ from dialer.importing.cleaning import (
 from dialer.importing.errors import CampaignNotFound
 from dialer.importing.mapping import ColumnMapping
 from dialer.importing.reader import open_table
-from dialer.importing.report import ImportReport, ProgressCallback, row_results
+from dialer.importing.report import ImportReport, ProgressCallback, RowResult, row_results
 from dialer.logging import get_logger
 
 __all__ = ["import_file", "resolve_campaign"]
@@ -262,9 +266,8 @@ class _SqliteStore(_Store):
         top = (await conn.exec_driver_sql("SELECT max(id) FROM leads")).scalar() or 0
         return range(top + 1, top + 1 + new_leads)
 
-    async def insert(self, conn: AsyncConnection, spec: _Spec, rows: list[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
+    def statement(self, spec: _Spec) -> str:
+        """The ``INSERT ... VALUES (?, ...)`` of one table (rows: given values + defaults)."""
         sql = self._sql.get(spec.table.name)
         if sql is None:
             quote = self.dialect.identifier_preparer.quote
@@ -274,8 +277,137 @@ class _SqliteStore(_Store):
             table = quote(spec.table.name)
             sql = f"INSERT INTO {table} ({names}) VALUES ({marks})"  # noqa: S608
             self._sql[spec.table.name] = sql
+        return sql
+
+    async def insert(self, conn: AsyncConnection, spec: _Spec, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
         defaults = spec.defaults
-        await conn.exec_driver_sql(sql, [row + defaults for row in rows])
+        await conn.exec_driver_sql(self.statement(spec), [row + defaults for row in rows])
+
+
+def _sqlite_file(url: sa.URL) -> str | None:
+    """The database file of a SQLite URL; None for in-memory and URI-style databases (which
+    a second connection would not see the same way)."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    if url.query.get("mode") == "memory" or url.query.get("uri"):
+        return None
+    return database
+
+
+@dataclass(slots=True)
+class _Batch:
+    """One transaction's rows, built by :meth:`_Writer.build` (row tuples without defaults)."""
+
+    groups: int
+    first_id: int  # the first new lead id used (new leads have first_id, first_id + 1, ...)
+    new_leads: int
+    leads: list[tuple[Any, ...]]
+    phones: list[tuple[Any, ...]]
+    events: list[tuple[Any, ...]]
+    consents: list[tuple[Any, ...]]
+    revocations: list[tuple[str, str]]
+    new_results: list[RowResult]  # report rows that point at the new leads
+
+
+class _SqliteThread:
+    """SQLite batches written through one sync ``sqlite3`` connection in one worker thread.
+
+    The event loop decides and builds batch N+1 while this thread writes batch N (sqlite3
+    releases the GIL while SQLite works), and no statement waits for the event loop. Each
+    batch is one ``BEGIN IMMEDIATE`` transaction. The builder predicts the new lead ids
+    (``max(id) + 1``, ...); when another writer has inserted leads meanwhile, :meth:`_write`
+    moves the batch's new ids past them and returns the shift, under the write lock.
+    """
+
+    # The same per-connection settings as dialer.db.engine gives every SQLite connection.
+    _PRAGMAS = (
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=NORMAL",
+        "PRAGMA busy_timeout=30000",
+    )
+
+    def __init__(self, database: str, store: _SqliteStore, revoked_reason: str) -> None:
+        self._database = database
+        self._store = store
+        self._revoked_reason = revoked_reason
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lead-import")
+        self._conn: sqlite3.Connection | None = None
+        quote = store.dialect.identifier_preparer.quote
+        table = quote(_CONSENTS.name)
+        revoked_at, reason, key, channel, purpose = (
+            quote(c) for c in ("revoked_at", "revoked_reason", "person_key", "channel", "purpose")
+        )
+        self._revoke_sql = (
+            f"UPDATE {table} SET {revoked_at} = ?, {reason} = ? "  # noqa: S608 - model names
+            f"WHERE {key} = ? AND {channel} = ? AND {purpose} = ?"
+        )
+
+    def submit(self, batch: _Batch) -> concurrent.futures.Future[int]:
+        return self._pool.submit(self._write, batch)
+
+    def close(self) -> None:
+        """Wait for the batch in flight, close the connection and stop the thread."""
+        try:
+            self._pool.submit(self._close).result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self._database, timeout=30, isolation_level=None)
+            for pragma in self._PRAGMAS:
+                conn.execute(pragma)
+            self._conn = conn
+        return self._conn
+
+    def _write(self, batch: _Batch) -> int:
+        conn, store = self._connection(), self._store
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            top = conn.execute("SELECT max(id) FROM leads").fetchone()[0] or 0
+            shift = max(0, top + 1 - batch.first_id)
+            if shift:
+                _shift_batch(batch, shift)
+            for spec, rows in (
+                (store.leads, batch.leads),
+                (store.phones, batch.phones),
+                (store.events, batch.events),
+                # person_key order: both consents indexes start with it
+                (store.consents, sorted(batch.consents, key=operator.itemgetter(0))),
+            ):
+                if rows:
+                    defaults = spec.defaults
+                    conn.executemany(store.statement(spec), [row + defaults for row in rows])
+            if batch.revocations:
+                now, reason = store.now, self._revoked_reason
+                conn.executemany(
+                    self._revoke_sql,
+                    [(now, reason, key, ch, CONSENT_PURPOSE) for key, ch in batch.revocations],
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return shift
+
+
+def _shift_batch(batch: _Batch, shift: int) -> None:
+    """Move the batch's new lead ids (``>= first_id``) up by ``shift``."""
+    first = batch.first_id
+    batch.leads = [(row[0] + shift, *row[1:]) for row in batch.leads]
+    batch.phones = [(r[0] + shift, *r[1:]) if r[0] >= first else r for r in batch.phones]
+    batch.events = [(r[0] + shift, *r[1:]) if r[0] >= first else r for r in batch.events]
+    batch.first_id = first + shift
 
 
 class _PostgresStore(_Store):
@@ -434,10 +566,12 @@ _REIMPORTED = str(Reason.ALREADY_IMPORTED)
 _DUPLICATE = str(Reason.DUPLICATE)
 _DNC = str(Reason.DNC)
 _SHARED = str(PhoneIssue.SHARED_WITH_OTHER_PERSON)
+_KIND_TEXT = {kind: str(kind) for kind in PhoneKind}
 
 
 class _Writer:
-    """Turns decided groups into row tuples and writes them, one transaction per batch."""
+    """Turns decided groups into row tuples (:meth:`build`) and, for the async stores, writes
+    them (:meth:`write`), one transaction per batch."""
 
     def __init__(
         self,
@@ -461,42 +595,106 @@ class _Writer:
         self.new_consents: list[tuple[Any, ...]] = []
         self.revocations: list[tuple[str, str]] = []
         self.assumed_proof = f"{assume_consent} (import:{filename})"[:300]
+        self.revoked_reason = f"autorización NO en {filename}"[:120]
 
-    async def write(
-        self, session: AsyncSession, items: Sequence[tuple[Group, GroupDecision]]
-    ) -> None:
-        store, report = self.store, self.report
-        conn = await session.connection()
-        new = sum(1 for g, d in items if d.rejected is None and g.existing is None)
-        ids = iter(await store.begin(conn, new))
+    @staticmethod
+    def new_leads(items: Sequence[tuple[Group, GroupDecision]]) -> int:
+        return sum(1 for g, d in items if d.rejected is None and g.existing is None)
+
+    def build(self, items: Sequence[tuple[Group, GroupDecision]], first_id: int) -> _Batch:
+        """The batch's rows; its new leads get ids ``first_id``, ``first_id + 1``, ...
+        Updates the report (rows and counters) as if the batch were written."""
+        report = self.report
+        next_id = first_id
         leads: list[tuple[Any, ...]] = []
         phones: list[tuple[Any, ...]] = []
         events: list[tuple[Any, ...]] = []
+        new_results: list[RowResult] = []
         for group, decision in items:
             if decision.rejected is not None:
                 report.rows.extend(row_results(group, decision, None))
                 continue
             existing = group.existing
             if existing is None:
-                lead_id = next(ids)
+                lead_id = next_id
+                next_id += 1
                 leads.append(self._lead(lead_id, decision))
                 start = 0
             else:
                 lead_id, start = existing.lead_id, existing.next_position
                 report.leads_updated += 1
+            kinds = _KIND_TEXT
             for offset, phone in enumerate(decision.phones, start):
-                phones.append((lead_id, phone.e164, str(phone.kind), offset))
+                phones.append((lead_id, phone.e164, kinds[phone.kind], offset))
             report.phones_added += len(decision.phones)
             report.phones_dropped_dnc += len(decision.dnc_phones)
             self._events(events, group, decision, lead_id)
-            report.rows.extend(row_results(group, decision, lead_id))
+            results = row_results(group, decision, lead_id)
+            report.rows.extend(results)
+            if existing is None:
+                new_results.extend(results)
             if decision.person_key is not None:
                 self._consents(decision, decision.person_key)
         report.leads_created += len(leads)
-        await store.insert(conn, store.leads, leads)
-        await store.insert(conn, store.phones, phones)
-        await store.insert(conn, store.events, events)
-        await self._flush_consents(conn)
+        batch = _Batch(
+            groups=len(items),
+            first_id=first_id,
+            new_leads=len(leads),
+            leads=leads,
+            phones=phones,
+            events=events,
+            consents=self.new_consents,
+            revocations=self.revocations,
+            new_results=new_results,
+        )
+        self.new_consents, self.revocations = [], []
+        return batch
+
+    async def write(
+        self, session: AsyncSession, items: Sequence[tuple[Group, GroupDecision]]
+    ) -> None:
+        """Write one batch in ``session``'s transaction (the async stores)."""
+        store = self.store
+        conn = await session.connection()
+        ids = await store.begin(conn, self.new_leads(items))
+        batch = self.build(items, ids[0] if ids else 0)
+        if ids and list(ids) != list(range(ids[0], ids[0] + len(ids))):
+            batch = self._renumber(batch, ids)  # PostgreSQL: the sequence may skip values
+        await store.insert(conn, store.leads, batch.leads)
+        await store.insert(conn, store.phones, batch.phones)
+        await store.insert(conn, store.events, batch.events)
+        await store.insert(conn, store.consents, batch.consents)
+        if batch.revocations:
+            await conn.execute(
+                sa.update(_CONSENTS)
+                .where(
+                    _CONSENTS.c.person_key == sa.bindparam("key"),
+                    _CONSENTS.c.channel == sa.bindparam("channel"),
+                    _CONSENTS.c.purpose == CONSENT_PURPOSE,
+                )
+                .values(revoked_at=self.now, revoked_reason=self.revoked_reason),
+                [{"key": key, "channel": channel} for key, channel in batch.revocations],
+            )
+
+    @staticmethod
+    def _renumber(batch: _Batch, ids: Sequence[int]) -> _Batch:
+        """Give the batch's new leads the ``ids`` given (built with ``ids[0] + n``)."""
+        first = batch.first_id
+        end = first + batch.new_leads
+        real = {first + n: lead_id for n, lead_id in enumerate(ids)}
+
+        def fix(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+            return [(real[r[0]], *r[1:]) if first <= r[0] < end else r for r in rows]
+
+        batch.leads, batch.phones, batch.events = (
+            fix(batch.leads),
+            fix(batch.phones),
+            fix(batch.events),
+        )
+        for result in batch.new_results:
+            if result.lead_id is not None:
+                result.lead_id = real[result.lead_id]
+        return batch
 
     def _lead(self, lead_id: int, decision: GroupDecision) -> tuple[Any, ...]:
         store = self.store
@@ -593,25 +791,6 @@ class _Writer:
                 state.active = False
                 self.report.consents_revoked += 1
 
-    async def _flush_consents(self, conn: AsyncConnection) -> None:
-        await self.store.insert(conn, self.store.consents, self.new_consents)
-        self.new_consents = []
-        if self.revocations:
-            await conn.execute(
-                sa.update(_CONSENTS)
-                .where(
-                    _CONSENTS.c.person_key == sa.bindparam("key"),
-                    _CONSENTS.c.channel == sa.bindparam("channel"),
-                    _CONSENTS.c.purpose == CONSENT_PURPOSE,
-                )
-                .values(
-                    revoked_at=self.now,
-                    revoked_reason=f"autorización NO en {self.filename}"[:120],
-                ),
-                [{"key": key, "channel": channel} for key, channel in self.revocations],
-            )
-        self.revocations = []
-
     def _note(self, row: int, code: str) -> None:
         for result in reversed(self.report.rows):
             if result.row == row:
@@ -699,7 +878,9 @@ async def _import(
 
     mark = time.perf_counter()
     async with sessionmaker() as session:
-        store = _Store.for_dialect(session.get_bind().dialect, stamp)
+        bind = session.get_bind()
+        store = _Store.for_dialect(bind.dialect, stamp)
+        database = _sqlite_file(bind.engine.url) if isinstance(store, _SqliteStore) else None
         existing = await _load_existing(session, campaign_id)
         groups = group_rows(parsed.rows, existing)
         numbers = sorted({p.e164 for g in groups for r in g.rows for p in r.phones})
@@ -715,14 +896,20 @@ async def _import(
         if e.national_id or e.phones or e.match_phones
     }
     timings["lookup_group"] = time.perf_counter() - mark
-    mark = time.perf_counter()
-    decided: list[tuple[Group, GroupDecision]] = []
-    for group in groups:
-        decision = decide_group(group, dnc, revoked_voice, opts)
-        if group.existing is None and decision.dedupe_key in by_key:
-            group.existing = by_key[decision.dedupe_key]  # same key, no shared phone/id left
+    decide_s = 0.0
+
+    def decide(chunk: Sequence[Group]) -> list[tuple[Group, GroupDecision]]:
+        nonlocal decide_s
+        begun = time.perf_counter()
+        out: list[tuple[Group, GroupDecision]] = []
+        for group in chunk:
             decision = decide_group(group, dnc, revoked_voice, opts)
-        decided.append((group, decision))
+            if group.existing is None and decision.dedupe_key in by_key:
+                group.existing = by_key[decision.dedupe_key]  # same key, no shared phone/id left
+                decision = decide_group(group, dnc, revoked_voice, opts)
+            out.append((group, decision))
+        decide_s += time.perf_counter() - begun
+        return out
 
     async with sessionmaker.begin() as session:
         batch = ImportBatch(
@@ -737,9 +924,9 @@ async def _import(
         session.add(batch)
         await session.flush()
         report.batch_id = batch.id
+        next_id = (await session.scalar(sa.select(sa.func.max(Lead.id))) or 0) + 1
     assert report.batch_id is not None
 
-    timings["decide"] = time.perf_counter() - mark
     mark = time.perf_counter()
     writer = _Writer(
         store,
@@ -751,17 +938,52 @@ async def _import(
         assume_consent,
         report,
     )
-    total = len(decided)
+    total = len(groups)
     done = 0
+    thread = (
+        _SqliteThread(database, store, writer.revoked_reason)
+        if database is not None and isinstance(store, _SqliteStore)
+        else None
+    )
+    in_flight: tuple[concurrent.futures.Future[int], _Batch] | None = None
+
+    async def finish(job: tuple[concurrent.futures.Future[int], _Batch]) -> None:
+        """Wait for a batch the SQLite thread is writing; count it once committed."""
+        nonlocal done, in_flight
+        future, written = job
+        shift = await asyncio.wrap_future(future)
+        in_flight = None
+        if shift:  # another writer inserted leads meanwhile: the report follows the ids
+            for result in written.new_results:
+                if result.lead_id is not None:
+                    result.lead_id += shift
+        done += written.groups
+        if progress is not None:
+            progress("save", done, total)
+
     try:
         for start in range(0, total, batch_size):
-            chunk = decided[start : start + batch_size]
-            async with sessionmaker.begin() as session:
-                await writer.write(session, chunk)
-            done += len(chunk)
-            if progress is not None:
-                progress("save", done, total)
+            chunk = decide(groups[start : start + batch_size])
+            if thread is None:
+                async with sessionmaker.begin() as session:
+                    await writer.write(session, chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress("save", done, total)
+                continue
+            built = writer.build(chunk, next_id)  # while the thread writes the previous one
+            next_id += built.new_leads
+            if in_flight is not None:
+                await finish(in_flight)
+            in_flight = (thread.submit(built), built)
+        if in_flight is not None:
+            await finish(in_flight)
     except BaseException:
+        if in_flight is not None:  # let the batch in flight commit or roll back first
+            future, written = in_flight
+            concurrent.futures.wait([future])
+            if not future.cancelled() and future.exception() is None:
+                done += written.groups
         async with sessionmaker.begin() as session:
             await session.execute(
                 sa.update(ImportBatch)
@@ -769,10 +991,14 @@ async def _import(
                 .values(summary={"status": "failed", "groups_written": done})
             )
         raise
+    finally:
+        if thread is not None:
+            thread.close()
     if progress is not None and total == 0:
         progress("save", 0, 0)
 
-    timings["write"] = time.perf_counter() - mark
+    timings["decide"] = decide_s
+    timings["write"] = time.perf_counter() - mark - decide_s
     report.rows.sort(key=lambda r: r.row)
     report.seconds = time.perf_counter() - started
     report.timings = {k: round(v, 3) for k, v in timings.items()}

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import sqlite3
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import openpyxl
 import pytest
@@ -35,6 +37,7 @@ from dialer.importing import (
     RowStatus,
     import_file,
     resolve_campaign,
+    service,
 )
 from dialer.importing.cli import register
 from dialer.importing.report import write_report
@@ -215,6 +218,97 @@ async def test_messy_csv_import(
     assert batch.rows_imported == 8 and batch.rows_merged == 2 and batch.rows_rejected == 8
     assert batch.summary["status"] == "done"
     assert batch.summary["rejected"] == {"invalid_phone": 2, "no_phone": 1}
+
+
+async def test_concurrent_lead_writer_moves_the_new_ids(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SQLite: batches are built with predicted lead ids while the previous one is written;
+    a lead inserted by someone else in between must not collide, and the report follows."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("the predicted-id path is SQLite only")
+    campaign_id = await make_campaign(sessionmaker)
+    other_id = await make_campaign(sessionmaker, "Otra")
+    await seed_lists(sessionmaker)
+    path = write_messy_csv(tmp_path / "clientes.csv")
+    database = engine.url.database
+    assert database
+    build = service._Writer.build
+    calls: list[int] = []
+
+    def build_after_intruder(self: service._Writer, items: Any, first_id: int) -> service._Batch:
+        if not calls:  # the first batch's predicted ids are taken before it is written
+            with sqlite3.connect(database, timeout=30) as conn:
+                conn.execute(
+                    "INSERT INTO leads (campaign_id, dedupe_key, customer_name, id_type, status,"
+                    " priority, attempts, is_callback, extra, created_at, updated_at) VALUES"
+                    " (?, 'id:intruso', 'Intruso', 'CC', 'new', 0, 0, 0, '{}', ?, ?)",
+                    (other_id, "2026-03-02 14:00:00.000000", "2026-03-02 14:00:00.000000"),
+                )
+        calls.append(first_id)
+        return build(self, items, first_id)
+
+    monkeypatch.setattr(service._Writer, "build", build_after_intruder)
+    report = await import_file(sessionmaker, campaign_id, path, now=NOW, batch_size=4)
+
+    assert len(calls) == 4  # 16 groups, 4 per batch
+    assert _by_row(report) == EXPECTED
+    leads = await _leads(sessionmaker, campaign_id)
+    assert len(leads) == report.leads_created == 13
+    assert {r.lead_id for r in report.rows if r.lead_id is not None} == set(leads)
+    rows = {r.row: r for r in report.rows}
+    assert leads[rows[2].lead_id or 0].customer_name == "José Peña"
+    assert leads[rows[19].lead_id or 0].national_id == "1031000002"
+    assert await _phones(sessionmaker, rows[18].lead_id or 0) == [("+576087405555", "landline")]
+    intruder = await _leads(sessionmaker, other_id)
+    assert [lead.customer_name for lead in intruder.values()] == ["Intruso"]
+    assert min(leads) > min(intruder)
+
+
+async def test_failed_batch_marks_the_import_failed(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    engine: AsyncEngine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch that fails rolls back alone: earlier batches stay, the ImportBatch says how many
+    groups were written, and re-importing completes the file."""
+    campaign_id = await make_campaign(sessionmaker)
+    await seed_lists(sessionmaker)
+    path = write_messy_csv(tmp_path / "clientes.csv")
+    build = service._Writer.build
+    calls: list[int] = []
+
+    def failing_build(self: service._Writer, items: Any, first_id: int) -> service._Batch:
+        calls.append(first_id)
+        batch = build(self, items, first_id)
+        if len(calls) == 3:
+            batch.phones.append((batch.phones[0][0], None, "mobile", 99))  # NOT NULL e164
+        return batch
+
+    monkeypatch.setattr(service._Writer, "build", failing_build)
+    errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError, sa.exc.DBAPIError)
+    if engine.dialect.name == "postgresql":  # COPY runs on the raw asyncpg connection
+        import asyncpg  # type: ignore[import-untyped]
+
+        errors = (*errors, asyncpg.PostgresError)
+    with pytest.raises(errors):
+        await import_file(sessionmaker, campaign_id, path, now=NOW, batch_size=4)
+    async with sessionmaker() as s:
+        batch = (await s.scalars(sa.select(ImportBatch))).one()
+        written = await s.scalar(
+            sa.select(sa.func.count()).select_from(Lead).where(Lead.campaign_id == campaign_id)
+        )
+    assert batch.summary == {"status": "failed", "groups_written": 8}
+    assert written is not None and 0 < written < 13
+
+    monkeypatch.setattr(service._Writer, "build", build)
+    again = await import_file(sessionmaker, campaign_id, path, now=NOW, batch_size=4)
+    assert len(await _leads(sessionmaker, campaign_id)) == 13
+    assert again.leads_created == 13 - written
 
 
 async def test_reimport_is_idempotent(
