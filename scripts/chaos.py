@@ -220,6 +220,7 @@ class Chaos:
     campaign_id: int = 0
     agent_pairs: str = ""
     zone: str = "America/Bogota"
+    pg_crash: list[str] = field(default_factory=list)  # pg_ctl stop -m immediate
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -230,7 +231,9 @@ class Chaos:
         logs = self.tmp / "logs"
         logs.mkdir()
         if self.args.backend == "pg-private":
-            self.procs["postgres"] = private_postgres(self.tmp, self.ports["pg"], logs)
+            self.procs["postgres"], self.pg_crash = private_postgres(
+                self.tmp, self.ports["pg"], logs
+            )
             self.procs["postgres"].start()
             if not wait_port(self.ports["pg"]):
                 raise RuntimeError("the private PostgreSQL did not start (see its log)")
@@ -482,11 +485,19 @@ class Chaos:
             wait_port(self.ports["redis"])
             f.redis_restarts += 1
         elif fault == "postgres_restart":
+            # An immediate shutdown is a crash: no checkpoint, WAL recovery on the next start.
+            # (A bare SIGKILL of the postmaster leaves its backends and postmaster.pid behind.)
             pg = self.procs["postgres"]
-            pg.kill9()  # postmaster and backends: a crash, recovered from the WAL on start
+            subprocess.run(self.pg_crash, capture_output=True, timeout=60, check=False)
+            if pg.popen is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    pg.popen.wait(10)
             time.sleep(1.0)
-            pg.start()
-            wait_port(self.ports["pg"])
+            for _ in range(3):
+                pg.start()
+                if wait_port(self.ports["pg"], 20.0):
+                    break
+                self.faults.notes.append("private PostgreSQL did not come back; starting again")
             f.postgres_restarts += 1
         elif fault == "api_restart":
             self.procs["api"].stop()
@@ -691,14 +702,17 @@ async def pg_admin(sql: str, port: int | None = None) -> None:
         await conn.close()
 
 
-def private_postgres(tmp: Path, port: int, logs: Path) -> Proc:
+def private_postgres(tmp: Path, port: int, logs: Path) -> tuple[Proc, list[str]]:
     """A throw-away PostgreSQL cluster in ``tmp/pg`` on a loopback port (trust auth, no fsync).
 
-    PostgreSQL refuses to run as root, so as root the cluster belongs to the ``postgres`` user.
+    Returns the server's process and the command that crashes it (``pg_ctl stop -m
+    immediate``). PostgreSQL refuses to run as root, so as root the cluster belongs to the
+    ``postgres`` user.
     """
     initdb, postgres = shutil.which("initdb"), shutil.which("postgres")
-    if initdb is None or postgres is None:
-        raise RuntimeError("--backend pg-private needs initdb and postgres on PATH")
+    pg_ctl = shutil.which("pg_ctl")
+    if initdb is None or postgres is None or pg_ctl is None:
+        raise RuntimeError("--backend pg-private needs initdb, pg_ctl and postgres on PATH")
     pgdata, sockets = tmp / "pg", tmp / "pg-sockets"
     sockets.mkdir()
     pgdata.mkdir(mode=0o700)
@@ -736,7 +750,8 @@ def private_postgres(tmp: Path, port: int, logs: Path) -> Proc:
     ]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARCADOR_")}
     env["MARCADOR_DATA_DIR"] = str(tmp)  # Proc's cwd
-    return Proc("postgres", argv, env, logs / "postgres.log")
+    crash = [*prefix, pg_ctl, "-D", str(pgdata), "stop", "-m", "immediate", "-w", "-t", "30"]
+    return Proc("postgres", argv, env, logs / "postgres.log"), crash
 
 
 def pg_reachable() -> bool:
