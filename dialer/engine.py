@@ -40,6 +40,7 @@ from ami_bridge.tracker import CallAnswered, CallConnected, CallEnded, CallRingi
 from dialer.db.models import AgentStateLog, Campaign
 from dialer.domain.agents import AgentSession, InvalidAgentTransition, longest_idle
 from dialer.domain.clock import Clock
+from dialer.domain.errors import NoDialablePhone
 from dialer.domain.outcomes import AgentState, CallOutcome, CampaignStatus, DialMode
 from dialer.leases import Leases
 from dialer.logging import get_logger
@@ -375,6 +376,12 @@ class Engine:
             info = await self.store.create_attempt(
                 lead_id, camp, self.config.dialer_id, server, mode, now
             )
+        except NoDialablePhone:
+            # Every phone is invalid/DNC or used up: close the lead instead of failing the round.
+            log.warning("lead_without_dialable_phone", lead=lead_id)
+            await self.store.close_undialable(lead_id, now)
+            await self.leases.release(lease_key, self.config.dialer_id)
+            return False
         except (LookupError, IntegrityError, StaleDataError) as exc:
             # Our claim expired and was taken back meanwhile: nothing was dialed.
             log.warning("claim_lost_before_dial", lead=lead_id, error=type(exc).__name__)

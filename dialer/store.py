@@ -394,6 +394,19 @@ class EngineStore:
             lead.next_attempt_at = until
             s.add(LeadEvent(lead_id=lead_id, at=now, kind="skipped", reason="preview_skip"))
 
+    async def close_undialable(self, lead_id: int, now: datetime) -> None:
+        """A claimed lead has no phone left to dial (all invalid/DNC, or every per-phone quota
+        used): release the claim and close the lead as excluded, so it is not claimed again."""
+        async with self.sm() as s, s.begin():
+            await s.execute(sa.delete(LeadClaim).where(LeadClaim.lead_id == lead_id))
+            lead = await s.get(Lead, lead_id)
+            if lead is None or lead.status.is_final:
+                return
+            lead.status = LeadStatus.EXCLUDED
+            lead.status_reason = "no_dialable_phone"
+            lead.next_attempt_at = None
+            s.add(LeadEvent(lead_id=lead_id, at=now, kind="excluded", reason="no_dialable_phone"))
+
     async def orphan_attempts(self, now: datetime) -> list[tuple[str, str]]:
         """(uuid, server) of unresolved attempts whose claim expired (their dialer died)."""
         async with self.sm() as s:

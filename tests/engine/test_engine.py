@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -9,8 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ami_bridge import dialplan
 from ami_bridge.events import ConfbridgeJoin
 from ami_bridge.tracker import CallAnswered, CallConnected, CallEnded
-from dialer.db.models import CallAttempt, Lead
+from dialer.db.models import CallAttempt, Campaign, Lead, LeadClaim, Phone
 from dialer.domain.clock import FakeClock
+from dialer.domain.errors import NoDialablePhone
 from dialer.domain.outcomes import AgentState, CallOutcome, LeadStatus
 from dialer.engine import Engine, EngineConfig, TelephonyItem
 from dialer.redis_client import Streams
@@ -240,3 +242,35 @@ async def test_supervisor_spy_rings_the_supervisor(
     assert tel.spies == [("sim", "PJSIP/2001", "1001", "whisper")]
     with pytest.raises(ValueError, match="spy mode"):
         await engine.spy(7, "2001", "shout")
+
+
+async def test_lead_without_a_dialable_phone_is_closed_not_retried(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis: aioredis.Redis,
+    keys: Keys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Eligibility passed at claim time, but no phone is left when the attempt row is written
+    (a race with a DNC update or a per-phone quota): the lead is closed, the round goes on."""
+    engine, tel, _clock = await _engine(sessionmaker, redis, keys)
+    camp = await make_campaign(sessionmaker)
+    bad = await make_lead(sessionmaker, camp.id, 1)
+    good = await make_lead(sessionmaker, camp.id, 2)
+    real_next_phone = engine.store._next_phone
+
+    async def next_phone(s: AsyncSession, lead: Lead, campaign: Campaign) -> Phone:
+        if lead.id == bad.id:
+            raise NoDialablePhone("the lead has no dialable phone with attempts left")
+        return await real_next_phone(s, lead, campaign)
+
+    monkeypatch.setattr(engine.store, "_next_phone", next_phone)
+    await _ready_agent(engine, tel, camp.id)
+    await engine.step()
+    async with sessionmaker() as s:
+        closed = await s.get_one(Lead, bad.id)
+        claims = list(await s.scalars(sa.select(LeadClaim.lead_id)))
+        dialed = list(await s.scalars(sa.select(CallAttempt.lead_id)))
+    assert closed.status is LeadStatus.EXCLUDED
+    assert closed.status_reason == "no_dialable_phone"
+    assert bad.id not in claims
+    assert dialed == [good.id]  # the round went on with the next lead
