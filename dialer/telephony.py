@@ -8,6 +8,7 @@ changes are written to Redis (``Keys.ami_link``) for /readyz and the dashboard.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -23,6 +24,9 @@ from dialer.redis_keys import Keys
 from dialer.settings import Settings
 
 log = get_logger("marcador.telephony")
+
+#: Lifetime of a ``Keys.ami_link`` hash; every running dialer refreshes it at a third of this.
+LINK_STATUS_TTL_S = 30
 
 #: Raw events the engine needs besides tracker outputs (agent rooms and agent channels).
 _ENGINE_EVENTS = (ConfbridgeJoin, Hangup)
@@ -51,6 +55,7 @@ class BridgeTelephony:
             now=now,
         )
         self.trunks: dict[str, str] = {s.name: s.trunk for s in settings.asterisk.servers}
+        self._heartbeat_task: asyncio.Task[None] | None = None
 
     # -- bridge callbacks ------------------------------------------------------------------------
     async def _on_output(self, server: str, output: TrackerOutput) -> None:
@@ -61,14 +66,27 @@ class BridgeTelephony:
             await self.queue.put(TelephonyItem(server, event))
 
     async def _on_status(self, status: LinkStatus) -> None:
+        await self._publish_status(status)
+
+    async def _publish_status(self, status: LinkStatus) -> None:
+        """Write the link's hash with a TTL: a dead dialer's "connected" expires (``/readyz``)."""
         if self.redis is None:
             return
+        key = self.keys.ami_link(status.server)
         try:
-            await self.redis.hset(  # type: ignore[misc]
-                self.keys.ami_link(status.server), mapping=status.as_mapping()
-            )
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, mapping=status.as_mapping())
+                pipe.expire(key, LINK_STATUS_TTL_S)
+                await pipe.execute()
         except Exception as exc:
             log.warning("link_status_publish_failed", error=type(exc).__name__)
+
+    async def _heartbeat(self) -> None:
+        """Re-publish every link's status before its hash expires."""
+        while True:
+            await asyncio.sleep(LINK_STATUS_TTL_S / 3)
+            for status in list(self.bridge.statuses().values()):
+                await self._publish_status(status)
 
     # -- Telephony port --------------------------------------------------------------------------
     def server_names(self) -> Sequence[str]:
@@ -104,7 +122,13 @@ class BridgeTelephony:
 
     async def start(self, ready_timeout: float = 10.0) -> None:
         await self.bridge.start()
+        self._heartbeat_task = asyncio.create_task(self._heartbeat(), name="ami-link-heartbeat")
         await self.bridge.wait_ready(ready_timeout)
 
     async def close(self) -> None:
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat_task
+            self._heartbeat_task = None
         await self.bridge.close()

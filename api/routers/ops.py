@@ -3,7 +3,9 @@
 - ``/healthz``: the process answers (no IO).
 - ``/readyz``: the database, Redis and every AMI link (``Keys.ami_link(server)`` hashes
   written by the dialer) are up; 503 with the list of what is down otherwise. Open, like
-  ``/healthz``: it reveals no data, and load balancers call it without credentials.
+  ``/healthz``: it reveals no data, and load balancers call it without credentials. Each
+  running dialer refreshes those hashes every 10 s with a 30 s TTL, so the links of a dialer
+  that died show as "missing" (down) within 30 s.
 - ``/metrics``: Prometheus text format; needs an API key with the ``metrics:read`` scope
   (Prometheus: ``authorization: {credentials: mk_...}``), because the numbers are business data.
 """

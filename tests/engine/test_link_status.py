@@ -1,0 +1,26 @@
+"""The dialer publishes each AMI link's status to Redis with a TTL (``/readyz`` reads it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+from pydantic import SecretStr
+
+from ami_bridge.connection import LinkState, LinkStatus, ServerSpec
+from dialer.redis_keys import Keys
+from dialer.settings import Settings
+from dialer.telephony import LINK_STATUS_TTL_S, BridgeTelephony
+
+
+async def test_link_status_hash_expires_unless_refreshed(
+    settings: Settings, redis: aioredis.Redis, keys: Keys
+) -> None:
+    sim = ServerSpec("pbx-a", "127.0.0.1", 1, "dialer", SecretStr("x"))  # never connected
+    tel = BridgeTelephony(settings, redis, keys, simulator=sim, now=lambda: datetime.now(UTC))
+    await tel._on_status(LinkStatus("pbx-a", LinkState.CONNECTED, sessions=1))
+    key = keys.ami_link("pbx-a")
+    assert await redis.hget(key, "state") == "connected"  # type: ignore[misc]
+    ttl = await redis.ttl(key)
+    # A dialer killed with -9 stops refreshing: its "connected" disappears within the TTL.
+    assert 0 < ttl <= LINK_STATUS_TTL_S
