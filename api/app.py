@@ -32,6 +32,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api import cache as live_cache
 from api.authcache import AuthCache
 from api.errors import error_response, install_error_handlers
 from api.events import Broadcaster
@@ -235,6 +236,7 @@ def create_app(
         finally:
             stop.set()
             await app.state.broadcaster.close()
+            await live_cache.close(app.state)
             for task in [*tasks, *app.state.background]:
                 task.cancel()
             for task in [*tasks, *app.state.background]:

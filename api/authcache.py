@@ -62,6 +62,8 @@ class CachedUser:
 
     user_id: int
     username: str
+    full_name: str
+    extension: str | None
     role: Role
     #: Campaign ids the user is assigned to; None for admins (every campaign).
     campaigns: frozenset[int] | None

@@ -1,70 +1,120 @@
 """Per-process, per-campaign answer cache for the dashboard endpoints (``/live``, ``/today``,
-``/stats``): a hundred open dashboards cost one computation per campaign and interval.
+``/stats``): a hundred open dashboards cost one computation per campaign and interval, and a
+cache hit costs neither a database connection nor a JSON encoding (the body is stored
+encoded).
 
-Entries live on ``app.state.live_cache`` as ``(kind, campaign_id) -> (monotonic time, value)``.
-Concurrent misses for the same key wait for one computation (single flight). Callers check
-access *before* using the cache. Changes made through this API process (campaign edits and
-lifecycle) drop the campaign's entries at once (:func:`forget`); anything else shows within the
-TTL (``app.state.live_cache_s``, default :data:`LIVE_CACHE_S`).
+- **Fresh** (younger than the TTL, ``app.state.live_cache_s``, default :data:`LIVE_CACHE_S`):
+  served as is.
+- **Stale** (up to :data:`MAX_STALE_S` past the TTL): served as is while one background task
+  recomputes it, so no request waits for the SQL behind the dashboard.
+- **Older, or missing, or TTL 0**: computed in the request; concurrent misses for the same key
+  wait for one computation (single flight).
+
+Computations must use a database session of their own (the background refresh outlives the
+request). Callers check access *before* using the cache. Changes made through this API process
+(campaign edits and lifecycle) drop the campaign's entries at once (:func:`forget`); anything
+else shows within the TTL plus one computation.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar, cast
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Response
+from pydantic import BaseModel
+
+from dialer.logging import get_logger
+
+log = get_logger(__name__)
 
 #: Seconds a computed answer is reused (per API process and campaign).
 LIVE_CACHE_S = 0.5
+#: How long past the TTL a stale answer may still be served while it is being refreshed.
+MAX_STALE_S = 5.0
 
-T = TypeVar("T")
+Key = tuple[str, int]
+Compute = Callable[[], Awaitable[BaseModel]]
 
 
-def _store(state: Any) -> dict[tuple[str, int], tuple[float, Any]]:
-    cache: dict[tuple[str, int], tuple[float, Any]] | None = getattr(state, "live_cache", None)
+@dataclass(frozen=True, slots=True)
+class Entry:
+    at: float  # monotonic time the computation started
+    value: BaseModel
+    body: bytes  # value as JSON
+
+    def response(self) -> Response:
+        return Response(self.body, media_type="application/json")
+
+
+def _store(state: Any) -> dict[Key, Entry]:
+    cache: dict[Key, Entry] | None = getattr(state, "live_cache", None)
     if cache is None:
         cache = {}
         state.live_cache = cache
     return cache
 
 
-def _locks(state: Any) -> dict[tuple[str, int], asyncio.Lock]:
-    locks: dict[tuple[str, int], asyncio.Lock] | None = getattr(state, "live_locks", None)
+def _locks(state: Any) -> dict[Key, asyncio.Lock]:
+    locks: dict[Key, asyncio.Lock] | None = getattr(state, "live_locks", None)
     if locks is None:
         locks = {}
         state.live_locks = locks
     return locks
 
 
+def _refreshing(state: Any) -> dict[Key, asyncio.Task[None]]:
+    tasks: dict[Key, asyncio.Task[None]] | None = getattr(state, "live_refreshing", None)
+    if tasks is None:
+        tasks = {}
+        state.live_refreshing = tasks
+    return tasks
+
+
 def cache_ttl(state: Any) -> float:
     return float(getattr(state, "live_cache_s", LIVE_CACHE_S))
 
 
-def peek(state: Any, kind: str, campaign_id: int, ttl: float) -> Any | None:
-    """The fresh cached value, or None."""
-    hit = _store(state).get((kind, campaign_id))
-    if hit is not None and time.monotonic() - hit[0] < ttl:
-        return hit[1]
-    return None
+async def _compute(state: Any, key: Key, compute: Compute) -> Entry:
+    t = time.monotonic()
+    value = await compute()
+    entry = Entry(t, value, value.model_dump_json().encode())
+    _store(state)[key] = entry
+    return entry
 
 
-async def cached(
-    state: Any, kind: str, campaign_id: int, ttl: float, compute: Callable[[], Awaitable[T]]
-) -> T:
-    """The cached answer if fresh; else ``compute()`` once (concurrent callers wait for it)."""
-    hit = peek(state, kind, campaign_id, ttl)
-    if hit is not None:
-        return cast(T, hit)
+async def _refresh(state: Any, key: Key, compute: Compute) -> None:
+    try:
+        async with _locks(state).setdefault(key, asyncio.Lock()):
+            await _compute(state, key, compute)
+    except Exception as exc:  # the stale answer stays; the next request tries again
+        log.warning("live_cache_refresh_failed", kind=key[0], campaign=key[1], error=repr(exc))
+    finally:
+        _refreshing(state).pop(key, None)
+
+
+async def cached(state: Any, kind: str, campaign_id: int, ttl: float, compute: Compute) -> Entry:
+    """The cached answer (see the module docstring for fresh / stale / computed)."""
     key = (kind, campaign_id)
+    hit = _store(state).get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit.at < ttl:
+        return hit
+    if hit is not None and ttl > 0 and now - hit.at < ttl + MAX_STALE_S:
+        refreshing = _refreshing(state)
+        if key not in refreshing:
+            task = asyncio.create_task(_refresh(state, key, compute), name=f"refresh-{kind}")
+            refreshing[key] = task
+        return hit
     async with _locks(state).setdefault(key, asyncio.Lock()):
-        hit = peek(state, kind, campaign_id, ttl)
-        if hit is not None:
-            return cast(T, hit)
-        t = time.monotonic()
-        value = await compute()
-        _store(state)[key] = (t, value)
-        return value
+        hit = _store(state).get(key)
+        if hit is not None and time.monotonic() - hit.at < ttl:
+            return hit
+        return await _compute(state, key, compute)
 
 
 def forget(state: Any, campaign_id: int) -> None:
@@ -72,3 +122,13 @@ def forget(state: Any, campaign_id: int) -> None:
     store = _store(state)
     for key in [k for k in store if k[1] == campaign_id]:
         del store[key]
+
+
+async def close(state: Any) -> None:
+    """Cancel refreshes still running (app shutdown)."""
+    tasks = list(_refreshing(state).values())
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task

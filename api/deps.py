@@ -54,27 +54,27 @@ API_KEY_TOUCH = timedelta(minutes=1)
 # --------------------------------------------------------------------------- app state
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
+async def get_sessionmaker(request: Request) -> async_sessionmaker[AsyncSession]:
     sm: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     return sm
 
 
-def get_redis(request: Request) -> aioredis.Redis:
+async def get_redis(request: Request) -> aioredis.Redis:
     client: aioredis.Redis = request.app.state.redis
     return client
 
 
-def get_keys(request: Request) -> Keys:
+async def get_keys(request: Request) -> Keys:
     keys: Keys = request.app.state.keys
     return keys
 
 
-def get_password_hasher(request: Request) -> PasswordHasher:
+async def get_password_hasher(request: Request) -> PasswordHasher:
     hasher: PasswordHasher = request.app.state.password_hasher
     return hasher
 
@@ -82,7 +82,7 @@ def get_password_hasher(request: Request) -> PasswordHasher:
 _SYSTEM_CLOCK = SystemClock()
 
 
-def get_clock() -> Clock:
+async def get_clock() -> Clock:
     """The time source; override in tests: ``app.dependency_overrides[get_clock]``."""
     return _SYSTEM_CLOCK
 
@@ -93,6 +93,9 @@ async def get_db(
     async with sm() as session:
         yield session
 
+
+# Dependencies are ``async def`` even when they only read ``app.state``: FastAPI runs plain
+# ``def`` dependencies in a worker thread, one thread hop each per request.
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionmakerDep = Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)]
@@ -124,7 +127,7 @@ def _api_key_from(request: Request) -> str | None:
     return request.headers.get("x-api-key")
 
 
-def get_auth_cache(request: Request) -> AuthCache:
+async def get_auth_cache(request: Request) -> AuthCache:
     cache: AuthCache | None = getattr(request.app.state, "auth_cache", None)
     if cache is None:
         cache = request.app.state.auth_cache = AuthCache()
@@ -182,7 +185,9 @@ async def _load_user(sm: async_sessionmaker[AsyncSession], user_id: int) -> Cach
                 sa.select(UserCampaign.campaign_id).where(UserCampaign.user_id == user_id)
             )
             campaigns = frozenset(rows)
-        return CachedUser(user.id, user.username, user.role, campaigns)
+        return CachedUser(
+            user.id, user.username, user.full_name, user.extension, user.role, campaigns
+        )
 
 
 async def get_principal(
@@ -237,6 +242,7 @@ async def get_principal(
                 f"missing or invalid {CSRF_HEADER} header for a cookie session",
             )
     request.state.campaign_scope = user.campaigns
+    request.state.auth_user = user
     return Principal(
         kind="session",
         actor=f"user:{user.user_id}",
@@ -328,6 +334,13 @@ class RequestContext:
             self._campaigns = frozenset(rows)
         self._campaigns_loaded = True
         return self._campaigns
+
+    def cached_user(self) -> CachedUser | None:
+        """The signed-in user's row as authentication cached it (None for API keys)."""
+        user = getattr(self.request.state, "auth_user", None)
+        if isinstance(user, CachedUser) and user.user_id == self.principal.user_id:
+            return user
+        return None
 
     async def can_see_campaign(self, campaign_id: int) -> bool:
         scope = await self.campaign_scope()

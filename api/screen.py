@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -24,7 +24,6 @@ from dialer.db.models import (
     Lead,
     LeadEvent,
     Pqrs,
-    User,
     WhatsAppMessage,
 )
 
@@ -45,7 +44,17 @@ PLACEHOLDERS = (
 _PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 
-def script_values(lead: Lead, campaign: Campaign, agent: User | None) -> dict[str, str]:
+class Named(Protocol):
+    """Who fills ``{asesor}``: a ``User`` row or the cached one (api.authcache)."""
+
+    @property
+    def full_name(self) -> str: ...
+
+    @property
+    def username(self) -> str: ...
+
+
+def script_values(lead: Lead, campaign: Campaign, agent: Named | None) -> dict[str, str]:
     name = (lead.customer_name or "").strip()
     vehicle = " ".join(x for x in (lead.brand, lead.model) if x)
     return {

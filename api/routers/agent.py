@@ -26,6 +26,7 @@ from api.screen import (
     AttemptOut,
     HistoryOut,
     LeadOut,
+    Named,
     attempt_out,
     fill_script,
     lead_history,
@@ -316,17 +317,27 @@ async def agent_disposition(body: DispositionIn, ctx: Ctx) -> DispositionOutcome
     return out
 
 
-async def current_call(ctx: RequestContext, attempt_uuid: str, agent_id: int) -> CurrentCall | None:
-    attempt = await ctx.db.scalar(sa.select(CallAttempt).where(CallAttempt.uuid == attempt_uuid))
-    if attempt is None or (attempt.agent_id not in (None, agent_id)):
+async def current_call(
+    ctx: RequestContext, attempt_uuid: str, agent_id: int, agent: Named | None = None
+) -> CurrentCall | None:
+    row = (
+        await ctx.db.execute(
+            sa.select(CallAttempt, Lead)
+            .join(Lead, Lead.id == CallAttempt.lead_id)
+            .where(CallAttempt.uuid == attempt_uuid)
+            .options(sa.orm.selectinload(Lead.phones))
+        )
+    ).first()
+    if row is None:
         return None
-    lead = await ctx.db.scalar(
-        sa.select(Lead).where(Lead.id == attempt.lead_id).options(sa.orm.selectinload(Lead.phones))
-    )
-    campaign = await ctx.db.get(Campaign, attempt.campaign_id)
-    if lead is None or campaign is None:
+    attempt, lead = row._tuple()
+    if attempt.agent_id not in (None, agent_id):
         return None
-    agent = await ctx.db.get(User, agent_id)
+    campaign = await ctx.db.get(Campaign, attempt.campaign_id)  # usually already loaded
+    if campaign is None:
+        return None
+    if agent is None:
+        agent = await ctx.db.get(User, agent_id)
     values = script_values(lead, campaign, agent)
     return CurrentCall(
         attempt=attempt_out(attempt, masked=True),
@@ -353,7 +364,19 @@ async def current_call(ctx: RequestContext, attempt_uuid: str, agent_id: int) ->
 )
 async def agent_me(ctx: Ctx) -> AgentMe:
     me = _me(ctx)
-    user = await ctx.db.get_one(User, me)
+    cached = ctx.cached_user()
+    user = (
+        UserOut(
+            id=cached.user_id,
+            username=cached.username,
+            full_name=cached.full_name,
+            role=cached.role,
+            extension=cached.extension,
+            active=True,  # only active users are cached
+        )
+        if cached is not None
+        else user_out(await ctx.db.get_one(User, me))
+    )
     state = await _state(ctx, me)
     q = sa.select(Campaign).order_by(Campaign.id)
     scope = await ctx.campaign_scope()
@@ -363,7 +386,7 @@ async def agent_me(ctx: Ctx) -> AgentMe:
         CampaignBrief(id=c.id, name=c.name, type=c.type.value, status=c.status.value)
         for c in await ctx.db.scalars(q)
     ]
-    call = await current_call(ctx, state.attempt, me) if state.attempt else None
+    call = await current_call(ctx, state.attempt, me, cached) if state.attempt else None
     preview = None
     if state.preview_lead is not None and call is None:
         lead = await ctx.db.scalar(
@@ -379,7 +402,7 @@ async def agent_me(ctx: Ctx) -> AgentMe:
                 history=await lead_history(ctx.db, lead.id, masked=True),
             )
     return AgentMe(
-        user=user_out(user),
+        user=user,
         state=state,
         pause_codes=[PauseCode(code=c, label_es=label) for c, label in PAUSE_CODES.items()],
         campaigns=campaigns,

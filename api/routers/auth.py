@@ -82,7 +82,7 @@ def _secure(settings: Settings) -> bool:
     return settings.api.public_url.startswith("https://")
 
 
-def limiter_for(redis: RedisDep, keys: KeysDep) -> LoginRateLimiter:
+async def limiter_for(redis: RedisDep, keys: KeysDep) -> LoginRateLimiter:
     return LoginRateLimiter(redis, keys)
 
 

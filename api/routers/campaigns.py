@@ -6,11 +6,12 @@ campaign). The API only writes ``Campaign.status``; the dialer re-reads it every
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.auth import Scope
@@ -410,34 +411,39 @@ def disposition_list(campaign_type: CampaignType) -> list[DispositionOut]:
     "/{campaign_id}/stats",
     summary="Leads by status, abandon rate today and over 30 days, live counters",
     dependencies=[Scoped(Scope.CAMPAIGNS_READ)],
+    response_model=StatsOut,
 )
-async def stats(campaign_id: PathId, ctx: Ctx) -> StatsOut:
+async def stats(campaign_id: PathId, ctx: Ctx) -> Response:
     """Cached per campaign like ``/live`` (:mod:`api.cache`); access is checked first."""
     if not await ctx.can_see_campaign(campaign_id):
         raise not_found("campaign", campaign_id)
     state = ctx.request.app.state
 
     async def compute() -> StatsOut:
-        campaign = await load_campaign(ctx, campaign_id)
-        now = ctx.now()
-        counts = await EngineStore(ctx.sessionmaker).counts(campaign_id, now)
-        ab_d, live_d, ab_m, live_m = await campaign_abandon_stats(
-            ctx.db, campaign_id, now, campaign.timezone
-        )
-        live: dict[str, str] = await ctx.redis.hgetall(ctx.keys.campaign_live(campaign_id))  # type: ignore[misc]
-        return StatsOut(
-            campaign_id=campaign_id,
-            status=campaign.status,
-            leads=counts,
-            abandoned_today=ab_d,
-            live_answers_today=live_d,
-            abandon_rate_today=ab_d / live_d if live_d else 0.0,
-            abandoned_30d=ab_m,
-            live_answers_30d=live_m,
-            abandon_rate_30d=ab_m / live_m if live_m else 0.0,
-            abandon_target=campaign.abandon_target,
-            live={str(k): str(v) for k, v in live.items()},
-        )
+        async with ctx.sessionmaker() as db:  # its own session: it may outlive the request
+            return await _stats(replace(ctx, db=db), campaign_id)
 
-    out: StatsOut = await cached(state, "stats", campaign_id, cache_ttl(state), compute)
-    return out
+    return (await cached(state, "stats", campaign_id, cache_ttl(state), compute)).response()
+
+
+async def _stats(ctx: RequestContext, campaign_id: int) -> StatsOut:
+    campaign = await load_campaign(ctx, campaign_id)
+    now = ctx.now()
+    counts = await EngineStore(ctx.sessionmaker).counts(campaign_id, now)
+    ab_d, live_d, ab_m, live_m = await campaign_abandon_stats(
+        ctx.db, campaign_id, now, campaign.timezone
+    )
+    live: dict[str, str] = await ctx.redis.hgetall(ctx.keys.campaign_live(campaign_id))  # type: ignore[misc]
+    return StatsOut(
+        campaign_id=campaign_id,
+        status=campaign.status,
+        leads=counts,
+        abandoned_today=ab_d,
+        live_answers_today=live_d,
+        abandon_rate_today=ab_d / live_d if live_d else 0.0,
+        abandoned_30d=ab_m,
+        live_answers_30d=live_m,
+        abandon_rate_30d=ab_m / live_m if live_m else 0.0,
+        abandon_target=campaign.abandon_target,
+        live={str(k): str(v) for k, v in live.items()},
+    )

@@ -19,11 +19,12 @@ hit needs no database connection.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from pydantic import BaseModel
 
 from api.auth import Scope
@@ -456,32 +457,35 @@ async def _visible(ctx: RequestContext, campaign_id: int) -> None:
     "/{campaign_id}/live",
     summary="Live dashboard picture of one campaign (agents, calls, pacing, abandon, leads)",
     dependencies=[Scoped(Scope.AGENTS_READ)],
+    response_model=LiveOut,
 )
-async def campaign_live(campaign_id: PathId, ctx: Ctx) -> LiveOut:
+async def campaign_live(campaign_id: PathId, ctx: Ctx) -> Response:
     await _visible(ctx, campaign_id)
     state = ctx.request.app.state
 
     async def compute() -> LiveOut:
-        return await compute_live(ctx, await load_campaign(ctx, campaign_id))
+        async with ctx.sessionmaker() as db:  # its own session: it may outlive the request
+            own = replace(ctx, db=db)
+            return await compute_live(own, await load_campaign(own, campaign_id))
 
-    out: LiveOut = await cached(state, "live", campaign_id, cache_ttl(state), compute)
-    return out
+    return (await cached(state, "live", campaign_id, cache_ttl(state), compute)).response()
 
 
 @router.get(
     "/{campaign_id}/today",
     summary="The day so far in 15-minute buckets (dashboard charts)",
     dependencies=[Scoped(Scope.CAMPAIGNS_READ)],
+    response_model=TodayOut,
 )
-async def campaign_today(campaign_id: PathId, ctx: Ctx) -> TodayOut:
+async def campaign_today(campaign_id: PathId, ctx: Ctx) -> Response:
     await _visible(ctx, campaign_id)
     state = ctx.request.app.state
     ttl = cache_ttl(state)
 
     async def compute() -> TodayOut:
-        return await compute_today(ctx, await load_campaign(ctx, campaign_id))
+        async with ctx.sessionmaker() as db:
+            own = replace(ctx, db=db)
+            return await compute_today(own, await load_campaign(own, campaign_id))
 
-    out: TodayOut = await cached(
-        state, "today", campaign_id, max(ttl, TODAY_CACHE_S) if ttl else 0, compute
-    )
-    return out
+    ttl = max(ttl, TODAY_CACHE_S) if ttl else 0
+    return (await cached(state, "today", campaign_id, ttl, compute)).response()

@@ -112,7 +112,7 @@ async def _filter(ctx: RequestContext, data: FilterIn) -> ReportFilter:
     )
 
 
-def _filter_query(
+async def _filter_query(
     month: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$", examples=["2026-10"])] = None,
     date_from: date | None = None,
     date_to: date | None = None,
