@@ -883,12 +883,13 @@ async def _import(
         database = _sqlite_file(bind.engine.url) if isinstance(store, _SqliteStore) else None
         existing = await _load_existing(session, campaign_id)
         groups = group_rows(parsed.rows, existing)
-        numbers = sorted({p.e164 for g in groups for r in g.rows for p in r.phones})
+        # unsorted: the lookups match sets of values, in any order
+        numbers = list({p.e164 for g in groups for r in g.rows for p in r.phones})
         dnc = await _load_dnc(session, numbers, stamp)
         ids = {r.national_id for g in groups for r in g.rows if r.national_id}
         ids.update(e.national_id for g in groups if (e := g.existing) and e.national_id)
         ids.update(p for g in groups if (e := g.existing) for p in e.phones)
-        consents = await _load_consents(session, sorted(ids | set(numbers)))
+        consents = await _load_consents(session, list(ids.union(numbers)))
     revoked_voice = {k for (k, ch), st in consents.items() if ch == _VOICE and not st.active}
     by_key = {
         (f"id:{e.national_id}" if e.national_id else f"tel:{(e.phones + e.match_phones)[0]}"): e
@@ -1002,17 +1003,19 @@ async def _import(
     report.rows.sort(key=lambda r: r.row)
     report.seconds = time.perf_counter() - started
     report.timings = {k: round(v, 3) for k, v in timings.items()}
-    summary = report.summary()
+    summary = report.summary()  # counted once: each count is a pass over every row
     summary["status"] = "done"
+    excluded = sum(summary["excluded"].values())
+    rejected = sum(summary["rejected"].values())
     async with sessionmaker.begin() as session:
         await session.execute(
             sa.update(ImportBatch)
             .where(ImportBatch.id == report.batch_id)
             .values(
-                rows_total=report.rows_total,
-                rows_imported=report.imported,
-                rows_merged=report.merged,
-                rows_rejected=report.excluded_total + report.rejected_total,
+                rows_total=summary["rows_total"],
+                rows_imported=summary["imported"],
+                rows_merged=summary["merged"],
+                rows_rejected=excluded + rejected,
                 summary=summary,
             )
         )
@@ -1020,12 +1023,12 @@ async def _import(
         "import_done",
         campaign_id=campaign_id,
         batch_id=report.batch_id,
-        rows=report.rows_total,
-        imported=report.imported,
-        already_imported=report.already_imported,
-        merged=report.merged,
-        excluded=report.excluded_total,
-        rejected=report.rejected_total,
+        rows=summary["rows_total"],
+        imported=summary["imported"],
+        already_imported=summary["already_imported"],
+        merged=summary["merged"],
+        excluded=excluded,
+        rejected=rejected,
         seconds=round(report.seconds, 2),
     )
     return report
