@@ -1,7 +1,7 @@
-"""Per-process, per-campaign answer cache for the dashboard endpoints (``/live``, ``/today``,
-``/stats``): a hundred open dashboards cost one computation per campaign and interval, and a
-cache hit costs neither a database connection nor a JSON encoding (the body is stored
-encoded).
+"""Per-process answer cache for the dashboard endpoints (``/live``, ``/today``, ``/stats``)
+and the agent screen's campaign list: a hundred open dashboards cost one computation per
+campaign and interval, and a cache hit costs neither a database connection nor a JSON encoding
+(the body is stored encoded).
 
 - **Fresh** (younger than the TTL, ``app.state.live_cache_s``, default :data:`LIVE_CACHE_S`):
   served as is.
@@ -36,6 +36,9 @@ log = get_logger(__name__)
 LIVE_CACHE_S = 0.5
 #: How long past the TTL a stale answer may still be served while it is being refreshed.
 MAX_STALE_S = 5.0
+#: Kind prefix of cached campaign lists (key ``(CAMPAIGN_LIST + scope, 0)``); any campaign
+#: change drops them all.
+CAMPAIGN_LIST = "campaigns:"
 
 Key = tuple[str, int]
 Compute = Callable[[], Awaitable[BaseModel]]
@@ -120,7 +123,7 @@ async def cached(state: Any, kind: str, campaign_id: int, ttl: float, compute: C
 def forget(state: Any, campaign_id: int) -> None:
     """Drop every cached answer about one campaign (after changing it)."""
     store = _store(state)
-    for key in [k for k in store if k[1] == campaign_id]:
+    for key in [k for k in store if k[1] == campaign_id or k[0].startswith(CAMPAIGN_LIST)]:
         del store[key]
 
 

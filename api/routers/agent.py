@@ -16,6 +16,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.auth import Scope
+from api.cache import CAMPAIGN_LIST, cache_ttl, cached
 from api.deps import Ctx, RequestContext, Scoped
 from api.errors import ApiError, not_found
 from api.events import live_agent_state, publish_event, seconds_since, send_command
@@ -115,6 +116,33 @@ class CampaignBrief(BaseModel):
     name: str
     type: str
     status: str
+
+
+class CampaignBriefs(BaseModel):
+    items: list[CampaignBrief]
+
+
+async def _campaign_briefs(ctx: RequestContext) -> list[CampaignBrief]:
+    """The caller's campaigns, cached per scope like the dashboard (:mod:`api.cache`)."""
+    scope = await ctx.campaign_scope()
+    ids = "*" if scope is None else ",".join(str(c) for c in sorted(scope))
+    state = ctx.request.app.state
+
+    async def compute() -> CampaignBriefs:
+        q = sa.select(Campaign).order_by(Campaign.id)
+        if scope is not None:
+            q = q.where(Campaign.id.in_(scope))
+        async with ctx.sessionmaker() as db:
+            return CampaignBriefs(
+                items=[
+                    CampaignBrief(id=c.id, name=c.name, type=c.type.value, status=c.status.value)
+                    for c in await db.scalars(q)
+                ]
+            )
+
+    entry = await cached(state, f"{CAMPAIGN_LIST}{ids}", 0, cache_ttl(state), compute)
+    assert isinstance(entry.value, CampaignBriefs)
+    return entry.value.items
 
 
 class CurrentCall(BaseModel):
@@ -378,14 +406,7 @@ async def agent_me(ctx: Ctx) -> AgentMe:
         else user_out(await ctx.db.get_one(User, me))
     )
     state = await _state(ctx, me)
-    q = sa.select(Campaign).order_by(Campaign.id)
-    scope = await ctx.campaign_scope()
-    if scope is not None:
-        q = q.where(Campaign.id.in_(scope))
-    campaigns = [
-        CampaignBrief(id=c.id, name=c.name, type=c.type.value, status=c.status.value)
-        for c in await ctx.db.scalars(q)
-    ]
+    campaigns = await _campaign_briefs(ctx)
     call = await current_call(ctx, state.attempt, me, cached) if state.attempt else None
     preview = None
     if state.preview_lead is not None and call is None:
