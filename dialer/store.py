@@ -475,6 +475,7 @@ class EngineStore:
                 phone_id=phone.id,
                 number=phone.e164,
                 attempt_number=int(last or 0) + 1,
+                is_callback=lead.is_callback,
                 mode=mode,
                 dialer_id=owner,
                 server=server,
@@ -498,6 +499,10 @@ class EngineStore:
         phones = {p.id: p for p in lead.phones}
         if lead.next_phone_id in phones and phones[lead.next_phone_id].valid:
             return phones[lead.next_phone_id]
+        if lead.is_callback:  # the customer asked for it: per-phone quotas do not apply
+            for p in sorted(lead.phones, key=lambda p: p.position):
+                if p.valid:
+                    return p
         history = await self._history(s, lead.id)
         chosen = pick_first_phone(
             [LeadPhone(str(p.id), dialable=p.valid) for p in lead.phones],
@@ -564,7 +569,7 @@ class EngineStore:
             attempt.other_channel_id = result.other_channel_id
             attempt.detail = (result.detail or "")[:200] or None
             attempt.agent_id = result.agent_id or attempt.agent_id
-            attempt.counts_against_limit = (
+            attempt.counts_against_limit = not attempt.is_callback and (
                 result.counts
                 if result.counts is not None
                 else not result.trunk_failure
@@ -862,8 +867,10 @@ def _record(a: CallAttempt) -> AttemptRecord:
         phone_id=str(a.phone_id),
         started_at=a.created_at,
         outcome=outcome,
-        trunk_failure=not a.counts_against_limit and outcome is not CallOutcome.CANCELLED,
-        callback=False,
+        trunk_failure=not a.counts_against_limit
+        and not a.is_callback
+        and outcome is not CallOutcome.CANCELLED,
+        callback=a.is_callback,
     )
 
 

@@ -320,6 +320,9 @@ class CallAttempt(Base):
     number: Mapped[str] = mapped_column(sa.String(20))  # E.164 dialed
     attempt_number: Mapped[int]
     counts_against_limit: Mapped[bool] = mapped_column(default=True)
+    # The attempt honours a customer-requested callback (an agent's or a WhatsApp reply's): it
+    # is outside max_attempts and the per-phone quota (``max_callbacks`` bounds it instead).
+    is_callback: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     mode: Mapped[DialMode] = mapped_column(_enum(DialMode))
     dialer_id: Mapped[str] = mapped_column(sa.String(80), default="")
     server: Mapped[str] = mapped_column(sa.String(64), default="")

@@ -135,3 +135,35 @@ async def test_unknown_attempt_is_a_clear_error(
         await EngineStore(sessionmaker).finish_attempt(
             "nope", CallResult(CallOutcome.BUSY), datetime.now(UTC)
         )
+
+
+async def test_callback_attempt_is_outside_the_limits_and_quotas(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """A lead exhausted on its only phone asks for a callback (a WhatsApp reply): the callback
+    attempt uses that phone anyway, is marked, and counts against no limit."""
+    store = EngineStore(sessionmaker)
+    camp = await make_campaign(sessionmaker, max_attempts=1, max_attempts_per_phone=1)
+    lead = await make_lead(sessionmaker, camp.id, 1)
+    now = MONDAY_10AM
+    ok, _ = await store.claim(lead.id, camp, "d1", now, timedelta(seconds=30))
+    assert ok
+    first = await store.create_attempt(lead.id, camp, "d1", "sim", DialMode.PROGRESSIVE, now)
+    res = await store.finish_attempt(
+        first.uuid, CallResult(CallOutcome.NO_ANSWER, ended_at=now), now
+    )
+    assert res.decision is not None and res.decision.lead_status is LeadStatus.EXHAUSTED
+    async with sessionmaker.begin() as s:  # what the WhatsApp reply does
+        row = await s.get_one(Lead, lead.id)
+        row.status, row.is_callback, row.next_attempt_at = LeadStatus.PENDING, True, now
+    later = now + timedelta(hours=1)
+    ok, readiness = await store.claim(lead.id, camp, "d1", later, timedelta(seconds=30))
+    assert ok, readiness
+    again = await store.create_attempt(lead.id, camp, "d1", "sim", DialMode.PROGRESSIVE, later)
+    assert again.phone_id == first.phone_id
+    await store.finish_attempt(again.uuid, CallResult(CallOutcome.NO_ANSWER, ended_at=later), later)
+    async with sessionmaker() as s:
+        attempt = (
+            await s.scalars(sa.select(CallAttempt).where(CallAttempt.uuid == again.uuid))
+        ).one()
+    assert attempt.is_callback and not attempt.counts_against_limit

@@ -3,7 +3,7 @@
 lead exhausted by the engine's store (3 unanswered calls) -> outbox row + stream entry ->
 the worker sends the template to the fake Graph API -> signed, batched statuses come back
 through the webhook router -> the customer replies "Sí, quiero agendar" -> the lead is a
-callback at the top of its campaign, and the dialer can claim it for an agent.
+callback at the top of its campaign -> the engine dials it and an agent gets the call.
 """
 
 from __future__ import annotations
@@ -12,10 +12,16 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from dialer.db.models import Consent, Lead, Phone, WhatsAppMessage, WhatsAppStatus
-from dialer.domain.outcomes import CallOutcome, Channel, DialMode, LeadStatus
+from ami_bridge import dialplan
+from ami_bridge.tracker import CallAnswered, CallConnected
+from dialer.db.models import CallAttempt, Consent, Lead, Phone, WhatsAppMessage, WhatsAppStatus
+from dialer.domain.outcomes import AgentState, CallOutcome, Channel, DialMode, LeadStatus
+from dialer.engine import Engine, EngineConfig, TelephonyItem
 from dialer.redis_client import Streams
 from dialer.store import CallResult, EngineStore
+from tests.engine.factories import make_agent
+from tests.engine.fakes import FakeTelephony
+from tests.engine.test_engine import _join
 
 from .conftest import MONDAY_10AM, Harness, make_campaign
 
@@ -111,12 +117,33 @@ async def test_exhausted_lead_to_whatsapp_to_reply_to_callback(h: Harness) -> No
 
     now = h.clock.now()
     assert (await store.candidate_ids(camp_id, now, 10))[0] == lead_id
-    camp = await store.campaign(camp_id)
-    assert camp is not None
-    # The dialer claims it for an agent: the rules pass (a requested callback is exempt
-    # from the one-channel-a-week cap after the WhatsApp conversation).
-    ok, readiness = await store.claim(lead_id, camp, "dialer-1", now, timedelta(seconds=30))
-    assert ok, readiness.summary_en() if readiness else None
+    # The engine calls the customer back and an agent gets the call (the engine's real code,
+    # with a scripted PBX): claim (a requested callback is exempt from the one-channel-a-week
+    # cap after the WhatsApp conversation) -> attempt -> Originate -> answer -> agent.
+    await make_agent(h.sm, 7, "1001")
+    tel = FakeTelephony()
+    engine = Engine(EngineConfig(dialer_id="d1"), store, h.redis, h.keys, tel, h.clock)
+    await engine.agent_login(7, "1001", camp_id)
+    login = tel.originates[-1][1]
+    await engine.handle(TelephonyItem("sim", _join(login.channel_id, "agent-1001")))
+    assert engine.agents[7].state is AgentState.READY
+    await engine.step()
+    [(_, dial)] = [(srv, r) for srv, r in tel.originates if r.context == dialplan.CTX_OUTBOUND]
+    async with h.sm() as s:
+        attempt = (
+            await s.scalars(sa.select(CallAttempt).where(CallAttempt.uuid == dial.channel_id))
+        ).one()
+    assert attempt.lead_id == lead_id and attempt.number == "+573104445566"
+    uuid = dial.channel_id
+    await engine.handle(TelephonyItem("sim", CallAnswered(uuid, h.clock.now(), "Local/x;1", uuid)))
+    assert tel.redirects == [("sim", "Local/x;1", dialplan.CTX_AGENT_ROOM, "1001")]
+    await engine.handle(
+        TelephonyItem("sim", CallConnected(uuid, h.clock.now(), None, "agent-1001", None))
+    )
+    agent = engine.agents[7]
+    assert agent.state is AgentState.IN_CALL
+    pops = [e for e in await h.events("screen_pop") if e["attempt"] == uuid]
+    assert pops and pops[0]["agent_id"] == 7 and pops[0]["lead_id"] == lead_id
     # Nothing more goes out on WhatsApp for this lead.
     await h.worker.sweep()
     assert len(h.fake.messages) == 1
