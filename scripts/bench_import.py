@@ -194,6 +194,33 @@ class Run:
     seconds: float
     cpu: float  # CPU seconds of this process (all threads): contention-independent
     report: ImportReport
+    server_cpu: float | None = None  # PostgreSQL server processes, when /proc shows them
+
+
+def postgres_cpu() -> float | None:
+    """CPU seconds used so far by the local ``postgres`` processes (Linux /proc), or None.
+
+    Counts every backend of the server, so other clients' work during the run is included.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    total, found = 0, False
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        comm_end = stat.rfind(")")
+        if stat[stat.find("(") + 1 : comm_end] != "postgres":
+            continue
+        fields = stat[comm_end + 2 :].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime (fields 14 and 15)
+        found = True
+    return total / ticks if found else None
 
 
 async def run_import(url: str, path: Path, dnc: list[str], backend: str) -> Run:
@@ -219,9 +246,16 @@ async def run_import(url: str, path: Path, dnc: list[str], backend: str) -> Run:
             )
             await s.flush()
             campaign_id = campaign.id
+        server_started = postgres_cpu() if backend != "sqlite" else None
         started, cpu_started = time.perf_counter(), time.process_time()
         report = await import_file(sessionmaker, campaign_id, path, now=NOW)
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        server_ended = postgres_cpu() if server_started is not None else None
+        server_cpu = (
+            server_ended - server_started
+            if server_started is not None and server_ended is not None
+            else None
+        )
         if backend != "sqlite":  # shared database: remove what the run created
             async with sessionmaker.begin() as s:
                 await s.execute(sa.delete(Campaign).where(Campaign.id == campaign_id))
@@ -229,7 +263,7 @@ async def run_import(url: str, path: Path, dnc: list[str], backend: str) -> Run:
                     sa.delete(Consent).where(Consent.proof.like(f"import:{path.name}:%"))
                 )
                 await s.execute(sa.delete(DncEntry).where(DncEntry.reason == "bench_import"))
-        return Run(backend, seconds, cpu, report)
+        return Run(backend, seconds, cpu, report, server_cpu)
     finally:
         await engine.dispose()
 
@@ -299,6 +333,11 @@ def main() -> None:
     for run in runs:
         phases = " · ".join(f"{k} {v:.2f} s" for k, v in run.report.timings.items())
         console.print(f"{run.backend} phases: {phases}")
+        if run.server_cpu is not None:
+            console.print(
+                f"{run.backend} server: {run.server_cpu:.2f} cpu s in the postgres processes "
+                "(all of the server's clients during the run)"
+            )
 
 
 if __name__ == "__main__":
