@@ -406,8 +406,11 @@ def parse_phone_cell(
         return phones, issues
     if _placeholder(cell):
         return phones, issues
-    whole = _from_scientific(cell) if _SCIENTIFIC.match(cell) else None
-    parts = [cell] if whole is not None or _FLOAT_ZERO.match(cell) else _split_cell(cell)
+    if _PLAIN_NUMBER.fullmatch(cell) and " - " not in cell and len(cell) <= 12:
+        parts = [cell]  # one number, as _split_cell would find: no separator, <= 12 digits
+    else:
+        whole = _from_scientific(cell) if _SCIENTIFIC.match(cell) else None
+        parts = [cell] if whole is not None or _FLOAT_ZERO.match(cell) else _split_cell(cell)
     for part in parts:
         result = normalize_phone(part, default_landline_prefix)
         if isinstance(result, CleanPhone):

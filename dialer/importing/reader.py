@@ -232,7 +232,8 @@ class TableReader:
         reader = csv.reader(fh, delimiter=self.delimiter)
         numbered = self._guard_csv(reader)
         self.headers, self.header_row = self._take_header(numbered)
-        self._rows = (RawRow(n, cells) for n, cells in numbered if not _is_blank(cells))
+        # _guard_csv strips every cell: a blank row is one with no non-empty cell
+        self._rows = (RawRow(n, cells) for n, cells in numbered if any(cells))
 
     def _guard_csv(self, reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
         number = 0
