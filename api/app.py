@@ -71,8 +71,8 @@ class BodySizeLimit:
         return JSON_BODY_LIMIT
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)  # no body to limit (and no wrapper per send)
             return
         limit = self._limit(scope["path"])
         for name, value in scope.get("headers", []):

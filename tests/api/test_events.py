@@ -37,6 +37,7 @@ ADMIN_KEY = Principal(kind="api_key", actor="apikey:x", scopes=frozenset({Scope.
 
 def _broadcaster(redis: aioredis.Redis | Any, keys: Keys, **kw: Any) -> Broadcaster:
     kw.setdefault("block_ms", 50)
+    kw.setdefault("coalesce_s", 0.0)
     return Broadcaster(cast(aioredis.Redis, redis), keys, **kw)
 
 
