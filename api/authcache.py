@@ -26,11 +26,12 @@ Invalidation:
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import redis.asyncio as aioredis
 
@@ -122,6 +123,31 @@ class AuthCache:
     ) -> None:
         self.users: _TtlMap[CachedUser] = _TtlMap(ttl_s, monotonic, max_entries)
         self.api_keys: _TtlMap[Principal] = _TtlMap(ttl_s, monotonic, max_entries)
+        self._loading: dict[tuple[int, str], asyncio.Future[CachedUser | None]] = {}
+
+    async def load_user(
+        self,
+        user_id: int,
+        epoch: str,
+        load: Callable[[], Coroutine[Any, Any, CachedUser | None]],
+    ) -> CachedUser | None:
+        """``load()`` once for concurrent misses of the same user (and epoch); cache the row."""
+        key = (user_id, epoch)
+        future = self._loading.get(key)
+        if future is None:
+
+            async def run() -> CachedUser | None:
+                try:
+                    user = await load()
+                    if user is not None:
+                        self.users.put(user_id, user, epoch)
+                    return user
+                finally:
+                    self._loading.pop(key, None)
+
+            future = self._loading[key] = asyncio.ensure_future(run())
+        # shield: a caller that goes away does not cancel the load for the others
+        return await asyncio.shield(future)
 
     def clear(self) -> None:
         self.users.clear()

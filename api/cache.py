@@ -36,6 +36,8 @@ log = get_logger(__name__)
 LIVE_CACHE_S = 0.5
 #: How long past the TTL a stale answer may still be served while it is being refreshed.
 MAX_STALE_S = 5.0
+#: ``/stats`` changes slowly (lead counts, abandon rates): at least this TTL (unless TTL 0).
+STATS_CACHE_S = 2.0
 #: Kind prefix of cached campaign lists (key ``(CAMPAIGN_LIST + scope, 0)``); any campaign
 #: change drops them all.
 CAMPAIGN_LIST = "campaigns:"

@@ -228,11 +228,10 @@ async def get_principal(
         raise _unauthorized("the session is not valid (signed out?): sign in again", "no_session")
     user = cache.users.get(data.user_id, epoch)
     if user is None:
-        user = await _load_user(sm, data.user_id)
+        user = await cache.load_user(data.user_id, epoch, lambda: _load_user(sm, data.user_id))
         if user is None:
             await store.delete(shash, data.user_id)
             raise _unauthorized("the account is disabled", "account_disabled")
-        cache.users.put(data.user_id, user, epoch)
     if request.method not in SAFE_METHODS:
         sent = request.headers.get(CSRF_HEADER, "")
         if not sent or not hmac.compare_digest(sent, data.csrf):

@@ -8,6 +8,8 @@ The API answers 202 once the command is queued, after checking what it can check
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -203,7 +205,45 @@ async def _state(ctx: RequestContext, agent_id: int) -> LiveState:
     )
 
 
+#: The screen-pop of a call (``/agent/me`` ``call``) is reused while the agent's live state is
+#: the same (same call, same state, same start), for at most this long; the agent's own actions
+#: through this process drop it at once.
+CALL_CACHE_S = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class _CallEntry:
+    key: tuple[str | None, str, str | None]
+    at: float
+    call: CurrentCall | None
+
+
+def _call_cache(ctx: RequestContext) -> dict[int, _CallEntry]:
+    state = ctx.request.app.state
+    cache: dict[int, _CallEntry] | None = getattr(state, "agent_call_cache", None)
+    if cache is None:
+        cache = state.agent_call_cache = {}
+    return cache
+
+
+async def _current_call_cached(
+    ctx: RequestContext, state: LiveState, agent_id: int, agent: Named | None
+) -> CurrentCall | None:
+    if not state.attempt:
+        return None
+    cache = _call_cache(ctx)
+    key = (state.attempt, state.state, state.since)
+    hit = cache.get(agent_id)
+    if hit is not None and hit.key == key and time.monotonic() - hit.at < CALL_CACHE_S:
+        return hit.call
+    t = time.monotonic()
+    call = await current_call(ctx, state.attempt, agent_id, agent)
+    cache[agent_id] = _CallEntry(key, t, call)
+    return call
+
+
 async def _command(ctx: RequestContext, type_: str, data: dict[str, Any]) -> Accepted:
+    _call_cache(ctx).pop(_me(ctx), None)
     command_id = await send_command(ctx.redis, ctx.keys, type_, data)
     return Accepted(command=type_, command_id=command_id)
 
@@ -294,6 +334,7 @@ async def agent_disposition(body: DispositionIn, ctx: Ctx) -> DispositionOutcome
     now = ctx.now()
     record = validate_disposition(campaign_type, body.code, body.details, now)
     await ctx.db.rollback()  # end the read transaction; the store writes in its own
+    _call_cache(ctx).pop(me, None)
     result = await EngineStore(ctx.sessionmaker).record_disposition(
         body.attempt, record, now, agent_id=me
     )
@@ -407,7 +448,7 @@ async def agent_me(ctx: Ctx) -> AgentMe:
     )
     state = await _state(ctx, me)
     campaigns = await _campaign_briefs(ctx)
-    call = await current_call(ctx, state.attempt, me, cached) if state.attempt else None
+    call = await _current_call_cached(ctx, state, me, cached)
     preview = None
     if state.preview_lead is not None and call is None:
         lead = await ctx.db.scalar(

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from api.auth import Scope
-from api.cache import cache_ttl, cached, forget
+from api.cache import STATS_CACHE_S, cache_ttl, cached, forget
 from api.deps import Ctx, RequestContext, Scoped
 from api.errors import ApiError, not_found
 from api.presets import (
@@ -423,7 +423,9 @@ async def stats(campaign_id: PathId, ctx: Ctx) -> Response:
         async with ctx.sessionmaker() as db:  # its own session: it may outlive the request
             return await _stats(replace(ctx, db=db), campaign_id)
 
-    return (await cached(state, "stats", campaign_id, cache_ttl(state), compute)).response()
+    ttl = cache_ttl(state)
+    ttl = max(ttl, STATS_CACHE_S) if ttl else 0
+    return (await cached(state, "stats", campaign_id, ttl, compute)).response()
 
 
 async def _stats(ctx: RequestContext, campaign_id: int) -> StatsOut:
