@@ -14,11 +14,13 @@ from rich.table import Table
 
 from dialer.simulation.baselines import PolicySpec, parse_policy
 from dialer.simulation.compare import DEFAULT_POLICIES, ScenarioReport, compare, runs_needed
+from dialer.simulation.history import CampaignHistory, db_history
 from dialer.simulation.metrics import Estimate
 from dialer.simulation.replay import AttemptRecord, scenario_from_history
 from dialer.simulation.scenario import Scenario, ScenarioError, load_scenario
 
-HistoryLoader = Callable[[str], Sequence[AttemptRecord]]
+# campaign id/name -> its recorded attempts (the default reads the configured database)
+HistoryLoader = Callable[[str], Sequence[AttemptRecord] | CampaignHistory]
 
 _PERCENT = {"occupancy", "utilization", "abandon_30d", "abandon_worst_day"}
 _COLUMNS = (
@@ -73,11 +75,16 @@ def simulate(
     sc: Scenario
     if from_campaign is not None:
         if history_loader is None:
-            raise ScenarioError(
-                "--from-campaign needs the campaign history loader, which this build does not "
-                "wire yet; export the attempts and use scenario_from_history()"
+            raise ScenarioError("--from-campaign needs a campaign history loader")
+        hist = history_loader(from_campaign)
+        if isinstance(hist, CampaignHistory):
+            sc = scenario_from_history(
+                hist.records,
+                name=f"campaign-{hist.campaign_id}",
+                connect_timeout=hist.connect_timeout,
             )
-        sc = scenario_from_history(history_loader(from_campaign), name=f"campaign-{from_campaign}")
+        else:
+            sc = scenario_from_history(hist, name=f"campaign-{from_campaign}")
     elif scenario is not None:
         sc = load_scenario(scenario)
     else:
@@ -116,11 +123,29 @@ def simulate(
     return report
 
 
+def _settings_loader(ctx: typer.Context) -> HistoryLoader:
+    """The default history loader: the database of the settings the root command loaded."""
+    from dialer.settings import Settings
+
+    settings = ctx.find_root().obj
+
+    def load(ref: str) -> CampaignHistory:
+        if not isinstance(settings, Settings):
+            raise ScenarioError("--from-campaign needs the marcador settings (run via marcador)")
+        return db_history(settings, ref)
+
+    return load
+
+
 def register(app: typer.Typer, history_loader: HistoryLoader | None = None) -> None:
-    """Add the ``simulate`` command to ``app``."""
+    """Add the ``simulate`` command to ``app``.
+
+    ``history_loader`` replaces the database loader of ``--from-campaign`` (tests, exports).
+    """
 
     @app.command("simulate")
     def simulate_cmd(
+        ctx: typer.Context,
         scenario: Annotated[
             Path | None, typer.Argument(help="Scenario JSON file (see docs/simulation.md).")
         ] = None,
@@ -154,7 +179,7 @@ def register(app: typer.Typer, history_loader: HistoryLoader | None = None) -> N
                 json_out,
                 processes,
                 from_campaign,
-                history_loader,
+                history_loader or _settings_loader(ctx),
             )
         except ScenarioError as exc:
             Console(stderr=True).print(f"[bold red]Error:[/] {exc}")

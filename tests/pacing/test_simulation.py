@@ -19,6 +19,7 @@ from dialer.pacing import (
 from dialer.simulation.baselines import PolicySpec, VicidialAdaptHardLimit, parse_policy
 from dialer.simulation.cli import register, simulate
 from dialer.simulation.engine import simulate_run
+from dialer.simulation.history import CampaignHistory, to_record
 from dialer.simulation.metrics import estimate, seed_metrics
 from dialer.simulation.replay import AttemptRecord, scenario_from_history
 from dialer.simulation.runner import bisect_fixed_ratio
@@ -237,3 +238,40 @@ def test_simulate_json_and_register(tmp_path: Path, capsys: pytest.CaptureFixtur
 def test_predictive_decision_reason_exposed() -> None:
     assert DecisionReason.RISK_BOUND.value == "risk_bound"
     assert DialMode.PREDICTIVE.value == "predictive"
+
+
+def test_history_rows_become_attempt_records() -> None:
+    t0 = datetime(2026, 3, 2, 8, 0, tzinfo=UTC)
+    s = timedelta(seconds=1)
+    rec = to_record(
+        t0,
+        t0,
+        t0 + 8 * s,
+        t0 + 8 * s,
+        t0 + 128 * s,
+        CallOutcome.ANSWERED_CONNECTED,
+        7,
+        t0 + 143 * s,
+    )
+    assert (rec.ring_seconds, rec.talk_seconds, rec.wrap_seconds) == (8.0, 120.0, 15.0)
+    assert rec.agent_id == "7"
+    rec = to_record(None, t0, None, None, t0 + 22 * s, CallOutcome.NO_ANSWER, None, None)
+    assert (rec.ring_seconds, rec.talk_seconds, rec.agent_id) == (22.0, None, None)
+    rec = to_record(t0, t0, t0 + 6 * s, None, t0 + 9 * s, CallOutcome.MACHINE, None, None)
+    assert rec.ring_seconds == 6.0
+
+
+def test_from_campaign_replays_the_loaded_history(capsys: pytest.CaptureFixture[str]) -> None:
+    hist = CampaignHistory(42, "demo", 3.0, tuple(_history(n=1500)))
+    report = simulate(
+        None,
+        ["progressive"],
+        seeds=1,
+        shifts=1,
+        json_out=True,
+        from_campaign="42",
+        history_loader=lambda ref: hist,
+    )
+    assert report.scenario.name == "campaign-42"
+    assert report.scenario.connect_timeout == 3.0
+    assert json.loads(capsys.readouterr().out)["scenario"] == "campaign-42"
