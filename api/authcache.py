@@ -10,16 +10,17 @@ What is cached, for :data:`AUTH_CACHE_S` seconds (process-local monotonic time):
 - per **API key** (keyed by the SHA-256 of the presented key): the resulting principal.
 
 What is *not* cached: the web session itself. Each request still reads its session hash from
-Redis (one round trip, pipelined with the epoch below), so logout, expiry and "sign out
+Redis (one round trip), so logout, expiry and "sign out
 everywhere" (password, role or active changes) take effect at once, in every API process.
 
 Invalidation:
 
 - **Auth epoch**: every change made through the API that affects a principal (user edit,
   deactivation, campaign assignment, a supervisor creating a campaign, API key revocation)
-  increments a Redis counter (:func:`epoch_key`) and clears the local cache. Each request
-  reads the counter, and an entry cached under another epoch is reloaded, so those changes
-  apply at once across API processes.
+  increments a Redis counter (:func:`epoch_key`) and clears the local cache, so it applies at
+  once in that process. Every process re-reads the counter at most every
+  :data:`EPOCH_CHECK_S` and reloads entries cached under another epoch, so the change
+  applies within that time in the other API processes.
 - **TTL**: changes made behind the API's back (SQL by hand) apply within
   :data:`AUTH_CACHE_S`. Keep it small.
 """
@@ -42,6 +43,9 @@ from dialer.redis_keys import Keys
 #: Seconds a cached principal is reused (a revoked key or disabled user changed outside the
 #: API stops working within this time; through the API it stops at once).
 AUTH_CACHE_S = 3.0
+#: The shared epoch is re-read from Redis at most this often per process (changes made through
+#: another API process apply here within this time; through this process, at once).
+EPOCH_CHECK_S = 0.5
 #: Bound on cached entries per kind (oldest dropped first).
 AUTH_CACHE_MAX = 10_000
 
@@ -124,6 +128,21 @@ class AuthCache:
         self.users: _TtlMap[CachedUser] = _TtlMap(ttl_s, monotonic, max_entries)
         self.api_keys: _TtlMap[Principal] = _TtlMap(ttl_s, monotonic, max_entries)
         self._loading: dict[tuple[int, str], asyncio.Future[CachedUser | None]] = {}
+        self._monotonic = monotonic
+        self._epoch = "0"
+        self._epoch_at: float | None = None
+
+    async def epoch(self, redis: aioredis.Redis, keys: Keys) -> str:
+        """The shared auth epoch, re-read at most every :data:`EPOCH_CHECK_S`."""
+        now = self._monotonic()
+        if self._epoch_at is None or now - self._epoch_at >= EPOCH_CHECK_S:
+            self._epoch = await read_epoch(redis, keys)
+            self._epoch_at = now
+        return self._epoch
+
+    def set_epoch(self, epoch: str) -> None:
+        self._epoch = epoch
+        self._epoch_at = self._monotonic()
 
     async def load_user(
         self,
@@ -161,6 +180,7 @@ async def read_epoch(redis: aioredis.Redis, keys: Keys) -> str:
 
 async def invalidate(redis: aioredis.Redis, keys: Keys, cache: AuthCache | None) -> None:
     """Call after committing a change to users, their campaigns or API keys."""
+    epoch = await redis.incr(epoch_key(keys))
     if cache is not None:
         cache.clear()
-    await redis.incr(epoch_key(keys))
+        cache.set_epoch(str(epoch))

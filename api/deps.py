@@ -36,9 +36,7 @@ from api.authcache import (
     AuthCache,
     CachedUser,
     api_key_digest,
-    epoch_key,
     invalidate,
-    read_epoch,
 )
 from api.errors import ApiError
 from dialer.db.models import ApiKey, AuditLog, Role, User, UserCampaign
@@ -87,9 +85,8 @@ async def get_clock() -> Clock:
     return _SYSTEM_CLOCK
 
 
-async def get_db(
-    sm: Annotated[async_sessionmaker[AsyncSession], Depends(get_sessionmaker)],
-) -> AsyncIterator[AsyncSession]:
+async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
+    sm: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
     async with sm() as session:
         yield session
 
@@ -149,7 +146,7 @@ async def _api_key_principal(
     if parsed is None:
         raise _unauthorized("malformed API key", "invalid_api_key")
     digest = api_key_digest(raw)
-    epoch = await read_epoch(redis, keys)
+    epoch = await cache.epoch(redis, keys)
     cached = cache.api_keys.get(digest, epoch)
     if cached is not None:
         return cached
@@ -190,20 +187,19 @@ async def _load_user(sm: async_sessionmaker[AsyncSession], user_id: int) -> Cach
         )
 
 
-async def get_principal(
-    request: Request,
-    sm: SessionmakerDep,
-    redis: RedisDep,
-    keys: KeysDep,
-    settings: SettingsDep,
-    clock: ClockDep,
-    cache: AuthCacheDep,
-) -> Principal:
+async def get_principal(request: Request, clock: ClockDep) -> Principal:
     """Authenticate the request (API key header, else the session cookie) and check CSRF.
 
     The session is read from Redis on every request; the user row and campaign scope come
     from :class:`api.authcache.AuthCache` (a few seconds, invalidated by the auth epoch).
+    Resources come straight from ``app.state`` (each sub-dependency costs time per request).
     """
+    state = request.app.state
+    sm: async_sessionmaker[AsyncSession] = state.sessionmaker
+    redis: aioredis.Redis = state.redis
+    keys: Keys = state.keys
+    settings: Settings = state.settings
+    cache = await get_auth_cache(request)
     now = clock.now()
     raw_key = _api_key_from(request)
     if raw_key is not None:
@@ -216,16 +212,13 @@ async def get_principal(
         raise _unauthorized("invalid session cookie", "invalid_session")
     shash = session_hash(session_id)
     store = SessionStore(redis, keys)
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.web_session(shash))
-        pipe.get(epoch_key(keys))
-        raw, epoch_raw = await pipe.execute()
-    epoch = str(epoch_raw or "0")
-    data = await store.check(shash, {str(k): str(v) for k, v in (raw or {}).items()}, now)
+    raw: dict[str, str] = await redis.hgetall(keys.web_session(shash))  # type: ignore[misc]
+    data = await store.check(shash, raw, now)
     if data == "expired":
         raise _unauthorized("the session has expired: sign in again", "session_expired")
     if data is None:
         raise _unauthorized("the session is not valid (signed out?): sign in again", "no_session")
+    epoch = await cache.epoch(redis, keys)
     user = cache.users.get(data.user_id, epoch)
     if user is None:
         user = await cache.load_user(data.user_id, epoch, lambda: _load_user(sm, data.user_id))
@@ -372,16 +365,12 @@ class RequestContext:
 
 
 async def get_context(
-    request: Request,
-    db: DbDep,
-    principal: PrincipalDep,
-    clock: ClockDep,
-    redis: RedisDep,
-    keys: KeysDep,
-    settings: SettingsDep,
-    sm: SessionmakerDep,
+    request: Request, db: DbDep, principal: PrincipalDep, clock: ClockDep
 ) -> RequestContext:
-    return RequestContext(request, db, principal, clock, redis, keys, settings, sm)
+    state = request.app.state
+    return RequestContext(
+        request, db, principal, clock, state.redis, state.keys, state.settings, state.sessionmaker
+    )
 
 
 Ctx = Annotated[RequestContext, Depends(get_context)]

@@ -28,12 +28,8 @@ from starlette.routing import NoMatchFound
 
 from api.auth import Principal, Scope
 from api.deps import (
-    AuthCacheDep,
     ClockDep,
     DbDep,
-    KeysDep,
-    RedisDep,
-    SessionmakerDep,
     SettingsDep,
     get_principal,
 )
@@ -84,15 +80,10 @@ class PageAuth:
 
 async def page_auth(
     request: Request,
-    sm: SessionmakerDep,
-    redis: RedisDep,
-    keys: KeysDep,
-    settings: SettingsDep,
     clock: ClockDep,
-    cache: AuthCacheDep,
 ) -> PageAuth:
     try:
-        principal = await get_principal(request, sm, redis, keys, settings, clock, cache)
+        principal = await get_principal(request, clock)
     except ApiError as exc:
         if exc.status != 401:
             raise

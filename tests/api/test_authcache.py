@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 
 from api.auth import SESSION_COOKIE
-from api.authcache import AUTH_CACHE_S, AuthCache, epoch_key
+from api.authcache import AUTH_CACHE_S, EPOCH_CHECK_S, AuthCache, epoch_key
 from dialer.db.models import ApiKey, Role, User, UserCampaign
 from dialer.redis_keys import Keys
 from tests.api.helpers import MONDAY_10AM, ApiClient, key_client, make_campaign, make_key
@@ -115,8 +115,9 @@ async def test_epoch_bump_from_another_process_drops_entries(
     redis: aioredis.Redis,
     keys: Keys,
 ) -> None:
-    """Another API replica changing a user bumps the shared epoch: this one reloads at once."""
-    _fake_ttl(app)
+    """Another API replica changing a user bumps the shared epoch: this one reloads within
+    EPOCH_CHECK_S (its own changes apply at once, see above)."""
+    ticker = _fake_ttl(app)
     sm = app.state.sessionmaker
     cid = await make_campaign(sm)
     sup = await clients("sup5", Role.SUPERVISOR)
@@ -125,4 +126,5 @@ async def test_epoch_bump_from_another_process_drops_entries(
         s.add(UserCampaign(user_id=sup.user_id, campaign_id=cid))
     assert (await sup.get(f"/api/v1/campaigns/{cid}")).status_code == 404  # cached scope
     await redis.incr(epoch_key(keys))  # what the other replica's change does
+    ticker.t += EPOCH_CHECK_S
     assert (await sup.get(f"/api/v1/campaigns/{cid}")).status_code == 200
