@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import gc
 import io
 import sqlite3
 from datetime import UTC, date, datetime
@@ -431,6 +432,28 @@ async def test_errors_are_typed(
     assert await resolve_campaign(sessionmaker, str(campaign_id)) == campaign_id
     async with sessionmaker() as s:
         assert await s.scalar(sa.select(sa.func.count()).select_from(ImportBatch)) == 0
+
+
+async def test_import_restores_the_garbage_collector(
+    sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """The cyclic GC is paused during an import and left as it was, also after an error."""
+    campaign_id = await make_campaign(sessionmaker)
+    path = write_messy_csv(tmp_path / "clientes.csv")
+    empty = tmp_path / "vacio.csv"
+    empty.write_bytes(b"")
+    assert gc.isenabled()
+    await import_file(sessionmaker, campaign_id, path, now=NOW)
+    assert gc.isenabled()
+    with pytest.raises(ImportFileError):
+        await import_file(sessionmaker, campaign_id, empty, now=NOW)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        await import_file(sessionmaker, campaign_id, path, now=NOW)
+        assert not gc.isenabled()  # an application that runs without it keeps it off
+    finally:
+        gc.enable()
 
 
 async def test_custom_mapping_and_assumed_consent(
