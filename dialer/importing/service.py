@@ -5,11 +5,12 @@ Used by ``marcador import`` and (later) the API. Steps:
 1. read and clean every row (pure, in a worker thread);
 2. load the campaign's existing leads, the DNC/RNE numbers and the consents that concern the
    file (a few set-based queries);
-3. group duplicates (same national id or phone, transitively, also against existing leads)
-   and decide each group's fate;
-4. write in batches (``batch_size`` groups per transaction, bulk inserts): new leads with their
-   phones, phones appended to existing leads, a LeadEvent for every excluded lead, merged row
-   and dropped phone, consents from the authorisation columns, and one ImportBatch.
+3. group duplicates (same national id or phone, transitively, also against existing leads);
+4. decide each group's fate and write in batches (``batch_size`` groups per transaction, bulk
+   inserts): new leads with their phones, phones appended to existing leads, a LeadEvent for
+   every excluded lead, merged row and dropped phone, consents from the authorisation
+   columns, and one ImportBatch. On a SQLite file a worker thread with its own connection
+   writes each batch while the next one is decided and built.
 
 Idempotent: ``Lead.dedupe_key`` (``id:<national id>``, else ``tel:<first E.164>``) is unique
 per campaign; re-importing matches the same leads and only appends phones they lack.
@@ -106,7 +107,7 @@ def _gc_paused() -> Iterator[None]:
 
     An import keeps a few hundred thousand small objects alive (cleaned rows, groups,
     decisions, row tuples); with the collector on, every allocation-triggered collection
-    walks them again, which cost more than half of the import's CPU time at 100k rows.
+    walks them again, which cost about a third of the import's CPU time at 100k rows.
     Reference counting still frees everything that is not cyclic; the collector is
     re-enabled (if it was on) when the last concurrent import ends.
     """
