@@ -240,6 +240,7 @@ class Results:
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     delays: list[float] = field(default_factory=list)
     probes_seen: list[int] = field(default_factory=list)
+    error_kinds: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     wall_s: float = 0.0
     measuring: bool = False
     cpu_s: dict[str, float] = field(default_factory=dict)
@@ -257,16 +258,19 @@ async def poll(
     await asyncio.sleep(offset)
     while time.monotonic() < until:
         t0 = time.perf_counter()
+        why = ""
         try:
             r = await client.get(path)
-            ok = r.status_code == 200
-        except httpx.HTTPError:
-            ok = False
+            if r.status_code != 200:
+                why = f"HTTP {r.status_code}"
+        except httpx.HTTPError as exc:
+            why = type(exc).__name__
         dt = (time.perf_counter() - t0) * 1000
-        if ok:
+        if not why:
             res.latencies[name].append(dt)
         else:
             res.errors[name] += 1
+            res.error_kinds[f"{name}: {why}"] += 1
         await asyncio.sleep(max(0.0, every - dt / 1000))
 
 
@@ -442,6 +446,7 @@ def summarize(res: Results, duration: float, config: dict[str, Any]) -> dict[str
         },
         "load_average": os.getloadavg(),
         "wall_s": res.wall_s,
+        "error_kinds": dict(res.error_kinds),
         "cpu_s": res.cpu_s,
     }
 
@@ -471,6 +476,9 @@ def print_table(summary: dict[str, Any], console: Console) -> None:
         )
     console.print(table)
     probes = summary["probes_per_client"]
+    if summary["error_kinds"]:
+        kinds = ", ".join(f"{k} x{n}" for k, n in sorted(summary["error_kinds"].items()))
+        console.print(f"errors: {kinds}")
     cpu = ", ".join(f"{name} {sec:.1f}" for name, sec in summary["cpu_s"].items())
     console.print(
         f"probes received per SSE client: min {probes['min']}, mean {probes['mean']:.1f}; "
