@@ -42,7 +42,7 @@ from dialer.redis_keys import Keys
 
 #: Seconds a cached principal is reused (a revoked key or disabled user changed outside the
 #: API stops working within this time; through the API it stops at once).
-AUTH_CACHE_S = 3.0
+AUTH_CACHE_S = 5.0
 #: The shared epoch is re-read from Redis at most this often per process (changes made through
 #: another API process apply here within this time; through this process, at once).
 EPOCH_CHECK_S = 0.5
