@@ -40,7 +40,7 @@ from ami_bridge.tracker import CallAnswered, CallConnected, CallEnded, CallRingi
 from dialer.db.models import AgentStateLog, Campaign
 from dialer.domain.agents import AgentSession, InvalidAgentTransition, longest_idle
 from dialer.domain.clock import Clock
-from dialer.domain.errors import NoDialablePhone
+from dialer.domain.errors import AttemptLimitReached, NoDialablePhone
 from dialer.domain.outcomes import AgentState, CallOutcome, CampaignStatus, DialMode
 from dialer.leases import Leases
 from dialer.logging import get_logger
@@ -376,6 +376,13 @@ class Engine:
             info = await self.store.create_attempt(
                 lead_id, camp, self.config.dialer_id, server, mode, now
             )
+        except AttemptLimitReached as exc:
+            log.warning("lead_at_attempt_limit", lead=lead_id, error=str(exc))
+            message_id = await self.store.close_at_limit(lead_id, now)
+            await self.leases.release(lease_key, self.config.dialer_id)
+            if message_id is not None:
+                await self.publish_whatsapp(message_id, lead_id)
+            return False
         except NoDialablePhone:
             # Every phone is invalid/DNC or used up: close the lead instead of failing the round.
             log.warning("lead_without_dialable_phone", lead=lead_id)

@@ -51,6 +51,7 @@ from dialer.domain.eligibility import (
     Readiness,
     evaluate_readiness,
 )
+from dialer.domain.errors import AttemptLimitReached
 from dialer.domain.frequency import ContactEvent
 from dialer.domain.outcomes import CallOutcome, CampaignStatus, Channel, DialMode, LeadStatus
 from dialer.domain.pqrs import pqrs_deadline
@@ -394,6 +395,21 @@ class EngineStore:
             lead.next_attempt_at = until
             s.add(LeadEvent(lead_id=lead_id, at=now, kind="skipped", reason="preview_skip"))
 
+    async def close_at_limit(self, lead_id: int, now: datetime) -> int | None:
+        """A claimed lead turned out to have used all its attempts: release the claim and close
+        it as exhausted (with its WhatsApp fallback, exactly once). Returns the outbox row id."""
+        async with self.sm() as s, s.begin():
+            await s.execute(sa.delete(LeadClaim).where(LeadClaim.lead_id == lead_id))
+            lead = await self._load_lead(s, lead_id)
+            if lead.status.is_final:
+                return None
+            campaign = await s.get_one(Campaign, lead.campaign_id)
+            lead.status = LeadStatus.EXHAUSTED
+            lead.status_reason = "attempt_limit"
+            lead.next_attempt_at = None
+            s.add(LeadEvent(lead_id=lead_id, at=now, kind="exhausted", reason="attempt_limit"))
+            return await self._enqueue_whatsapp(s, lead, campaign)
+
     async def close_undialable(self, lead_id: int, now: datetime) -> None:
         """A claimed lead has no phone left to dial (all invalid/DNC, or every per-phone quota
         used): release the claim and close the lead as excluded, so it is not claimed again."""
@@ -463,6 +479,23 @@ class EngineStore:
             claim = await s.get(LeadClaim, lead_id)
             if claim is None or claim.owner != owner:
                 raise LookupError(f"lead {lead_id} is not claimed by {owner}")
+            if not lead.is_callback:
+                # The last gate before a dial: whatever path led here (a lost disposition, an
+                # expired claim, a race), a lead never gets more counted attempts than allowed.
+                used = await s.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(CallAttempt)
+                    .where(
+                        CallAttempt.lead_id == lead_id,
+                        CallAttempt.outcome.is_not(None),
+                        CallAttempt.counts_against_limit,
+                        ~CallAttempt.is_callback,
+                    )
+                )
+                if int(used or 0) >= campaign.max_attempts:
+                    raise AttemptLimitReached(
+                        f"lead {lead_id} used {used} of {campaign.max_attempts} attempts"
+                    )
             phone = await self._next_phone(s, lead, campaign)
             last = await s.scalar(
                 sa.select(sa.func.max(CallAttempt.attempt_number)).where(
@@ -651,7 +684,16 @@ class EngineStore:
             if details.callback_scope is CallbackScope.OWN_AGENT:
                 lead.callback_agent_id = row.agent_id
             if lead.status is not LeadStatus.IN_PROGRESS:
-                return FinishResult(uuid, lead.id, campaign.id, None, already_finished=True)
+                # The lead was released meanwhile (its dialer's claim expired during the
+                # wrap-up). The disposition still decides, unless the lead is final or was
+                # dialed again since.
+                latest = await s.scalar(
+                    sa.select(sa.func.max(CallAttempt.attempt_number)).where(
+                        CallAttempt.lead_id == lead.id
+                    )
+                )
+                if lead.status.is_final or int(latest or 0) > attempt.attempt_number:
+                    return FinishResult(uuid, lead.id, campaign.id, None, already_finished=True)
             return await self._decide(s, attempt, lead, campaign, now, disposition)
 
     async def _disposition_effects(
@@ -871,6 +913,7 @@ def _record(a: CallAttempt) -> AttemptRecord:
         and not a.is_callback
         and outcome is not CallOutcome.CANCELLED,
         callback=a.is_callback,
+        counted=a.counts_against_limit,
     )
 
 

@@ -64,6 +64,12 @@ class NoDialablePhone(DomainError):
     code = "no_dialable_phone"
 
 
+class AttemptLimitReached(DomainError):
+    """The lead already used every attempt its campaign allows (checked before each dial)."""
+
+    code = "attempt_limit"
+
+
 class NotEligible(DomainError):
     """A lead was about to be dialed although a readiness rule fails."""
 

@@ -81,6 +81,10 @@ class AttemptRecord:
     trunk_failure: bool = False
     #: This attempt honoured a customer-requested callback.
     callback: bool = False
+    #: Set when the storage already decided whether the attempt counts (for example an attempt
+    #: whose dialer died: its phone may have rung, so it counts although its outcome is
+    #: FAILED). ``None``: the policy decides from the outcome.
+    counted: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +153,8 @@ class RetryPolicy(BaseModel):
 
     def counts(self, attempt: AttemptRecord) -> bool:
         """Does this attempt count against the customer's limits?"""
+        if attempt.counted is not None:
+            return attempt.counted
         if attempt.outcome in (CallOutcome.CANCELLED, CallOutcome.FAILED):
             return False
         return not (attempt.trunk_failure and attempt.outcome is CallOutcome.CONGESTION)

@@ -378,3 +378,16 @@ def test_decisions_are_always_dialable() -> None:
         d = decide(att(outcome, bog(2026, 12, 7, 18, 59, 50)))
         if d.next_attempt_at is not None:
             assert can_start_call(W, d.next_attempt_at, calendar=CAL)
+
+
+def test_storage_decision_on_counting_overrides_the_outcome() -> None:
+    """An attempt lost with its dialer is FAILED but counted (the phone may have rung): the
+    policy must agree with the stored flag, or a lead gets one attempt more than allowed."""
+    policy = RetryPolicy(max_attempts=3)
+    lost = AttemptRecord("p1", MON_10, CallOutcome.FAILED, counted=True)
+    plain_failure = AttemptRecord("p1", MON_10, CallOutcome.FAILED)
+    assert policy.counts(lost) and not policy.counts(plain_failure)
+    history = [lost, att(CallOutcome.NO_ANSWER, MON_10 + timedelta(hours=2))]
+    last = att(CallOutcome.NO_ANSWER, MON_10 + timedelta(hours=4))
+    assert counted_attempts(policy, [*history, last]) == 3
+    assert decide(last, history=history, policy=policy).lead_status is LeadStatus.EXHAUSTED

@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.db.models import Appointment, Consent, DncEntry, Lead, Pqrs
 from dialer.domain.dispositions import validate_disposition
+from dialer.domain.errors import AttemptLimitReached
 from dialer.domain.outcomes import CallOutcome, CampaignType, DialMode, LeadStatus
 from dialer.store import CallResult, DispositionConflict, EngineStore
 
@@ -109,3 +110,46 @@ async def test_disposition_on_unconnected_call_rejected(
     await store.finish_attempt(info.uuid, CallResult(CallOutcome.BUSY), NOW)
     with pytest.raises(DispositionConflict, match="busy"):
         await store.record_disposition(info.uuid, rec, NOW)
+
+
+async def test_disposition_after_the_claim_expired_still_decides(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """The dialer died during the agent's wrap-up: its claim expired and the lead went back to
+    pending. The agent's final disposition must still close the lead (it used to be ignored,
+    and the lead was dialed again)."""
+    store, uuid, lead_id = await _connected_call(sessionmaker)
+    released = await store.release_expired_claims(MONDAY_10AM + timedelta(hours=1))
+    assert released == [lead_id]
+    rec = validate_disposition(CampaignType.CONTACTO_PROACTIVO, "no_volver_a_llamar", {}, NOW)
+    res = await store.record_disposition(uuid, rec, MONDAY_10AM + timedelta(hours=1))
+    assert res.decision is not None and not res.already_finished
+    async with sessionmaker() as s:
+        lead = await s.get_one(Lead, lead_id)
+    assert lead.status is LeadStatus.EXCLUDED
+
+
+async def test_no_dial_beyond_the_limit_whatever_the_path(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """The last gate before a dial counts the stored attempts itself."""
+    store = EngineStore(sessionmaker)
+    camp = await make_campaign(sessionmaker, max_attempts=1)
+    lead = await make_lead(sessionmaker, camp.id, 1)
+    ok, _ = await store.claim(lead.id, camp, "d1", MONDAY_10AM, TTL)
+    assert ok
+    info = await store.create_attempt(lead.id, camp, "d1", "sim", DialMode.PROGRESSIVE, MONDAY_10AM)
+    await store.finish_attempt(info.uuid, CallResult(CallOutcome.NO_ANSWER, ended_at=NOW), NOW)
+    async with sessionmaker.begin() as s:  # some path lost the decision: the lead is pending
+        row = await s.get_one(Lead, lead.id)
+        row.status, row.attempts, row.next_attempt_at = LeadStatus.PENDING, 0, NOW
+    ok, _ = await store.claim(lead.id, camp, "d2", NOW + timedelta(hours=1), TTL)
+    assert ok
+    with pytest.raises(AttemptLimitReached):
+        await store.create_attempt(
+            lead.id, camp, "d2", "sim", DialMode.PROGRESSIVE, NOW + timedelta(hours=1)
+        )
+    await store.close_at_limit(lead.id, NOW + timedelta(hours=1))
+    async with sessionmaker() as s:
+        row = await s.get_one(Lead, lead.id)
+    assert row.status is LeadStatus.EXHAUSTED and row.status_reason == "attempt_limit"
