@@ -40,6 +40,7 @@ from dialer.importing import (
     resolve_campaign,
     service,
 )
+from dialer.importing import report as report_module
 from dialer.importing.cli import register
 from dialer.importing.report import write_report
 from dialer.settings import Settings
@@ -267,6 +268,30 @@ async def test_concurrent_lead_writer_moves_the_new_ids(
     intruder = await _leads(sessionmaker, other_id)
     assert [lead.customer_name for lead in intruder.values()] == ["Intruso"]
     assert min(leads) > min(intruder)
+
+
+def test_renumber_gives_new_leads_the_sequence_ids() -> None:
+    """PostgreSQL's sequence may hand out non-contiguous ids: rows built with ``first + n``
+    move to the ids given, rows of existing leads stay."""
+    batch = service._Batch(
+        groups=3,
+        first_id=100,
+        new_leads=2,
+        leads=[(100, "a"), (101, "b")],
+        phones=[(100, "+573001"), (7, "+573002"), (101, "+573003")],
+        events=[(101, "merged"), (7, "reimported")],
+        consents=[],
+        revocations=[],
+        new_results=[
+            report_module.RowResult(2, RowStatus.IMPORTED, lead_id=100),
+            report_module.RowResult(3, RowStatus.MERGED, lead_id=101),
+        ],
+    )
+    out = service._Writer._renumber(batch, [100, 205])
+    assert out.leads == [(100, "a"), (205, "b")]
+    assert out.phones == [(100, "+573001"), (7, "+573002"), (205, "+573003")]
+    assert out.events == [(205, "merged"), (7, "reimported")]
+    assert [r.lead_id for r in out.new_results] == [100, 205]
 
 
 async def test_failed_batch_marks_the_import_failed(
