@@ -270,6 +270,38 @@ async def test_concurrent_lead_writer_moves_the_new_ids(
     assert min(leads) > min(intruder)
 
 
+async def test_async_writer_path_matches(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The in-session writer (PostgreSQL, or SQLite without a file a second connection can
+    open) gives the same report and leads as the SQLite writer thread."""
+    monkeypatch.setattr(service, "_sqlite_file", lambda url: None)
+    campaign_id = await make_campaign(sessionmaker)
+    await seed_lists(sessionmaker)
+    path = write_messy_csv(tmp_path / "clientes.csv")
+    report = await import_file(sessionmaker, campaign_id, path, now=NOW, batch_size=4)
+    assert _by_row(report) == EXPECTED
+    leads = await _leads(sessionmaker, campaign_id)
+    assert len(leads) == report.leads_created == 13
+    assert {r.lead_id for r in report.rows if r.lead_id is not None} == set(leads)
+    rows = {r.row: r for r in report.rows}
+    assert await _phones(sessionmaker, rows[2].lead_id or 0) == [
+        ("+573001234567", "mobile"),
+        ("+576087401234", "landline"),
+    ]
+    async with sessionmaker() as s:
+        refused = (
+            await s.scalars(
+                sa.select(Consent).where(
+                    Consent.person_key == "1030111666", Consent.channel == Channel.VOICE
+                )
+            )
+        ).one()
+    assert not refused.granted and refused.revoked_at is not None
+
+
 def test_renumber_gives_new_leads_the_sequence_ids() -> None:
     """PostgreSQL's sequence may hand out non-contiguous ids: rows built with ``first + n``
     move to the ids given, rows of existing leads stay."""
