@@ -52,13 +52,23 @@ def migrated_url(session_dir: Path) -> str:
 
 @pytest.fixture
 async def engine(settings: Settings, migrated_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on the session's test database, emptied before and after the test.
+
+    Before, too: some end-to-end tests run whole processes (runtime, demo) against the same
+    PostgreSQL database without this fixture, and leave their rows behind.
+    """
     eng = make_engine(settings, migrated_url)
-    try:
-        yield eng
-    finally:
+
+    async def wipe() -> None:
         async with eng.begin() as conn:
             for table in reversed(Base.metadata.sorted_tables):
                 await conn.execute(table.delete())
+
+    try:
+        await wipe()
+        yield eng
+    finally:
+        await wipe()
         await eng.dispose()
 
 
