@@ -161,9 +161,10 @@ class Pacer:
         k = progressive_launch(snap, counts)
         return PacingDecision(k, DialMode.PROGRESSIVE, reason, _dial_level(snap, counts, k))
 
-    def _hard_cap(self, stats: PacingStats) -> DecisionReason | None:
+    def _hard_cap(self, stats: PacingStats, waiting: int = 0) -> DecisionReason | None:
         cfg = self.config
-        reserve = cfg.cap_reserve_abandons
+        # answers already waiting in hold may still abandon: they use up the reserve first
+        reserve = cfg.cap_reserve_abandons + waiting
         # Today's rate is judged at the end of the day. Early in the day the denominator is
         # tiny, so it counts at least a quarter of a typical day's answers (learned from the
         # previous days; unknown on the first day, which therefore starts progressive).
@@ -189,7 +190,7 @@ class Pacer:
             self._daily_answers = (
                 last if self._daily_answers == 0 else 0.7 * self._daily_answers + 0.3 * last
             )
-        capped = self._hard_cap(snap.stats)
+        capped = self._hard_cap(snap.stats, snap.waiting)
         if capped is not None:
             if not self._capped and answers_today >= self._last_answers_today:
                 # the cap engaged because of abandons (not a new day): the bound overshot

@@ -115,6 +115,18 @@ def test_hard_cap_today_and_30d(trained: Pacer) -> None:
     assert p.decide(snap(agents, stats=recovered)).mode is DialMode.PREDICTIVE
 
 
+def test_answers_waiting_in_hold_count_against_the_cap_reserve(trained: Pacer) -> None:
+    """Live answers already waiting may still abandon: they use up the reserve before dialing."""
+    p = copy.deepcopy(trained)
+    agents = [(AgentState.READY, 1.0)] * 3 + [(AgentState.WRAP_UP, 13.0)] * 5
+    # 3.0 abandons of today's budget left: enough with nobody waiting...
+    near = PacingStats(answers_today=1000, abandons_today=27, answers_30d=40000, abandons_30d=600)
+    assert p.decide(snap(agents, stats=near)).mode is DialMode.PREDICTIVE
+    # ...but not with two answers in hold that could still be dropped
+    d = p.decide(snap(agents, stats=near, waiting=2))
+    assert (d.mode, d.reason, d.launch) == (DialMode.PROGRESSIVE, DecisionReason.HARD_CAP_TODAY, 1)
+
+
 def test_hard_cap_budgets_hidden_amd_false_positives() -> None:
     plain = budget_headroom(1000, 20, 0.03, 0.0)
     with_fp = budget_headroom(1000, 20, 0.03, 0.01 / 0.99)
