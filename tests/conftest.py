@@ -32,12 +32,18 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, session_dir: Path) -> Settings:
-    """Settings for one test: env-selected backends, data dir under the session temp dir."""
+def settings(tmp_path: Path, session_dir: Path, keys: Keys) -> Settings:
+    """Settings for one test: env-selected backends, data dir under the session temp dir.
+
+    The Redis key prefix is the test's own (``keys``): tests that run a whole runtime on a
+    shared Redis server must not see streams left by earlier tests or earlier runs.
+    """
     db_url = os.environ.get("MARCADOR_DATABASE__URL") or (
         f"sqlite+aiosqlite:///{session_dir / 'test.db'}"
     )
-    return load_settings(data_dir=tmp_path / "data", database={"url": db_url})
+    return load_settings(
+        data_dir=tmp_path / "data", database={"url": db_url}, redis={"key_prefix": keys.prefix}
+    )
 
 
 @pytest.fixture(scope="session")
