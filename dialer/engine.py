@@ -41,7 +41,7 @@ from dialer.db.models import AgentStateLog, Campaign
 from dialer.domain.agents import AgentSession, InvalidAgentTransition, longest_idle
 from dialer.domain.clock import Clock
 from dialer.domain.errors import AttemptLimitReached, NoDialablePhone
-from dialer.domain.outcomes import AgentState, CallOutcome, CampaignStatus, DialMode
+from dialer.domain.outcomes import AgentState, CallOutcome, CampaignStatus, DialMode, LeadStatus
 from dialer.leases import Leases
 from dialer.logging import get_logger
 from dialer.pacing.config import PacingConfig
@@ -376,18 +376,20 @@ class Engine:
             info = await self.store.create_attempt(
                 lead_id, camp, self.config.dialer_id, server, mode, now
             )
-        except AttemptLimitReached as exc:
-            log.warning("lead_at_attempt_limit", lead=lead_id, error=str(exc))
-            message_id = await self.store.close_at_limit(lead_id, now)
+        except (AttemptLimitReached, NoDialablePhone) as exc:
+            # Every attempt used, or every phone invalid/DNC/used up: close the lead instead
+            # of failing the round (exhausted leads get their WhatsApp fallback).
+            log.warning("lead_not_dialable", lead=lead_id, reason=exc.code)
+            at_limit = isinstance(exc, AttemptLimitReached)
+            message_id = await self.store.close_claimed(
+                lead_id,
+                LeadStatus.EXHAUSTED if at_limit else LeadStatus.EXCLUDED,
+                exc.code,
+                now,
+            )
             await self.leases.release(lease_key, self.config.dialer_id)
             if message_id is not None:
                 await self.publish_whatsapp(message_id, lead_id)
-            return False
-        except NoDialablePhone:
-            # Every phone is invalid/DNC or used up: close the lead instead of failing the round.
-            log.warning("lead_without_dialable_phone", lead=lead_id)
-            await self.store.close_undialable(lead_id, now)
-            await self.leases.release(lease_key, self.config.dialer_id)
             return False
         except (LookupError, IntegrityError, StaleDataError) as exc:
             # Our claim expired and was taken back meanwhile: nothing was dialed.

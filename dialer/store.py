@@ -395,33 +395,25 @@ class EngineStore:
             lead.next_attempt_at = until
             s.add(LeadEvent(lead_id=lead_id, at=now, kind="skipped", reason="preview_skip"))
 
-    async def close_at_limit(self, lead_id: int, now: datetime) -> int | None:
-        """A claimed lead turned out to have used all its attempts: release the claim and close
-        it as exhausted (with its WhatsApp fallback, exactly once). Returns the outbox row id."""
+    async def close_claimed(
+        self, lead_id: int, status: LeadStatus, reason: str, now: datetime
+    ) -> int | None:
+        """A claimed lead turned out not to be dialable (every attempt used, or no phone left):
+        release the claim and close it as ``status`` so it is not claimed again. An exhausted
+        lead gets its WhatsApp fallback (exactly once); returns that outbox row's id."""
         async with self.sm() as s, s.begin():
             await s.execute(sa.delete(LeadClaim).where(LeadClaim.lead_id == lead_id))
             lead = await self._load_lead(s, lead_id)
             if lead.status.is_final:
                 return None
+            lead.status = status
+            lead.status_reason = reason
+            lead.next_attempt_at = None
+            s.add(LeadEvent(lead_id=lead_id, at=now, kind=status.value, reason=reason))
+            if status is not LeadStatus.EXHAUSTED:
+                return None
             campaign = await s.get_one(Campaign, lead.campaign_id)
-            lead.status = LeadStatus.EXHAUSTED
-            lead.status_reason = "attempt_limit"
-            lead.next_attempt_at = None
-            s.add(LeadEvent(lead_id=lead_id, at=now, kind="exhausted", reason="attempt_limit"))
             return await self._enqueue_whatsapp(s, lead, campaign)
-
-    async def close_undialable(self, lead_id: int, now: datetime) -> None:
-        """A claimed lead has no phone left to dial (all invalid/DNC, or every per-phone quota
-        used): release the claim and close the lead as excluded, so it is not claimed again."""
-        async with self.sm() as s, s.begin():
-            await s.execute(sa.delete(LeadClaim).where(LeadClaim.lead_id == lead_id))
-            lead = await s.get(Lead, lead_id)
-            if lead is None or lead.status.is_final:
-                return
-            lead.status = LeadStatus.EXCLUDED
-            lead.status_reason = "no_dialable_phone"
-            lead.next_attempt_at = None
-            s.add(LeadEvent(lead_id=lead_id, at=now, kind="excluded", reason="no_dialable_phone"))
 
     async def orphan_attempts(self, now: datetime) -> list[tuple[str, str]]:
         """(uuid, server) of unresolved attempts whose claim expired (their dialer died)."""

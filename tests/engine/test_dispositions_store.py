@@ -149,7 +149,9 @@ async def test_no_dial_beyond_the_limit_whatever_the_path(
         await store.create_attempt(
             lead.id, camp, "d2", "sim", DialMode.PROGRESSIVE, NOW + timedelta(hours=1)
         )
-    await store.close_at_limit(lead.id, NOW + timedelta(hours=1))
+    await store.close_claimed(
+        lead.id, LeadStatus.EXHAUSTED, "attempt_limit", NOW + timedelta(hours=1)
+    )
     async with sessionmaker() as s:
         row = await s.get_one(Lead, lead.id)
     assert row.status is LeadStatus.EXHAUSTED and row.status_reason == "attempt_limit"
