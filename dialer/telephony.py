@@ -56,6 +56,7 @@ class BridgeTelephony:
         )
         self.trunks: dict[str, str] = {s.name: s.trunk for s in settings.asterisk.servers}
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._closed = False
 
     # -- bridge callbacks ------------------------------------------------------------------------
     async def _on_output(self, server: str, output: TrackerOutput) -> None:
@@ -70,8 +71,8 @@ class BridgeTelephony:
 
     async def _publish_status(self, status: LinkStatus) -> None:
         """Write the link's hash with a TTL: a dead dialer's "connected" expires (``/readyz``)."""
-        if self.redis is None:
-            return
+        if self.redis is None or self._closed:
+            return  # a late callback after close() (Redis may be closed already): dropped
         key = self.keys.ami_link(status.server)
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
@@ -132,3 +133,8 @@ class BridgeTelephony:
                 await self._heartbeat_task
             self._heartbeat_task = None
         await self.bridge.close()
+        # publish the links' final (down) state while Redis is still open, then ignore the
+        # status callbacks the closing connections may still fire
+        for status in list(self.bridge.statuses().values()):
+            await self._publish_status(status)
+        self._closed = True
