@@ -132,11 +132,16 @@ class PolicySpec:
         # Event-driven policies only change their mind on events; the model-based one also
         # re-evaluates as ring and talk times age (every 2 s: 0.5-2 s measured the same); the
         # VICIdial-style controller samples its averages on the same tick.
-        return 2.0 if self.kind in ("predictive", "vicidial") else None
+        return 2.0 if self.kind in ("predictive", "oracle_supply", "vicidial") else None
+
+    @property
+    def reveal_free_times(self) -> bool:
+        """``oracle_supply``: the predictive pacer told exactly when every agent frees up."""
+        return self.kind == "oracle_supply"
 
     def factory(self, scenario: Scenario) -> Callable[[], SimPolicy]:
         kind = self.kind
-        if kind == "predictive":
+        if kind in ("predictive", "oracle_supply"):
             cfg = PacingConfig(
                 connect_timeout=scenario.connect_timeout,
                 amd_false_positive=scenario.amd_false_positive,
@@ -157,7 +162,7 @@ class PolicySpec:
         raise ValueError(f"unknown policy {kind!r}; choose from {', '.join(POLICIES)}")
 
 
-POLICIES = ("predictive", "progressive", "vicidial", "fixed_ratio")
+POLICIES = ("predictive", "progressive", "vicidial", "fixed_ratio", "oracle_supply")
 
 
 def parse_policy(text: str) -> PolicySpec:

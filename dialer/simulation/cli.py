@@ -154,7 +154,8 @@ def register(app: typer.Typer, history_loader: HistoryLoader | None = None) -> N
             typer.Option(
                 "--policy",
                 "-p",
-                help="predictive, progressive, vicidial, fixed_ratio (bisected) or ratio:X. "
+                help="predictive, progressive, vicidial, fixed_ratio (bisected), ratio:X or "
+                "oracle_supply (predictive told exact agent free times: a bound). "
                 "Repeat for several; default: all four.",
             ),
         ] = None,

@@ -87,10 +87,22 @@ _PAUSED = AgentState.PAUSED
 
 
 class _Agent:
-    __slots__ = ("aid", "break_pending", "logged_in", "logout_pending", "since", "state", "view")
+    __slots__ = (
+        "aid",
+        "break_pending",
+        "free_at",
+        "logged_in",
+        "logout_pending",
+        "since",
+        "state",
+        "view",
+        "wrap_len",
+    )
 
     def __init__(self, aid: int, now: float) -> None:
         self.aid = aid
+        self.free_at = 0.0  # oracle runs: when the current talk + wrap-up will end
+        self.wrap_len = 0.0
         self.state = _READY
         self.since = now
         self.logged_in = True
@@ -115,9 +127,15 @@ def simulate_run(
     make_policy: Callable[[], SimPolicy],
     seed: int,
     tick_interval: float | None = 1.0,
+    reveal_free_times: bool = False,
 ) -> RunResult:
-    """Run every shift of ``scenario`` for ``seed``. ``make_policy()`` builds a fresh policy."""
-    sim = _Sim(scenario, make_policy, seed, tick_interval)
+    """Run every shift of ``scenario`` for ``seed``. ``make_policy()`` builds a fresh policy.
+
+    ``reveal_free_times`` (an oracle for bounding what better prediction could gain): each
+    agent's view carries the exact moment its talk + wrap-up ends (``expected_free_at``). Talk and
+    wrap-up are then both drawn at connect time, so the random stream differs from a normal run.
+    """
+    sim = _Sim(scenario, make_policy, seed, tick_interval, reveal_free_times)
     return sim.run()
 
 
@@ -128,8 +146,10 @@ class _Sim:
         make_policy: Callable[[], SimPolicy],
         seed: int,
         tick_interval: float | None,
+        reveal_free_times: bool = False,
     ) -> None:
         self.sc = sc
+        self.oracle = reveal_free_times
         self.make_policy = make_policy
         self.rng = random.Random(f"{sc.name}:{seed}")
         self.tick = tick_interval
@@ -169,6 +189,7 @@ class _Sim:
         push = heapq.heappush
         pop = heapq.heappop
         ct = sc.connect_timeout
+        oracle = self.oracle
 
         agents: list[_Agent] = []
         views: dict[int, AgentView] = {}
@@ -203,7 +224,13 @@ class _Sim:
                 talking += 1
             ag.state = state
             ag.since = now
-            v = AgentView(ag.view.agent_id, state, now)
+            free_at = None
+            if oracle:
+                if state is _IN_CALL:
+                    free_at = ag.free_at
+                elif state is _WRAP:
+                    free_at = now + ag.wrap_len
+            v = AgentView(ag.view.agent_id, state, now, free_at)
             ag.view = v
             views[ag.aid] = v
 
@@ -230,13 +257,17 @@ class _Sim:
             nonlocal seq
             st.connects += 1
             idle_waits.append(now - ag.since)
+            talk_len = s_talk()
+            if oracle:
+                ag.wrap_len = s_wrap()
+                ag.free_at = now + talk_len + ag.wrap_len
             set_state(ag, _IN_CALL, now)
             policy.observe_call(
                 call.segment, CallOutcome.ANSWERED_CONNECTED, live_at - call.dialed_at
             )
             counters[0] += 1
             seq += 1
-            push(heap, (now + s_talk(), seq, _TALK_END, ag))
+            push(heap, (now + talk_len, seq, _TALK_END, ag))
 
         def agent_ready(ag: _Agent, now: float, fresh: bool = False) -> None:
             """The agent becomes available (after wrap-up, login or a break)."""
@@ -441,7 +472,7 @@ class _Sim:
                 observe_talk(now - ag.since)
                 set_state(ag, _WRAP, now)
                 seq += 1
-                push(heap, (now + s_wrap(), seq, _WRAP_END, ag))
+                push(heap, (now + (ag.wrap_len if oracle else s_wrap()), seq, _WRAP_END, ag))
                 pace(now)
             elif kind == _WRAP_END:
                 ag = data

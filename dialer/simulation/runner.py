@@ -27,7 +27,9 @@ class PolicyResult:
 
 def _run_one(args: tuple[Scenario, PolicySpec, int]) -> SeedMetrics:
     scenario, spec, seed = args
-    run = simulate_run(scenario, spec.factory(scenario), seed, spec.tick_interval)
+    run = simulate_run(
+        scenario, spec.factory(scenario), seed, spec.tick_interval, spec.reveal_free_times
+    )
     return seed_metrics(run)
 
 

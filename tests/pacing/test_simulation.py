@@ -13,8 +13,10 @@ from dialer.domain.outcomes import AgentState, CallOutcome, DialMode
 from dialer.pacing import (
     AgentView,
     DecisionReason,
+    PacingDecision,
     PacingSnapshot,
     PacingStats,
+    Segment,
 )
 from dialer.simulation.baselines import PolicySpec, VicidialAdaptHardLimit, parse_policy
 from dialer.simulation.cli import register, simulate
@@ -275,3 +277,38 @@ def test_from_campaign_replays_the_loaded_history(capsys: pytest.CaptureFixture[
     assert report.scenario.name == "campaign-42"
     assert report.scenario.connect_timeout == 3.0
     assert json.loads(capsys.readouterr().out)["scenario"] == "campaign-42"
+
+
+def test_oracle_supply_tells_the_pacer_exact_free_times() -> None:
+    """The oracle policy (a bound for better prediction) sees when each busy agent frees up."""
+    sc = parse_scenario(small(agents=4, hours=0.5))
+    spec = parse_policy("oracle_supply")
+    assert spec.reveal_free_times
+    assert not PolicySpec("predictive").reveal_free_times
+    seen: list[PacingSnapshot] = []
+    inner = spec.factory(sc)()
+
+    class Spy:
+        def decide(self, snap: PacingSnapshot) -> PacingDecision:
+            seen.append(snap)
+            return inner.decide(snap)
+
+        def observe_call(self, segment: Segment, outcome: CallOutcome, ring: float) -> None:
+            inner.observe_call(segment, outcome, ring)
+
+        def observe_talk(self, seconds: float) -> None:
+            inner.observe_talk(seconds)
+
+        def observe_wrap(self, seconds: float) -> None:
+            inner.observe_wrap(seconds)
+
+    run = simulate_run(sc, Spy, 1, spec.tick_interval, spec.reveal_free_times)
+    busy = [
+        a for s in seen for a in s.agents if a.state in (AgentState.IN_CALL, AgentState.WRAP_UP)
+    ]
+    assert busy
+    assert all(a.expected_free_at is not None and a.expected_free_at >= a.since for a in busy)
+    assert all(
+        a.expected_free_at is None for s in seen for a in s.agents if a.state is AgentState.READY
+    )
+    assert seed_metrics(run).occupancy > 0.0
