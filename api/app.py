@@ -237,6 +237,7 @@ def create_app(
             stop.set()
             await app.state.broadcaster.close()
             await live_cache.close(app.state)
+            await app.state.auth_cache.close()
             for task in [*tasks, *app.state.background]:
                 task.cancel()
             for task in [*tasks, *app.state.background]:

@@ -22,15 +22,20 @@ Invalidation:
   :data:`EPOCH_CHECK_S` and reloads entries cached under another epoch, so the change
   applies within that time in the other API processes.
 - **TTL**: changes made behind the API's back (SQL by hand) apply within
-  :data:`AUTH_CACHE_S`. Keep it small.
+  :data:`AUTH_CACHE_S`. Keep it small. A user used past :data:`REFRESH_AHEAD` of the TTL is
+  reloaded in the background while the still-valid entry answers, batched with the other
+  users ageing within :data:`REFRESH_BATCH_S` (two queries for all of them), so users who keep
+  calling the API never wait for a reload and cost no query each (the bound holds: no entry
+  outlives its TTL).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -38,7 +43,10 @@ import redis.asyncio as aioredis
 
 from api.auth import Principal
 from dialer.db.models import Role
+from dialer.logging import get_logger
 from dialer.redis_keys import Keys
+
+log = get_logger(__name__)
 
 #: Seconds a cached principal is reused (a revoked key or disabled user changed outside the
 #: API stops working within this time; through the API it stops at once).
@@ -48,6 +56,12 @@ AUTH_CACHE_S = 5.0
 EPOCH_CHECK_S = 0.5
 #: Bound on cached entries per kind (oldest dropped first).
 AUTH_CACHE_MAX = 10_000
+#: A cached user used after this share of the TTL is reloaded in the background (the request
+#: is answered from the entry, which is still valid), so users who call the API more often
+#: than the TTL (every agent screen polls ``/agent/me``) never wait for the reload.
+REFRESH_AHEAD = 0.5
+#: Users found ageing within this many seconds are reloaded together (two queries per batch).
+REFRESH_BATCH_S = 0.5
 
 V = TypeVar("V")
 
@@ -72,6 +86,10 @@ class CachedUser:
     role: Role
     #: Campaign ids the user is assigned to; None for admins (every campaign).
     campaigns: frozenset[int] | None
+
+
+#: Loads several users at once: ``{user_id: user}`` for the active ones among the ids.
+LoadMany = Callable[[list[int]], Coroutine[Any, Any, dict[int, CachedUser]]]
 
 
 @dataclass(slots=True)
@@ -105,6 +123,11 @@ class _TtlMap(Generic[V]):
         self._data.pop(key, None)
         self._data[key] = _Entry(value, epoch, self._monotonic() + self.ttl_s)
 
+    def ageing(self, key: object, share: float) -> bool:
+        """True if the entry exists and more than ``share`` of its TTL has passed."""
+        entry = self._data.get(key)
+        return entry is not None and entry.expires - self._monotonic() < self.ttl_s * (1 - share)
+
     def drop(self, key: object) -> None:
         self._data.pop(key, None)
 
@@ -128,6 +151,11 @@ class AuthCache:
         self.users: _TtlMap[CachedUser] = _TtlMap(ttl_s, monotonic, max_entries)
         self.api_keys: _TtlMap[Principal] = _TtlMap(ttl_s, monotonic, max_entries)
         self._loading: dict[tuple[int, str], asyncio.Future[CachedUser | None]] = {}
+        #: Users queued for the next background reload, and that reload.
+        self._ageing: set[int] = set()
+        self._batch: asyncio.Task[None] | None = None
+        self.batch_s = REFRESH_BATCH_S
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests: a gate
         self._monotonic = monotonic
         self._epoch = "0"
         self._epoch_at: float | None = None
@@ -167,6 +195,46 @@ class AuthCache:
             future = self._loading[key] = asyncio.ensure_future(run())
         # shield: a caller that goes away does not cancel the load for the others
         return await asyncio.shield(future)
+
+    def refresh_ahead(self, user_id: int, epoch: str, load_many: LoadMany) -> bool:
+        """Queue a cached user past :data:`REFRESH_AHEAD` of its TTL for the next batched
+        background reload (:data:`REFRESH_BATCH_S`); True if it is queued."""
+        if user_id in self._ageing:
+            return True
+        if not self.users.ageing(user_id, REFRESH_AHEAD):
+            return False
+        self._ageing.add(user_id)
+        if self._batch is None:
+            self._batch = asyncio.create_task(self._reload(epoch, load_many), name="auth-reload")
+        return True
+
+    async def _reload(self, epoch: str, load_many: LoadMany) -> None:
+        """Reload the queued users in one go (one query for all, not per user)."""
+        try:
+            await self.sleep(self.batch_s)  # users ageing meanwhile join this batch
+            ids, self._ageing = self._ageing, set()
+            users = await load_many(sorted(ids))
+            for user_id in ids:
+                user = users.get(user_id)
+                if user is None:
+                    self.users.drop(user_id)  # disabled or deleted: at once
+                else:
+                    self.users.put(user_id, user, epoch)
+        except Exception as exc:  # the entries stay valid until their TTL
+            log.warning("auth_cache_reload_failed", error=repr(exc))
+            self._ageing.clear()
+        finally:
+            self._batch = None
+            if self._ageing:  # queued while this batch was loading: the next batch
+                self._batch = asyncio.create_task(self._reload(epoch, load_many))
+
+    async def close(self) -> None:
+        """Cancel a background reload (app shutdown)."""
+        task, self._batch = self._batch, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def clear(self) -> None:
         self.users.clear()

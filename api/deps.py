@@ -170,21 +170,40 @@ async def _api_key_principal(
     return principal
 
 
+async def _load_users(
+    sm: async_sessionmaker[AsyncSession], user_ids: list[int]
+) -> dict[int, CachedUser]:
+    """The active users among ``user_ids`` with their campaign scopes (two queries)."""
+    async with sm() as db:
+        users = list(
+            await db.scalars(sa.select(User).where(User.id.in_(user_ids), User.active.is_(True)))
+        )
+        scoped = [u.id for u in users if u.role is not Role.ADMIN]
+        campaigns: dict[int, set[int]] = {uid: set() for uid in scoped}
+        if scoped:
+            rows = await db.execute(
+                sa.select(UserCampaign.user_id, UserCampaign.campaign_id).where(
+                    UserCampaign.user_id.in_(scoped)
+                )
+            )
+            for uid, cid in rows:
+                campaigns[uid].add(cid)
+        return {
+            u.id: CachedUser(
+                u.id,
+                u.username,
+                u.full_name,
+                u.extension,
+                u.role,
+                None if u.role is Role.ADMIN else frozenset(campaigns[u.id]),
+            )
+            for u in users
+        }
+
+
 async def _load_user(sm: async_sessionmaker[AsyncSession], user_id: int) -> CachedUser | None:
     """The active user and their campaign scope, or None (unknown or disabled)."""
-    async with sm() as db:
-        user = await db.get(User, user_id)
-        if user is None or not user.active:
-            return None
-        campaigns: frozenset[int] | None = None
-        if user.role is not Role.ADMIN:
-            rows = await db.scalars(
-                sa.select(UserCampaign.campaign_id).where(UserCampaign.user_id == user_id)
-            )
-            campaigns = frozenset(rows)
-        return CachedUser(
-            user.id, user.username, user.full_name, user.extension, user.role, campaigns
-        )
+    return (await _load_users(sm, [user_id])).get(user_id)
 
 
 async def get_principal(request: Request, clock: ClockDep) -> Principal:
@@ -220,7 +239,9 @@ async def get_principal(request: Request, clock: ClockDep) -> Principal:
         raise _unauthorized("the session is not valid (signed out?): sign in again", "no_session")
     epoch = await cache.epoch(redis, keys)
     user = cache.users.get(data.user_id, epoch)
-    if user is None:
+    if user is not None:
+        cache.refresh_ahead(data.user_id, epoch, lambda ids: _load_users(sm, ids))
+    else:
         user = await cache.load_user(data.user_id, epoch, lambda: _load_user(sm, data.user_id))
         if user is None:
             await store.delete(shash, data.user_id)

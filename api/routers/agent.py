@@ -8,14 +8,15 @@ The API answers 202 once the command is queued, after checking what it can check
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from fastapi import APIRouter, Response
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 from api.auth import Scope
 from api.cache import CAMPAIGN_LIST, cache_ttl, cached
@@ -205,17 +206,21 @@ async def _state(ctx: RequestContext, agent_id: int) -> LiveState:
     )
 
 
-#: The screen-pop of a call (``/agent/me`` ``call``) is reused while the agent's live state is
-#: the same (same call, same state, same start), for at most this long; the agent's own actions
-#: through this process drop it at once.
-CALL_CACHE_S = 10.0
+#: The screen-pop of a call (``/agent/me`` ``call``) is loaded once per call (attempt) and
+#: agent: the lead, campaign, script and history. On each change of the agent's live state
+#: (reserved -> in call -> wrap-up) only the attempt row is read again (its times and outcome,
+#: also in the history); everything is reloaded when the entry is older than this. The agent's
+#: own actions through this process (commands, disposition) drop it at once.
+CALL_CACHE_S = 30.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _CallEntry:
-    key: tuple[str | None, str, str | None]
-    at: float
+    attempt: str  # the call's attempt uuid
+    state: tuple[str, str | None]  # (state, since) the attempt row was read for
+    at: float  # monotonic time the full load started
     call: CurrentCall | None
+    body: bytes  # ``call`` as JSON
 
 
 def _call_cache(ctx: RequestContext) -> dict[int, _CallEntry]:
@@ -226,20 +231,44 @@ def _call_cache(ctx: RequestContext) -> dict[int, _CallEntry]:
     return cache
 
 
-async def _current_call_cached(
-    ctx: RequestContext, state: LiveState, agent_id: int, agent: Named | None
+def _call_body(call: CurrentCall | None) -> bytes:
+    return b"null" if call is None else call.model_dump_json().encode()
+
+
+async def _refresh_attempt(
+    ctx: RequestContext, call: CurrentCall, agent_id: int
 ) -> CurrentCall | None:
-    if not state.attempt:
+    """The cached screen-pop with the attempt row read again (one query)."""
+    row = await ctx.db.scalar(sa.select(CallAttempt).where(CallAttempt.uuid == call.attempt.uuid))
+    if row is None or row.agent_id not in (None, agent_id):
         return None
+    fresh = attempt_out(row, masked=True)
+    attempts = [fresh if a.id == fresh.id else a for a in call.history.attempts]
+    history = call.history.model_copy(update={"attempts": attempts})
+    return call.model_copy(update={"attempt": fresh, "history": history})
+
+
+async def _current_call_json(
+    ctx: RequestContext, state: LiveState, agent_id: int, agent: Named | None
+) -> bytes:
+    """The ``call`` part of ``/agent/me``, encoded (see :data:`CALL_CACHE_S`)."""
     cache = _call_cache(ctx)
-    key = (state.attempt, state.state, state.since)
+    if not state.attempt:
+        cache.pop(agent_id, None)
+        return b"null"
+    key = (state.state, state.since)
     hit = cache.get(agent_id)
-    if hit is not None and hit.key == key and time.monotonic() - hit.at < CALL_CACHE_S:
-        return hit.call
-    t = time.monotonic()
+    now = time.monotonic()
+    if hit is not None and hit.attempt == state.attempt and now - hit.at < CALL_CACHE_S:
+        if hit.state == key:
+            return hit.body
+        if hit.call is not None:
+            call = await _refresh_attempt(ctx, hit.call, agent_id)
+            cache[agent_id] = _CallEntry(state.attempt, key, hit.at, call, _call_body(call))
+            return cache[agent_id].body
     call = await current_call(ctx, state.attempt, agent_id, agent)
-    cache[agent_id] = _CallEntry(key, t, call)
-    return call
+    cache[agent_id] = _CallEntry(state.attempt, key, now, call, _call_body(call))
+    return cache[agent_id].body
 
 
 async def _command(ctx: RequestContext, type_: str, data: dict[str, Any]) -> Accepted:
@@ -391,19 +420,17 @@ async def current_call(
 ) -> CurrentCall | None:
     row = (
         await ctx.db.execute(
-            sa.select(CallAttempt, Lead)
+            sa.select(CallAttempt, Lead, Campaign)
             .join(Lead, Lead.id == CallAttempt.lead_id)
+            .join(Campaign, Campaign.id == CallAttempt.campaign_id)
             .where(CallAttempt.uuid == attempt_uuid)
             .options(sa.orm.selectinload(Lead.phones))
         )
     ).first()
     if row is None:
         return None
-    attempt, lead = row._tuple()
+    attempt, lead, campaign = row._tuple()
     if attempt.agent_id not in (None, agent_id):
-        return None
-    campaign = await ctx.db.get(Campaign, attempt.campaign_id)  # usually already loaded
-    if campaign is None:
         return None
     if agent is None:
         agent = await ctx.db.get(User, agent_id)
@@ -426,12 +453,28 @@ async def current_call(
     )
 
 
+@functools.cache
+def _pause_codes_json() -> bytes:
+    """``/agent/me``'s pause codes, encoded once."""
+    codes = [PauseCode(code=c, label_es=label) for c, label in PAUSE_CODES.items()]
+    return TypeAdapter(list[PauseCode]).dump_json(codes)
+
+
+@functools.cache
+def _briefs_adapter() -> TypeAdapter[list[CampaignBrief]]:
+    return TypeAdapter(list[CampaignBrief])
+
+
 @router.get(
     "/me",
     summary="Live state, current call and screen-pop data for the agent screen",
     dependencies=[Scoped(Scope.AGENT)],
+    response_model=AgentMe,
 )
-async def agent_me(ctx: Ctx) -> AgentMe:
+async def agent_me(ctx: Ctx) -> Response:
+    """Polled by every agent screen: the parts are encoded separately and the screen-pop
+    comes encoded from :func:`_current_call_json` (no database work while the call and the
+    agent's state are unchanged)."""
     me = _me(ctx)
     cached = ctx.cached_user()
     user = (
@@ -448,9 +491,9 @@ async def agent_me(ctx: Ctx) -> AgentMe:
     )
     state = await _state(ctx, me)
     campaigns = await _campaign_briefs(ctx)
-    call = await _current_call_cached(ctx, state, me, cached)
+    call = await _current_call_json(ctx, state, me, cached)
     preview = None
-    if state.preview_lead is not None and call is None:
+    if state.preview_lead is not None and call == b"null":
         lead = await ctx.db.scalar(
             sa.select(Lead)
             .where(Lead.id == state.preview_lead)
@@ -463,14 +506,24 @@ async def agent_me(ctx: Ctx) -> AgentMe:
                 deadline=state.preview_deadline,
                 history=await lead_history(ctx.db, lead.id, masked=True),
             )
-    return AgentMe(
-        user=user,
-        state=state,
-        pause_codes=[PauseCode(code=c, label_es=label) for c, label in PAUSE_CODES.items()],
-        campaigns=campaigns,
-        call=call,
-        preview=preview,
+    body = b"".join(
+        (
+            b'{"user":',
+            user.model_dump_json().encode(),
+            b',"state":',
+            state.model_dump_json().encode(),
+            b',"pause_codes":',
+            _pause_codes_json(),
+            b',"campaigns":',
+            _briefs_adapter().dump_json(campaigns),
+            b',"call":',
+            call,
+            b',"preview":',
+            b"null" if preview is None else preview.model_dump_json().encode(),
+            b"}",
+        )
     )
+    return Response(body, media_type="application/json")
 
 
 @router.post(

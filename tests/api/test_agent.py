@@ -8,9 +8,10 @@ from datetime import timedelta
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from dialer.db.models import Appointment, Disposition, Lead, Role
-from dialer.domain.outcomes import LeadStatus
+from dialer.db.models import Appointment, CallAttempt, Disposition, Lead, Role
+from dialer.domain.outcomes import CallOutcome, LeadStatus
 from dialer.redis_client import Streams
 from dialer.redis_keys import Keys
 from tests.api.helpers import (
@@ -272,3 +273,81 @@ async def test_supervisor_forces_pause(
     assert (await sup.post(f"/api/v1/agents/{outsider.user_id}/logout")).status_code == 404
     commands = await Streams(redis).read(keys.commands_stream, "0")
     assert commands[-1].data == {"agent_id": agent.user_id, "code": "supervisor"}
+
+
+class _Queries:
+    """Counts the SQL statements the engine runs."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.n = 0
+        self._engine = engine.sync_engine
+        sa.event.listen(self._engine, "before_cursor_execute", self._count)
+
+    def _count(self, *_: object) -> None:
+        self.n += 1
+
+    def close(self) -> None:
+        sa.event.remove(self._engine, "before_cursor_execute", self._count)
+
+
+async def test_screen_pop_is_loaded_once_per_call(
+    app: FastAPI,
+    clients: Callable[..., Awaitable[ApiClient]],
+    redis: aioredis.Redis,
+    keys: Keys,
+    engine: AsyncEngine,
+) -> None:
+    """Polling ``/agent/me`` reads no SQL while the call and state are unchanged; a state
+    change re-reads only the attempt row (its end shows, in the history too); a new call shows
+    its own customer at once; the disposition drops the cached screen-pop."""
+    sm = app.state.sessionmaker
+    cid = await make_campaign(sm)
+    first, second = await make_lead(sm, cid, 1), await make_lead(sm, cid, 2)
+    agent = await clients("ana", Role.AGENT, campaigns=(cid,), extension="1001")
+    attempt = await make_connected_attempt(sm, cid, first, agent.user_id, outcome=None)
+    await _set_state(redis, keys, agent.user_id, "in_call", attempt=attempt, cid=cid)
+    me = (await agent.get(f"{AGENT}/me")).json()
+    assert me["call"]["lead"]["customer_name"] == "Cliente 1"
+    assert me["call"]["attempt"]["ended_at"] is None
+    assert me["pause_codes"] and me["campaigns"][0]["id"] == cid
+
+    queries = _Queries(engine)
+    try:
+        again = (await agent.get(f"{AGENT}/me")).json()
+        assert again == me
+        assert queries.n == 0  # session from Redis, user and campaigns cached, call cached
+
+        async with sm.begin() as s:
+            await s.execute(
+                sa.update(CallAttempt)
+                .where(CallAttempt.uuid == attempt)
+                .values(ended_at=MONDAY_10AM, outcome=CallOutcome.ANSWERED_CONNECTED)
+            )
+        queries.n = 0
+        await redis.hset(keys.agent_state(agent.user_id), "state", "wrap_up")  # type: ignore[misc]
+        wrap = (await agent.get(f"{AGENT}/me")).json()
+        assert queries.n == 1  # the attempt row only
+        assert wrap["state"]["state"] == "wrap_up"
+        assert wrap["call"]["attempt"]["outcome"] == "answered_connected"
+        assert wrap["call"]["history"]["attempts"][0]["outcome"] == "answered_connected"
+        assert wrap["call"]["lead"] == me["call"]["lead"]
+
+        body = {"attempt": attempt, "code": "numero_equivocado", "details": {}}
+        r = await agent.post(f"{AGENT}/disposition", json=body)
+        assert r.status_code == 200, r.text
+        queries.n = 0
+        after = (await agent.get(f"{AGENT}/me")).json()
+        assert queries.n > 1  # reloaded: the history now has the disposition
+        assert [d["code"] for d in after["call"]["history"]["dispositions"]] == [
+            "numero_equivocado"
+        ]
+    finally:
+        queries.close()
+
+    nxt = await make_connected_attempt(sm, cid, second, agent.user_id, outcome=None)
+    await _set_state(redis, keys, agent.user_id, "in_call", attempt=nxt, cid=cid)
+    me = (await agent.get(f"{AGENT}/me")).json()
+    assert me["call"]["attempt"]["uuid"] == nxt
+    assert me["call"]["lead"]["customer_name"] == "Cliente 2"
+    await _set_state(redis, keys, agent.user_id, "ready", cid=cid)
+    assert (await agent.get(f"{AGENT}/me")).json()["call"] is None

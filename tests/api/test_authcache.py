@@ -3,14 +3,16 @@ signed-out session, a revoked key or a disabled user working longer than it shou
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.auth import SESSION_COOKIE
-from api.authcache import AUTH_CACHE_S, EPOCH_CHECK_S, AuthCache, epoch_key
+from api.authcache import AUTH_CACHE_S, EPOCH_CHECK_S, REFRESH_AHEAD, AuthCache, epoch_key
 from dialer.db.models import ApiKey, Role, User, UserCampaign
 from dialer.redis_keys import Keys
 from tests.api.helpers import MONDAY_10AM, ApiClient, key_client, make_campaign, make_key
@@ -128,3 +130,68 @@ async def test_epoch_bump_from_another_process_drops_entries(
     await redis.incr(epoch_key(keys))  # what the other replica's change does
     ticker.t += EPOCH_CHECK_S
     assert (await sup.get(f"/api/v1/campaigns/{cid}")).status_code == 200
+
+
+async def test_users_in_use_are_reloaded_ahead_of_the_ttl(
+    app: FastAPI, clients: Callable[..., Awaitable[ApiClient]], engine: AsyncEngine
+) -> None:
+    """Past REFRESH_AHEAD of the TTL a request is answered from the (still valid) entry while
+    the user is reloaded in the background, batched with the other users ageing: agents
+    polling the API never wait for a reload, and a change made by hand still applies within
+    the TTL."""
+    ticker = _fake_ttl(app)
+    sm = app.state.sessionmaker
+    cache: AuthCache = app.state.auth_cache
+    gate = asyncio.Event()
+
+    async def gated(_: float) -> None:
+        await gate.wait()
+
+    cache.sleep = gated  # the batch waits for the test instead of REFRESH_BATCH_S
+    ana = await clients("ag6", Role.AGENT)
+    beto = await clients("ag7", Role.AGENT)
+    for agent in (ana, beto):
+        assert (await agent.get("/api/v1/agent/me")).status_code == 200
+    async with sm.begin() as s:
+        await s.execute(sa.update(User).values(full_name="Nuevo"))
+    ticker.t += AUTH_CACHE_S * REFRESH_AHEAD - 0.01
+    r = await ana.get("/api/v1/agent/me")
+    assert r.json()["user"]["full_name"] != "Nuevo"  # not ageing yet: no reload
+    assert cache._batch is None
+    ticker.t += 0.02
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    sa.event.listen(engine.sync_engine, "before_cursor_execute", count)
+    try:
+        for agent in (ana, beto):
+            r = await agent.get("/api/v1/agent/me")
+            assert r.status_code == 200
+            assert r.json()["user"]["full_name"] != "Nuevo"  # answered from the entry
+        batch = cache._batch
+        assert batch is not None
+        gate.set()
+        await batch  # the background reload of both
+    finally:
+        sa.event.remove(engine.sync_engine, "before_cursor_execute", count)
+    assert len([q for q in statements if "FROM users" in q]) == 1  # one query for both
+    for agent in (ana, beto):
+        cached = cache.users.get(agent.user_id, "0")
+        assert cached is not None and cached.full_name == "Nuevo"
+    ticker.t += AUTH_CACHE_S * REFRESH_AHEAD  # the reloaded entries are fresh again
+    assert (await ana.get("/api/v1/agent/me")).json()["user"]["full_name"] == "Nuevo"
+    assert cache._batch is None
+
+    async with sm.begin() as s:
+        await s.execute(sa.update(User).where(User.id == ana.user_id).values(active=False))
+    ticker.t += 0.02  # ageing again
+    assert (await ana.get("/api/v1/agent/me")).status_code == 200  # starts the reload
+    batch = cache._batch
+    assert batch is not None
+    await batch
+    assert cache.users.get(ana.user_id, "0") is None  # disabled: dropped at once
+    r = await ana.get("/api/v1/agent/me")
+    assert r.status_code == 401
+    assert r.json()["error"]["code"] == "account_disabled"
