@@ -21,7 +21,8 @@ import hmac
 import json
 import os
 import socket
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -51,6 +52,13 @@ MAX_ATTEMPTS = 8
 BASE_DELAY = timedelta(seconds=10)
 MAX_DELAY = timedelta(hours=1)
 IN_FLIGHT_LEASE = timedelta(seconds=60)
+#: The worker looks for due deliveries (retries) at most this often, and at once after new
+#: events created deliveries (a busy event stream otherwise means a query per stream read).
+DELIVER_EVERY_S = 1.0
+#: With no active subscription, new events are acknowledged without a database look for this
+#: long (a subscription made through this process applies at once; through another API
+#: process, within this time).
+NO_SUBSCRIPTIONS_S = 1.0
 
 _DIRECT = {
     "appointment_booked": "appointment-booked",
@@ -122,6 +130,14 @@ class WebhookWorker:
         self.clock: Clock = clock or SystemClock()
         self.consumer = consumer or f"api-{socket.gethostname()}-{os.getpid()}"
         self.streams = Streams(redis)
+        #: Monotonic time until which "no active subscription" is taken as known (see
+        #: :data:`NO_SUBSCRIPTIONS_S`); None: look in the database.
+        self._none_until: float | None = None
+        self.monotonic: Callable[[], float] = time.monotonic
+
+    def subscriptions_changed(self) -> None:
+        """A subscription was created or changed through this process: look again at once."""
+        self._none_until = None
 
     async def ensure_group(self) -> None:
         await self.streams.ensure_group(self.keys.events_stream, self.keys.webhook_group, "$")
@@ -143,6 +159,8 @@ class WebhookWorker:
     async def store_entries(self, entries: Sequence[StreamEntry]) -> int:
         now = self.clock.now()
         created = 0
+        if self._none_until is not None and self.monotonic() < self._none_until:
+            return 0
         async with self.sm.begin() as s:
             subs = list(
                 await s.scalars(
@@ -150,7 +168,9 @@ class WebhookWorker:
                 )
             )
             if not subs:
+                self._none_until = self.monotonic() + NO_SUBSCRIPTIONS_S
                 return 0
+            self._none_until = None
             for entry in entries:
                 for event_type, data in derive_events(entry):
                     event_id = f"{entry.id}:{event_type}"
@@ -288,10 +308,14 @@ class WebhookWorker:
             except Exception as exc:
                 log.warning("webhook_group_failed", error=type(exc).__name__)
                 await _wait(stop, 5.0)
+        delivered_at: float | None = None
         while not stop.is_set():
             try:
-                await self.ingest_once(block_ms=1000)
-                await self.deliver_due()
+                created = await self.ingest_once(block_ms=1000)
+                now = self.monotonic()
+                if created or delivered_at is None or now - delivered_at >= DELIVER_EVERY_S:
+                    delivered_at = now
+                    await self.deliver_due()
                 failures = 0
             except asyncio.CancelledError:
                 raise

@@ -18,7 +18,7 @@ from api.auth import Scope
 from api.deps import Ctx, RequestContext, Scoped
 from api.errors import ApiError, not_found
 from api.types import PathId
-from api.webhooks import WEBHOOK_EVENTS
+from api.webhooks import WEBHOOK_EVENTS, WebhookWorker
 from dialer.db.models import WebhookDelivery, WebhookSubscription
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
@@ -100,6 +100,13 @@ def _url(url: AnyHttpUrl) -> str:
     return text
 
 
+def _changed(ctx: RequestContext) -> None:
+    """Tell this process's delivery worker (it skips the database while none is active)."""
+    worker: WebhookWorker | None = getattr(ctx.request.app.state, "webhook_worker", None)
+    if worker is not None:
+        worker.subscriptions_changed()
+
+
 @router.get("", summary="Webhook subscriptions", dependencies=[Scoped(Scope.WEBHOOKS_READ)])
 async def list_subscriptions(ctx: Ctx) -> list[SubscriptionOut]:
     rows = await ctx.db.scalars(sa.select(WebhookSubscription).order_by(WebhookSubscription.id))
@@ -124,6 +131,7 @@ async def create_subscription(body: SubscriptionIn, ctx: Ctx) -> SubscriptionCre
     await ctx.db.flush()
     ctx.audit("webhook.create", "webhook", sub.id, events=sorted(set(body.events)))
     await ctx.commit()
+    _changed(ctx)
     await ctx.db.refresh(sub)
     return SubscriptionCreated(**sub_out(sub).model_dump(), secret=secret)
 
@@ -154,6 +162,7 @@ async def update_subscription(
     fields = sorted(body.model_dump(exclude_unset=True))
     ctx.audit("webhook.update", "webhook", sub.id, fields=fields)
     await ctx.commit()
+    _changed(ctx)
     await ctx.db.refresh(sub)
     if secret is not None:
         return SubscriptionCreated(**sub_out(sub).model_dump(), secret=secret)
@@ -174,6 +183,7 @@ async def delete_subscription(sub_id: PathId, ctx: Ctx) -> None:
     )
     await ctx.db.delete(sub)
     await ctx.commit()
+    _changed(ctx)
 
 
 @router.get(

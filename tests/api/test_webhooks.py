@@ -10,7 +10,7 @@ import redis.asyncio as aioredis
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from api.webhooks import WebhookWorker, backoff, verify_signature
+from api.webhooks import NO_SUBSCRIPTIONS_S, WebhookWorker, backoff, verify_signature
 from dialer.db.models import WebhookDelivery
 from dialer.domain.clock import FakeClock
 from dialer.redis_client import Streams
@@ -137,3 +137,35 @@ async def test_delivery_gives_up_after_max_attempts(
 def test_backoff_is_exponential_and_capped() -> None:
     assert [backoff(n).total_seconds() for n in (1, 2, 3)] == [10, 20, 40]
     assert backoff(30).total_seconds() == 3600
+
+
+async def test_no_subscription_skips_the_database_until_one_is_made(
+    app: FastAPI, admin: ApiClient, redis: aioredis.Redis, keys: Keys
+) -> None:
+    """With no active subscription the worker acknowledges events without a database look for
+    NO_SUBSCRIPTIONS_S; a subscription made through the API applies to the next event."""
+    worker: WebhookWorker = app.state.webhook_worker
+    ticks = [1000.0]
+    worker.monotonic = lambda: ticks[0]
+    await worker.ensure_group()
+    streams = Streams(redis)
+    ended = {"attempt": "a1", "lead_id": 5, "campaign_id": 1, "outcome": "no_answer"}
+    await streams.add(keys.events_stream, "call_ended", ended)
+    assert await worker.ingest_once() == 0  # looked: none active
+
+    async def fail() -> None:
+        raise AssertionError("no database session expected")
+
+    sm = worker.sm
+    worker.sm = fail  # type: ignore[assignment]
+    await streams.add(keys.events_stream, "call_ended", ended)
+    assert await worker.ingest_once() == 0  # known: none active, no query
+    worker.sm = sm
+    ticks[0] += NO_SUBSCRIPTIONS_S
+    await streams.add(keys.events_stream, "call_ended", ended)
+    assert await worker.ingest_once() == 0  # looked again
+
+    r = await admin.post(HOOKS, json={"url": "https://dms.example/hooks", "events": ["call-ended"]})
+    assert r.status_code == 201
+    await streams.add(keys.events_stream, "call_ended", {**ended, "attempt": "a2"})
+    assert await worker.ingest_once() == 1  # at once, though the clock did not move
