@@ -200,11 +200,20 @@ def main(argv: list[str] | None = None) -> int:
         transient=True,
     ) as bar:
         task = bar.add_task("pacing benchmark", total=total)
+        done = 0
         for sc in scenarios:
             bar.update(task, description=f"pacing benchmark: {sc.name}")
             reports.append(
                 compare(sc, DEFAULT_POLICIES, args.processes, lambda n: bar.advance(task, n))
             )
+            done += runs_needed(sc, DEFAULT_POLICIES)
+            if not err.is_terminal:
+                # stderr is a file or a pipe: rich draws no bar there, so say how far we are
+                print(
+                    f"[{time.perf_counter() - started:6.0f} s] {done}/{total} runs: {sc.name} done",
+                    file=sys.stderr,
+                    flush=True,
+                )
     elapsed = time.perf_counter() - started
 
     if args.json:
