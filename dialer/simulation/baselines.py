@@ -6,7 +6,11 @@
   (1 + error * intensity), error = (avg ready agents - avg waiting calls) / avg active agents;
   it is clamped to [1, 3]; while the day's drop % exceeds the limit the level is 1.0; and it is
   halved when more than half of the last minute's answered calls were dropped. Lines are counted
-  VICIdial-style: level * active agents - (ringing + waiting + talking).
+  VICIdial-style: level * active agents - (ringing + waiting + talking). The dial level is
+  lines per *active* agent, and VICIdial puts an agent on the disposition screen in pause (pause
+  code DISPO) until the disposition is saved: agents in wrap-up are not active, so they count
+  neither in the level nor in its error (``count_wrap_up=True`` restores the earlier reading,
+  which dialed for agents still in wrap-up).
 """
 
 from __future__ import annotations
@@ -41,8 +45,10 @@ class VicidialAdaptHardLimit:
         intensity: float = 0.0,
         min_level: float = 1.0,
         max_level: float = 3.0,
+        count_wrap_up: bool = False,
     ) -> None:
         self.level = 1.0
+        self.count_wrap_up = count_wrap_up
         self.drop_limit = drop_limit
         self.interval = interval
         # VICIdial's intensity modifier runs -40..+40 around 0; we map it to a gain around 1.
@@ -70,6 +76,9 @@ class VicidialAdaptHardLimit:
     def decide(self, snap: PacingSnapshot) -> PacingDecision:
         now = snap.now
         counts = AgentCounts(snap)
+        if not self.count_wrap_up:  # wrap-up = VICIdial's DISPO pause: not an active agent
+            counts.active -= counts.wrapping
+            counts.wrapping = 0
         if self._window_start is None:
             self._window_start = now
             self._last_t = now

@@ -142,6 +142,23 @@ def test_vicidial_controller_clamps_and_hard_limit() -> None:
     assert v.level == 1.0 and d.launch == 10  # drop % over the limit: level 1.0
 
 
+def test_vicidial_controller_does_not_count_agents_in_wrap_up() -> None:
+    """VICIdial pauses an agent on the disposition screen (DISPO): not an active agent."""
+    agents = (
+        AgentView("r", AgentState.READY, 0.0),
+        AgentView("t", AgentState.IN_CALL, 0.0),
+        *(AgentView(f"w{i}", AgentState.WRAP_UP, 0.0) for i in range(3)),
+    )
+    stats = PacingStats(100, 0, 100, 0)
+    at_level_one = VicidialAdaptHardLimit().decide(PacingSnapshot(0.0, agents, (), 0, stats))
+    # level 1.0 x 2 active (ready + talking) - 1 talking: one line, for the READY agent only
+    assert at_level_one.launch == 1
+    old = VicidialAdaptHardLimit(count_wrap_up=True).decide(
+        PacingSnapshot(0.0, agents, (), 0, stats)
+    )
+    assert old.launch == 4  # 1.0 x 5 - 1: the earlier reading dialed for the wrap-ups too
+
+
 def test_bisection_finds_a_ratio_in_range() -> None:
     sc = parse_scenario(small(agents=5, hours=1.0))
     r = bisect_fixed_ratio(sc, iterations=3, tune_seeds=1, tune_shifts=1)
