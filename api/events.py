@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -163,6 +163,9 @@ class Broadcaster:
         self.read_count = read_count
         self.coalesce_s = coalesce_s
         self.subscribers: set[Subscription] = set()
+        #: Called with every entry read (in this process), e.g. to prepare what an agent
+        #: screen will ask for next; must not block (start a task for I/O).
+        self.listeners: list[Callable[[StreamEntry], None]] = []
         self.cursor: str | None = None
         #: Counters for tests and metrics.
         self.reads = 0
@@ -223,6 +226,11 @@ class Broadcaster:
         """Encode each entry once and offer it to every subscriber (never waits)."""
         for entry in entries:
             self.cursor = entry.id
+            for listener in self.listeners:
+                try:
+                    listener(entry)
+                except Exception as exc:  # a listener never stops the feed
+                    log.warning("sse_listener_failed", error=repr(exc))
             if not self.subscribers:
                 continue
             item = Encoded(entry, stream_id(entry.id), sse(entry).encode())

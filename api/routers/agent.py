@@ -8,8 +8,11 @@ The API answers 202 once the command is queued, after checking what it can check
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,6 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.auth import Scope
 from api.cache import CAMPAIGN_LIST, cache_ttl, cached
@@ -50,9 +54,12 @@ from dialer.db.models import (
 from dialer.domain.agents import PAUSE_CODES
 from dialer.domain.dispositions import validate_disposition
 from dialer.domain.outcomes import AgentState, CampaignStatus
+from dialer.logging import get_logger
+from dialer.redis_client import StreamEntry
 from dialer.store import EngineStore
 
 router = APIRouter(prefix="/agent", tags=["agent screen"])
+log = get_logger(__name__)
 
 
 class LoginIn(BaseModel):
@@ -212,23 +219,37 @@ async def _state(ctx: RequestContext, agent_id: int) -> LiveState:
 #: also in the history); everything is reloaded when the entry is older than this. The agent's
 #: own actions through this process (commands, disposition) drop it at once.
 CALL_CACHE_S = 30.0
+#: The agent's live state a screen-pop was read for: (state, since).
+CallKey = tuple[str, str | None]
 
 
 @dataclass(slots=True)
 class _CallEntry:
     attempt: str  # the call's attempt uuid
-    state: tuple[str, str | None]  # (state, since) the attempt row was read for
+    state: CallKey  # (state, since) the attempt row was read for
     at: float  # monotonic time the full load started
     call: CurrentCall | None
     body: bytes  # ``call`` as JSON
 
 
 def _call_cache(ctx: RequestContext) -> dict[int, _CallEntry]:
-    state = ctx.request.app.state
+    return _cache_of(ctx.request.app.state)
+
+
+def _cache_of(state: Any) -> dict[int, _CallEntry]:
     cache: dict[int, _CallEntry] | None = getattr(state, "agent_call_cache", None)
     if cache is None:
         cache = state.agent_call_cache = {}
     return cache
+
+
+def _loading_of(state: Any) -> dict[int, tuple[str, CallKey, asyncio.Task[bytes]]]:
+    loading: dict[int, tuple[str, CallKey, asyncio.Task[bytes]]] | None = getattr(
+        state, "agent_call_loading", None
+    )
+    if loading is None:
+        loading = state.agent_call_loading = {}
+    return loading
 
 
 def _call_body(call: CurrentCall | None) -> bytes:
@@ -236,10 +257,10 @@ def _call_body(call: CurrentCall | None) -> bytes:
 
 
 async def _refresh_attempt(
-    ctx: RequestContext, call: CurrentCall, agent_id: int
+    db: AsyncSession, call: CurrentCall, agent_id: int
 ) -> CurrentCall | None:
     """The cached screen-pop with the attempt row read again (one query)."""
-    row = await ctx.db.scalar(sa.select(CallAttempt).where(CallAttempt.uuid == call.attempt.uuid))
+    row = await db.scalar(sa.select(CallAttempt).where(CallAttempt.uuid == call.attempt.uuid))
     if row is None or row.agent_id not in (None, agent_id):
         return None
     fresh = attempt_out(row, masked=True)
@@ -248,27 +269,104 @@ async def _refresh_attempt(
     return call.model_copy(update={"attempt": fresh, "history": history})
 
 
+async def _load_call(
+    app_state: Any,
+    db: AsyncSession,
+    attempt: str,
+    key: CallKey,
+    agent_id: int,
+    agent: Named | None,
+) -> bytes:
+    """The encoded screen-pop for ``attempt`` in live state ``key``, from the cache, with the
+    attempt row re-read, or loaded in full (see :data:`CALL_CACHE_S`); cached."""
+    cache = _cache_of(app_state)
+    hit = cache.get(agent_id)
+    now = time.monotonic()
+    if hit is not None and hit.attempt == attempt and now - hit.at < CALL_CACHE_S:
+        if hit.state == key:
+            return hit.body
+        if hit.call is not None:
+            call = await _refresh_attempt(db, hit.call, agent_id)
+            cache[agent_id] = _CallEntry(attempt, key, hit.at, call, _call_body(call))
+            return cache[agent_id].body
+    call = await current_call(db, attempt, agent_id, agent)
+    cache[agent_id] = _CallEntry(attempt, key, now, call, _call_body(call))
+    return cache[agent_id].body
+
+
 async def _current_call_json(
     ctx: RequestContext, state: LiveState, agent_id: int, agent: Named | None
 ) -> bytes:
-    """The ``call`` part of ``/agent/me``, encoded (see :data:`CALL_CACHE_S`)."""
-    cache = _call_cache(ctx)
+    """The ``call`` part of ``/agent/me``, encoded (see :data:`CALL_CACHE_S`). A load the
+    event feed already started for the same call and state (:func:`prefetch_screen_pops`) is
+    awaited instead of repeated."""
+    app_state = ctx.request.app.state
+    cache = _cache_of(app_state)
     if not state.attempt:
         cache.pop(agent_id, None)
         return b"null"
     key = (state.state, state.since)
-    hit = cache.get(agent_id)
-    now = time.monotonic()
-    if hit is not None and hit.attempt == state.attempt and now - hit.at < CALL_CACHE_S:
-        if hit.state == key:
-            return hit.body
-        if hit.call is not None:
-            call = await _refresh_attempt(ctx, hit.call, agent_id)
-            cache[agent_id] = _CallEntry(state.attempt, key, hit.at, call, _call_body(call))
-            return cache[agent_id].body
-    call = await current_call(ctx, state.attempt, agent_id, agent)
-    cache[agent_id] = _CallEntry(state.attempt, key, now, call, _call_body(call))
-    return cache[agent_id].body
+    loading = _loading_of(app_state).get(agent_id)
+    if loading is not None and loading[0] == state.attempt and loading[1] == key:
+        with contextlib.suppress(Exception):
+            return await asyncio.shield(loading[2])
+    return await _load_call(app_state, ctx.db, state.attempt, key, agent_id, agent)
+
+
+#: Agent states whose event starts loading the screen-pop (:func:`prefetch_screen_pops`).
+_PREFETCH_STATES = frozenset(
+    {AgentState.RESERVED.value, AgentState.IN_CALL.value, AgentState.WRAP_UP.value}
+)
+
+
+def prefetch_screen_pops(app_state: Any) -> Callable[[StreamEntry], None]:
+    """A listener for the process's event feed (:class:`api.events.Broadcaster`): when the
+    dialer reports an agent on a call (``agent_state`` with an attempt), the screen-pop is
+    loaded in the background, so the agent screen's next poll finds it ready (the call's
+    customer is on screen without waiting for the database)."""
+
+    def on_entry(entry: StreamEntry) -> None:
+        if entry.type != "agent_state":
+            return
+        data = entry.data
+        attempt = str(data.get("attempt") or "")
+        state = str(data.get("state") or "")
+        agent_id = data.get("agent_id")
+        if not attempt or state not in _PREFETCH_STATES or not isinstance(agent_id, int):
+            return
+        key: CallKey = (state, str(data.get("since") or "") or None)
+        hit = _cache_of(app_state).get(agent_id)
+        if hit is not None and hit.attempt == attempt and hit.state == key:
+            return
+        loading = _loading_of(app_state)
+        if agent_id in loading and not loading[agent_id][2].done():
+            return
+
+        async def load() -> bytes:
+            try:
+                async with app_state.sessionmaker() as db:
+                    return await _load_call(app_state, db, attempt, key, agent_id, None)
+            except Exception as exc:
+                log.warning("screen_pop_prefetch_failed", agent=agent_id, error=repr(exc))
+                raise
+            finally:
+                if loading.get(agent_id, (None, None, None))[2] is task:
+                    del loading[agent_id]
+
+        task = asyncio.create_task(load(), name="screen-pop-prefetch")
+        loading[agent_id] = (attempt, key, task)
+        background: set[asyncio.Task[Any]] | None = getattr(app_state, "background", None)
+        if background is not None:
+            background.add(task)
+            task.add_done_callback(background.discard)
+        task.add_done_callback(_retrieved)
+
+    return on_entry
+
+
+def _retrieved(task: asyncio.Task[bytes]) -> None:
+    if not task.cancelled():
+        task.exception()  # logged in the task; nobody else may await it
 
 
 async def _command(ctx: RequestContext, type_: str, data: dict[str, Any]) -> Accepted:
@@ -416,10 +514,10 @@ async def agent_disposition(body: DispositionIn, ctx: Ctx) -> DispositionOutcome
 
 
 async def current_call(
-    ctx: RequestContext, attempt_uuid: str, agent_id: int, agent: Named | None = None
+    db: AsyncSession, attempt_uuid: str, agent_id: int, agent: Named | None = None
 ) -> CurrentCall | None:
     row = (
-        await ctx.db.execute(
+        await db.execute(
             sa.select(CallAttempt, Lead, Campaign)
             .join(Lead, Lead.id == CallAttempt.lead_id)
             .join(Campaign, Campaign.id == CallAttempt.campaign_id)
@@ -433,7 +531,7 @@ async def current_call(
     if attempt.agent_id not in (None, agent_id):
         return None
     if agent is None:
-        agent = await ctx.db.get(User, agent_id)
+        agent = await db.get(User, agent_id)
     values = script_values(lead, campaign, agent)
     return CurrentCall(
         attempt=attempt_out(attempt, masked=True),
@@ -449,7 +547,7 @@ async def current_call(
         ),
         script=fill_script(campaign.script, values),
         dispositions=disposition_list(campaign.type),
-        history=await lead_history(ctx.db, lead.id, masked=True),
+        history=await lead_history(db, lead.id, masked=True),
     )
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from dialer.db.models import Appointment, CallAttempt, Disposition, Lead, Role
 from dialer.domain.outcomes import CallOutcome, LeadStatus
-from dialer.redis_client import Streams
+from dialer.redis_client import StreamEntry, Streams
 from dialer.redis_keys import Keys
 from tests.api.helpers import (
     MONDAY_10AM,
@@ -351,3 +351,39 @@ async def test_screen_pop_is_loaded_once_per_call(
     assert me["call"]["lead"]["customer_name"] == "Cliente 2"
     await _set_state(redis, keys, agent.user_id, "ready", cid=cid)
     assert (await agent.get(f"{AGENT}/me")).json()["call"] is None
+
+
+async def test_screen_pop_is_prepared_from_the_event_feed(
+    app: FastAPI,
+    clients: Callable[..., Awaitable[ApiClient]],
+    redis: aioredis.Redis,
+    keys: Keys,
+    engine: AsyncEngine,
+) -> None:
+    """The dialer's ``agent_state`` event (call connected) starts loading the screen-pop, so
+    the agent screen's next poll needs no SQL and shows the call's customer."""
+    sm = app.state.sessionmaker
+    cid = await make_campaign(sm)
+    lead_id = await make_lead(sm, cid, 3)
+    agent = await clients("ana", Role.AGENT, campaigns=(cid,), extension="1001")
+    assert (await agent.get(f"{AGENT}/me")).json()["call"] is None  # user cached
+    attempt = await make_connected_attempt(sm, cid, lead_id, agent.user_id, outcome=None)
+    await _set_state(redis, keys, agent.user_id, "in_call", attempt=attempt, cid=cid)
+    live = await redis.hgetall(keys.agent_state(agent.user_id))  # type: ignore[misc]
+    app.state.broadcaster.dispatch(
+        [StreamEntry(keys.events_stream, "1-1", "agent_state", {"agent_id": agent.user_id, **live})]
+    )
+    loading = app.state.agent_call_loading[agent.user_id]
+    assert loading[0] == attempt
+    await loading[2]
+    assert agent.user_id not in app.state.agent_call_loading
+
+    queries = _Queries(engine)
+    try:
+        me = (await agent.get(f"{AGENT}/me")).json()
+    finally:
+        queries.close()
+    assert queries.n == 0
+    assert me["call"]["attempt"]["uuid"] == attempt
+    assert me["call"]["lead"]["customer_name"] == "Cliente 3"
+    assert "Cliente 3" in me["call"]["script"]
