@@ -219,10 +219,8 @@ async def reports_page(
 
 
 def include(app: FastAPI) -> None:
-    """Mount the pages, their static files and the dashboard API on ``app``."""
-    from api.app import API_PREFIX
-    from api.routers import live
-
+    """Mount the pages and their static files on ``app`` (the dashboard API is one of
+    :func:`api.app._routers`)."""
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     templates.env.autoescape = True
     app.state.page_templates = templates
@@ -233,6 +231,5 @@ def include(app: FastAPI) -> None:
         return RedirectResponse(exc.location, status_code=303)
 
     app.add_exception_handler(_Redirect, redirect_handler)
-    app.include_router(live.router, prefix=API_PREFIX)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
