@@ -49,14 +49,39 @@ class RedisHandle:
             self.embedded.close()
 
 
+#: Connections per client (process) at most; a command waits up to :data:`POOL_WAIT_S` for a
+#: free one beyond that.
+POOL_MAX_CONNECTIONS = 256
+POOL_WAIT_S = 20
+
+
 def connect_redis(settings: Settings) -> RedisHandle:
-    """Return a client for the configured Redis (embedded when no URL is set)."""
+    """Return a client for the configured Redis (embedded when no URL is set).
+
+    The pool is a ``BlockingConnectionPool``: redis-py's default ``ConnectionPool`` holds one
+    lock per client while it checks out a connection, including while it opens a new one
+    (connect and handshake round trips), so under many concurrent commands every command
+    waits behind the others, one event-loop turn each (measured in the API: HGETALL p50
+    0.25 s while the server answered PING in 0.3 ms). The blocking pool checks connections
+    outside its lock.
+    """
     if settings.redis.url:
-        client = aioredis.Redis.from_url(settings.redis.url, decode_responses=True)
-        return RedisHandle(client=client)
+        pool = aioredis.BlockingConnectionPool.from_url(
+            settings.redis.url,
+            decode_responses=True,
+            max_connections=POOL_MAX_CONNECTIONS,
+            timeout=POOL_WAIT_S,
+        )
+        return RedisHandle(client=aioredis.Redis.from_pool(pool))
     embedded = EmbeddedRedis(settings.data_dir)
-    client = aioredis.Redis(unix_socket_path=embedded.socket_path, decode_responses=True)
-    return RedisHandle(client=client, embedded=embedded)
+    pool = aioredis.BlockingConnectionPool(
+        connection_class=aioredis.UnixDomainSocketConnection,
+        path=embedded.socket_path,
+        decode_responses=True,
+        max_connections=POOL_MAX_CONNECTIONS,
+        timeout=POOL_WAIT_S,
+    )
+    return RedisHandle(client=aioredis.Redis.from_pool(pool), embedded=embedded)
 
 
 # --------------------------------------------------------------------------- streams
