@@ -159,13 +159,24 @@ class AuthCache:
         self._monotonic = monotonic
         self._epoch = "0"
         self._epoch_at: float | None = None
+        self._epoch_read: asyncio.Future[str] | None = None
 
     async def epoch(self, redis: aioredis.Redis, keys: Keys) -> str:
         """The shared auth epoch, re-read at most every :data:`EPOCH_CHECK_S`."""
         now = self._monotonic()
-        if self._epoch_at is None or now - self._epoch_at >= EPOCH_CHECK_S:
-            self._epoch = await read_epoch(redis, keys)
-            self._epoch_at = now
+        if self._epoch_at is not None and now - self._epoch_at < EPOCH_CHECK_S:
+            return self._epoch
+        if self._epoch_read is not None:  # one read at a time; the others use the last value
+            if self._epoch_at is not None:
+                return self._epoch
+            return await asyncio.shield(self._epoch_read)
+        self._epoch_read = asyncio.ensure_future(read_epoch(redis, keys))
+        try:
+            epoch = await asyncio.shield(self._epoch_read)
+        finally:
+            self._epoch_read = None
+        if self._epoch_at is None or self._epoch_at <= now:  # not set meanwhile (set_epoch)
+            self._epoch, self._epoch_at = epoch, now
         return self._epoch
 
     def set_epoch(self, epoch: str) -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+import pytest
 import redis.asyncio as aioredis
 import sqlalchemy as sa
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api import authcache
 from api.auth import SESSION_COOKIE
 from api.authcache import AUTH_CACHE_S, EPOCH_CHECK_S, REFRESH_AHEAD, AuthCache, epoch_key
 from dialer.db.models import ApiKey, Role, User, UserCampaign
@@ -195,3 +197,36 @@ async def test_users_in_use_are_reloaded_ahead_of_the_ttl(
     r = await ana.get("/api/v1/agent/me")
     assert r.status_code == 401
     assert r.json()["error"]["code"] == "account_disabled"
+
+
+async def test_epoch_is_read_once_for_concurrent_requests(
+    redis: aioredis.Redis, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests arriving while the epoch is being re-read do not each send a GET: the first
+    ones wait for that read, later ones use the last value (at most EPOCH_CHECK_S old)."""
+    ticker = Ticker()
+    cache = AuthCache(monotonic=ticker)
+    reads: list[int] = []
+    gate = asyncio.Event()
+
+    async def counted(r: aioredis.Redis, k: Keys) -> str:
+        reads.append(1)
+        await gate.wait()
+        return str(len(reads))
+
+    monkeypatch.setattr(authcache, "read_epoch", counted)
+    first = [asyncio.ensure_future(cache.epoch(redis, keys)) for _ in range(5)]
+    await asyncio.sleep(0)
+    gate.clear()
+    gate.set()
+    assert await asyncio.gather(*first) == ["1"] * 5
+    assert len(reads) == 1
+    ticker.t += EPOCH_CHECK_S
+    gate.clear()
+    again = asyncio.ensure_future(cache.epoch(redis, keys))
+    await asyncio.sleep(0)
+    assert cache._epoch_read is not None  # re-reading now
+    assert await cache.epoch(redis, keys) == "1"  # meanwhile: the last value, no second GET
+    gate.set()
+    assert await again == "2"
+    assert len(reads) == 2
