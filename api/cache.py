@@ -7,6 +7,8 @@ campaign and interval, and a cache hit costs neither a database connection nor a
   served as is.
 - **Stale** (up to :data:`MAX_STALE_S` past the TTL): served as is while one background task
   recomputes it, so no request waits for the SQL behind the dashboard.
+- **Older** while that refresh is still running (up to :data:`MAX_REFRESHING_S`): served as is
+  (waiting would only wait for the same refresh).
 - **Older, or missing, or TTL 0**: computed in the request; concurrent misses for the same key
   wait for one computation (single flight).
 
@@ -36,6 +38,9 @@ log = get_logger(__name__)
 LIVE_CACHE_S = 0.5
 #: How long past the TTL a stale answer may still be served while it is being refreshed.
 MAX_STALE_S = 5.0
+#: While a refresh is running (the machine is slow), the last answer is served up to this long
+#: past the TTL instead of making every request wait for that same refresh.
+MAX_REFRESHING_S = 30.0
 #: ``/stats`` changes slowly (lead counts, abandon rates): at least this TTL (unless TTL 0).
 STATS_CACHE_S = 2.0
 #: Kind prefix of cached campaign lists (key ``(CAMPAIGN_LIST + scope, 0)``); any campaign
@@ -43,6 +48,7 @@ STATS_CACHE_S = 2.0
 CAMPAIGN_LIST = "campaigns:"
 
 Key = tuple[str, int]
+_monotonic = time.monotonic  # tests replace it
 Compute = Callable[[], Awaitable[BaseModel]]
 
 
@@ -85,7 +91,7 @@ def cache_ttl(state: Any) -> float:
 
 
 async def _compute(state: Any, key: Key, compute: Compute) -> Entry:
-    t = time.monotonic()
+    t = _monotonic()
     value = await compute()
     entry = Entry(t, value, value.model_dump_json().encode())
     _store(state)[key] = entry
@@ -106,18 +112,20 @@ async def cached(state: Any, kind: str, campaign_id: int, ttl: float, compute: C
     """The cached answer (see the module docstring for fresh / stale / computed)."""
     key = (kind, campaign_id)
     hit = _store(state).get(key)
-    now = time.monotonic()
+    now = _monotonic()
     if hit is not None and now - hit.at < ttl:
         return hit
-    if hit is not None and ttl > 0 and now - hit.at < ttl + MAX_STALE_S:
+    if hit is not None and ttl > 0:
         refreshing = _refreshing(state)
-        if key not in refreshing:
-            task = asyncio.create_task(_refresh(state, key, compute), name=f"refresh-{kind}")
-            refreshing[key] = task
-        return hit
+        age = now - hit.at
+        if age < ttl + MAX_STALE_S or (key in refreshing and age < ttl + MAX_REFRESHING_S):
+            if key not in refreshing:
+                task = asyncio.create_task(_refresh(state, key, compute), name=f"refresh-{kind}")
+                refreshing[key] = task
+            return hit
     async with _locks(state).setdefault(key, asyncio.Lock()):
         hit = _store(state).get(key)
-        if hit is not None and time.monotonic() - hit.at < ttl:
+        if hit is not None and _monotonic() - hit.at < ttl:
             return hit
         return await _compute(state, key, compute)
 
