@@ -51,7 +51,7 @@ class RedisHandle:
 
 #: Connections per client (process) at most; a command waits up to :data:`POOL_WAIT_S` for a
 #: free one beyond that.
-POOL_MAX_CONNECTIONS = 256
+POOL_MAX_CONNECTIONS = 1024
 POOL_WAIT_S = 20
 
 
