@@ -69,7 +69,7 @@ class BridgeTelephony:
     async def _on_status(self, status: LinkStatus) -> None:
         await self._publish_status(status)
 
-    async def _publish_status(self, status: LinkStatus) -> None:
+    async def _publish_status(self, status: LinkStatus, *, final: bool = False) -> None:
         """Write the link's hash with a TTL: a dead dialer's "connected" expires (``/readyz``)."""
         if self.redis is None or self._closed:
             return  # a late callback after close() (Redis may be closed already): dropped
@@ -80,7 +80,10 @@ class BridgeTelephony:
                 pipe.expire(key, LINK_STATUS_TTL_S)
                 await pipe.execute()
         except Exception as exc:
-            log.warning("link_status_publish_failed", error=type(exc).__name__)
+            if final:  # shutting down: Redis may already be gone; the hash's TTL expires it
+                log.debug("link_status_final_publish_skipped", error=type(exc).__name__)
+            else:
+                log.warning("link_status_publish_failed", error=type(exc).__name__)
 
     async def _heartbeat(self) -> None:
         """Re-publish every link's status before its hash expires."""
@@ -136,5 +139,5 @@ class BridgeTelephony:
         # publish the links' final (down) state while Redis is still open, then ignore the
         # status callbacks the closing connections may still fire
         for status in list(self.bridge.statuses().values()):
-            await self._publish_status(status)
+            await self._publish_status(status, final=True)
         self._closed = True

@@ -24,3 +24,19 @@ async def test_link_status_hash_expires_unless_refreshed(
     ttl = await redis.ttl(key)
     # A dialer killed with -9 stops refreshing: its "connected" disappears within the TTL.
     assert 0 < ttl <= LINK_STATUS_TTL_S
+
+
+async def test_close_publishes_the_final_state_then_ignores_late_callbacks(
+    settings: Settings, redis: aioredis.Redis, keys: Keys
+) -> None:
+    sim = ServerSpec("pbx-a", "127.0.0.1", 1, "dialer", SecretStr("x"))  # never connected
+    tel = BridgeTelephony(settings, redis, keys, simulator=sim, now=lambda: datetime.now(UTC))
+    await tel._on_status(LinkStatus("pbx-a", LinkState.CONNECTED, sessions=1))
+    key = keys.ami_link("pbx-a")
+    await tel.close()
+    # the link's own (not connected) state replaced "connected" at shutdown
+    assert await redis.hget(key, "state") != "connected"  # type: ignore[misc]
+    # a status callback fired by a closing connection after close() writes nothing
+    await redis.delete(key)
+    await tel._on_status(LinkStatus("pbx-a", LinkState.CONNECTED, sessions=2))
+    assert await redis.exists(key) == 0
