@@ -13,12 +13,18 @@ from dialer.settings import Settings
 from dialer.telephony import LINK_STATUS_TTL_S, BridgeTelephony
 
 
+async def _connected(settings: Settings, redis: aioredis.Redis, keys: Keys) -> BridgeTelephony:
+    """A bridge whose link "pbx-a" (never really connected) has reported itself connected."""
+    sim = ServerSpec("pbx-a", "127.0.0.1", 1, "dialer", SecretStr("x"))
+    tel = BridgeTelephony(settings, redis, keys, simulator=sim, now=lambda: datetime.now(UTC))
+    await tel._on_status(LinkStatus("pbx-a", LinkState.CONNECTED, sessions=1))
+    return tel
+
+
 async def test_link_status_hash_expires_unless_refreshed(
     settings: Settings, redis: aioredis.Redis, keys: Keys
 ) -> None:
-    sim = ServerSpec("pbx-a", "127.0.0.1", 1, "dialer", SecretStr("x"))  # never connected
-    tel = BridgeTelephony(settings, redis, keys, simulator=sim, now=lambda: datetime.now(UTC))
-    await tel._on_status(LinkStatus("pbx-a", LinkState.CONNECTED, sessions=1))
+    await _connected(settings, redis, keys)
     key = keys.ami_link("pbx-a")
     assert await redis.hget(key, "state") == "connected"  # type: ignore[misc]
     ttl = await redis.ttl(key)
@@ -29,9 +35,7 @@ async def test_link_status_hash_expires_unless_refreshed(
 async def test_close_publishes_the_final_state_then_ignores_late_callbacks(
     settings: Settings, redis: aioredis.Redis, keys: Keys
 ) -> None:
-    sim = ServerSpec("pbx-a", "127.0.0.1", 1, "dialer", SecretStr("x"))  # never connected
-    tel = BridgeTelephony(settings, redis, keys, simulator=sim, now=lambda: datetime.now(UTC))
-    await tel._on_status(LinkStatus("pbx-a", LinkState.CONNECTED, sessions=1))
+    tel = await _connected(settings, redis, keys)
     key = keys.ami_link("pbx-a")
     await tel.close()
     # the link's own (not connected) state replaced "connected" at shutdown
