@@ -37,6 +37,7 @@ from api.authcache import AuthCache
 from api.errors import error_response, install_error_handlers
 from api.events import Broadcaster
 from api.metrics import MetricsCollector
+from api.timing import RequestTiming, TimingMetrics, watch_loop_lag
 from api.webhooks import WebhookWorker
 from dialer.db.engine import make_engine, make_sessionmaker
 from dialer.logging import get_logger
@@ -227,7 +228,9 @@ def create_app(
         worker = WebhookWorker(sm, client, app.state.keys, http)
         app.state.webhook_worker = worker
         stop = asyncio.Event()
-        tasks: list[asyncio.Task[None]] = []
+        tasks: list[asyncio.Task[None]] = [
+            asyncio.create_task(watch_loop_lag(app.state.timing, stop), name="loop-lag")
+        ]
         if start_workers:
             from dialer.domain.clock import SystemClock
             from dialer.reports.runs import scheduler_loop
@@ -277,6 +280,9 @@ def create_app(
     app.state.import_sync_max_bytes = 512 * 1024
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, upload_limit=settings.api.max_upload_mb * 1024 * 1024)
+    # Added last, so outermost of the two: the Server-Timing header covers the body limit too.
+    app.state.timing = TimingMetrics(app.state.metrics.registry)
+    app.add_middleware(RequestTiming, metrics=app.state.timing)
 
     from api.routers import ops
 

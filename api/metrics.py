@@ -15,6 +15,9 @@ Metrics (all gauges, labelled by campaign id where it applies):
   depths of the command, event and WhatsApp streams;
 - ``marcador_leads{campaign_id,status}`` and ``marcador_leads_due{campaign_id}``;
 - ``marcador_webhook_deliveries{status}``.
+
+The same registry also holds the request-timing and event-loop-lag histograms of
+:mod:`api.timing` (observed as requests are served, not at scrape time).
 """
 
 from __future__ import annotations

@@ -27,7 +27,9 @@ The SSE connections are read in a process of their own (``--sse-in-process``: in
 pollers' process, as before 2026-11-23 22:00): parsing ~650 events/s in the pollers' event
 loop delayed the pollers' own timing by up to ~100 ms at p99, which is not API latency.
 
-It reports p50/p99 latency per endpoint, the p99 ratio against ``/healthz`` measured in the
+It reports p50/p99 latency per endpoint, beside the API's own time for the same requests (its
+``Server-Timing`` header: from the request entering the app to the response start), the p99
+ratio against ``/healthz`` measured in the
 same run, the delay from the probe's XADD (dialer process) to each SSE client receiving it, and
 the CPU seconds each process used during the measured window, with the load average. Goals
 (issue 6): p99 <= 50 ms, update delay <= 1 s. Everything shares the machine's cores, so the
@@ -237,6 +239,8 @@ def cpu_seconds(pid: int) -> float:
 @dataclass
 class Results:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    #: The API's own ``Server-Timing: app;dur=`` per answered request (time inside the app).
+    server: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     errors: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     delays: list[float] = field(default_factory=list)
     probes_seen: list[int] = field(default_factory=list)
@@ -244,6 +248,15 @@ class Results:
     wall_s: float = 0.0
     measuring: bool = False
     cpu_s: dict[str, float] = field(default_factory=dict)
+
+
+def server_ms(header: str) -> float | None:
+    """``app;dur=12.5`` -> 12.5 (the API's own time for the request), None if absent."""
+    for part in header.split(";"):
+        if part.strip().startswith("dur="):
+            with contextlib.suppress(ValueError):
+                return float(part.strip()[4:])
+    return None
 
 
 async def poll(
@@ -259,15 +272,19 @@ async def poll(
     while time.monotonic() < until:
         t0 = time.perf_counter()
         why = ""
+        inside: float | None = None
         try:
             r = await client.get(path)
             if r.status_code != 200:
                 why = f"HTTP {r.status_code}"
+            inside = server_ms(r.headers.get("server-timing", ""))
         except httpx.HTTPError as exc:
             why = type(exc).__name__
         dt = (time.perf_counter() - t0) * 1000
         if not why:
             res.latencies[name].append(dt)
+            if inside is not None:
+                res.server[name].append(inside)
         else:
             res.errors[name] += 1
             res.error_kinds[f"{name}: {why}"] += 1
@@ -476,6 +493,7 @@ def summarize(res: Results, duration: float, config: dict[str, Any]) -> dict[str
     ]
     for name in order:
         values = res.latencies.get(name, [])
+        inside = res.server.get(name, [])
         p99 = quantile(values, 0.99)
         rows.append(
             {
@@ -485,6 +503,9 @@ def summarize(res: Results, duration: float, config: dict[str, Any]) -> dict[str
                 "rps": len(values) / duration,
                 "p50_ms": quantile(values, 0.5),
                 "p99_ms": p99,
+                "server_p50_ms": quantile(inside, 0.5),
+                "server_p99_ms": quantile(inside, 0.99),
+                "server_max_ms": max(inside) if inside else float("nan"),
                 "goal": "baseline" if name == "GET /healthz" else f"p99 <= {P99_GOAL_MS:.0f} ms",
                 "met": None if name == "GET /healthz" else p99 <= P99_GOAL_MS,
                 "x_baseline_p99": p99 / base_p99 if base_p99 else float("nan"),
@@ -528,7 +549,19 @@ def print_table(summary: dict[str, Any], console: Console) -> None:
             f"{cfg['duration']:.0f} s"
         )
     )
-    for col in ("measure", "n", "err", "req/s", "p50 ms", "p99 ms", "x healthz p99", "goal", "met"):
+    columns = (
+        "measure",
+        "n",
+        "err",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "in API p50 / p99 / max",
+        "x healthz p99",
+        "goal",
+        "met",
+    )
+    for col in columns:
         table.add_column(col, justify="left" if col in ("measure", "goal") else "right")
     for row in summary["rows"]:
         met = row["met"]
@@ -539,6 +572,12 @@ def print_table(summary: dict[str, Any], console: Console) -> None:
             f"{row['rps']:.1f}",
             f"{row['p50_ms']:.1f}",
             f"{row['p99_ms']:.1f}",
+            (
+                f"{row['server_p50_ms']:.1f} / {row['server_p99_ms']:.1f} / "
+                f"{row['server_max_ms']:.1f}"
+                if "server_p50_ms" in row
+                else ""
+            ),
             f"{row['x_baseline_p99']:.1f}",
             row["goal"] + (f" (max {row['max_ms']:.0f})" if "max_ms" in row else ""),
             "" if met is None else ("yes" if met else "[red]no[/]"),

@@ -91,3 +91,23 @@ async def test_metrics(app: FastAPI, redis: aioredis.Redis, keys: Keys) -> None:
     assert "marcador_abandon_rate{" in text  # the running campaign
     assert 'window="30d"' in text
     assert 'marcador_stream_length{stream="commands"} 0.0' in text
+
+
+async def test_request_timing_header_and_histogram(app: FastAPI) -> None:
+    """Every response carries Server-Timing; /metrics has the per-route histogram, labelled by
+    the route template (never the raw path)."""
+    key = await make_key(app.state.sessionmaker, "metrics:read", "campaigns:read")
+    async with key_client(app, key) as c:
+        health = await c.get("/healthz")
+        missing = await c.get("/api/v1/campaigns/999999")
+        await c.get("/no/such/path")
+        text = (await c.get("/metrics")).text
+    assert health.headers["server-timing"].startswith("app;dur=")
+    assert float(health.headers["server-timing"].split("=", 1)[1]) >= 0.0
+    assert missing.status_code == 404
+    assert "server-timing" in missing.headers
+    assert 'marcador_http_request_duration_seconds_count{method="GET",route="/healthz"} 1.0' in text
+    assert 'route="/api/v1/campaigns/{campaign_id}"} 1.0' in text
+    assert 'route="unmatched"} 1.0' in text
+    assert "/999999" not in text
+    assert "marcador_event_loop_lag_seconds_bucket" in text
