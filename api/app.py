@@ -37,7 +37,7 @@ from api.authcache import AuthCache
 from api.errors import error_response, install_error_handlers
 from api.events import Broadcaster
 from api.metrics import MetricsCollector
-from api.timing import RequestTiming, TimingMetrics, watch_loop_lag
+from api.timing import RequestTiming, TimingMetrics, freeze_gc_after, watch_loop_lag
 from api.webhooks import WebhookWorker
 from dialer.db.engine import make_engine, make_sessionmaker
 from dialer.logging import get_logger
@@ -196,11 +196,13 @@ def create_app(
     webhook_transport: httpx.AsyncBaseTransport | None = None,
     start_workers: bool = True,
     password_hasher: PasswordHasher | None = None,
+    gc_freeze_after_s: float | None = None,
 ) -> FastAPI:
     """Build the API app. Resources are created in the lifespan, not here.
 
     ``password_hasher``: argon2 parameters (default: argon2-cffi's RFC 9106 low-memory
-    profile); tests pass cheaper ones.
+    profile); tests pass cheaper ones. ``gc_freeze_after_s``: see
+    :func:`api.timing.freeze_gc_after` (``marcador api`` only: it is process-wide).
     """
 
     @asynccontextmanager
@@ -228,9 +230,13 @@ def create_app(
         worker = WebhookWorker(sm, client, app.state.keys, http)
         app.state.webhook_worker = worker
         stop = asyncio.Event()
-        tasks: list[asyncio.Task[None]] = [
+        tasks: list[asyncio.Task[Any]] = [
             asyncio.create_task(watch_loop_lag(app.state.timing, stop), name="loop-lag")
         ]
+        if gc_freeze_after_s is not None:
+            tasks.append(
+                asyncio.create_task(freeze_gc_after(gc_freeze_after_s, stop), name="gc-freeze")
+            )
         if start_workers:
             from dialer.domain.clock import SystemClock
             from dialer.reports.runs import scheduler_loop

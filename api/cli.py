@@ -50,9 +50,10 @@ def register(app: typer.Typer) -> None:
         bind_host = host or settings.api.host
         bind_port = port or settings.api.port
         console.print(f"Marcador API on http://{bind_host}:{bind_port} (docs: /docs)")
-        app = create_app(settings)
+        app = create_app(settings, gc_freeze_after_s=settings.api.gc_freeze_after_s or None)
         # Everything imported so far lives as long as the process: keep it out of the cyclic
-        # GC's generations, so full collections stay short under load.
+        # GC's generations, so full collections stay short under load (and once more after
+        # the first requests, see ApiSettings.gc_freeze_after_s).
         gc.collect()
         gc.freeze()
         uvicorn.run(
@@ -61,6 +62,7 @@ def register(app: typer.Typer) -> None:
             port=bind_port,
             log_level=settings.log_level,
             proxy_headers=True,
+            timeout_keep_alive=settings.api.keep_alive_s,
         )
 
     @user_app.command("create")

@@ -12,6 +12,10 @@ response such as the SSE stream counts until its headers), and
   (``/api/v1/leads/{lead_id}``), never the raw path, so the label set stays bounded; requests
   that match no route are ``unmatched``.
 
+:func:`freeze_gc_after` keeps full garbage collections short: once the first requests have
+loaded what a process keeps (compiled SQL, validators, caches), it collects once and freezes
+the survivors (``gc.freeze()``), so later full collections only walk what came after.
+
 :func:`watch_loop_lag` measures how late the event loop wakes a task that sleeps a fixed
 interval (``marcador_event_loop_lag_seconds``): a long synchronous step anywhere in the process
 shows there, whatever request it delays.
@@ -20,6 +24,7 @@ shows there, whatever request it delays.
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Callable
 
@@ -143,3 +148,21 @@ async def watch_loop_lag(
         except TimeoutError:
             pass
         metrics.loop_lag.observe(max(0.0, loop.time() - asked - interval))
+
+
+async def freeze_gc_after(
+    delay: float,
+    stop: asyncio.Event,
+    collect: Callable[[], object] = gc.collect,
+    freeze: Callable[[], None] = gc.freeze,
+) -> bool:
+    """After ``delay`` seconds (unless ``stop`` comes first): one full collection, then
+    ``gc.freeze()``. Returns whether it ran. Process-wide: for ``marcador api``, not tests."""
+    try:
+        await asyncio.wait_for(stop.wait(), delay)
+        return False
+    except TimeoutError:
+        pass
+    collect()
+    freeze()
+    return True

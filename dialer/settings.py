@@ -132,6 +132,24 @@ class ApiSettings(BaseModel):
         default="http://127.0.0.1:8000", description="External URL (links, webhooks)."
     )
     max_upload_mb: int = Field(default=50, ge=1, description="Largest lead file accepted.")
+    keep_alive_s: int = Field(
+        default=65,
+        ge=1,
+        le=3600,
+        description=(
+            "Idle keep-alive of client connections. Longer than a load balancer's idle timeout "
+            "(60 s on most), so the server never closes a connection a client is about to reuse."
+        ),
+    )
+    gc_freeze_after_s: float = Field(
+        default=10.0,
+        ge=0,
+        description=(
+            "Seconds after start-up (`marcador api`) to collect once and move what the first "
+            "requests loaded out of the cyclic GC's reach, so full collections stay short. "
+            "0: never."
+        ),
+    )
 
 
 class ReportsSettings(BaseModel):

@@ -604,7 +604,12 @@ def main() -> None:
     parser.add_argument("--agents", type=int, default=50)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--duration", type=float, default=20.0, help="measured seconds")
-    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=12.0,
+        help="seconds of load before measuring (covers the API's GC freeze at 10 s)",
+    )
     parser.add_argument("--leads", type=int, default=2000)
     parser.add_argument("--speed", type=float, default=2.0, help="simulated time speed-up")
     parser.add_argument("--quick", action="store_true", help="10 agents, 20 dashboards, 8 s")

@@ -8,7 +8,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 from starlette.types import Message, Receive, Scope, Send
 
-from api.timing import RequestTiming, TimingMetrics, route_label, watch_loop_lag
+from api.timing import (
+    RequestTiming,
+    TimingMetrics,
+    freeze_gc_after,
+    route_label,
+    watch_loop_lag,
+)
 
 
 class FakeClock:
@@ -117,3 +123,18 @@ async def test_loop_lag_observes_each_wake_and_stops_when_told(
     stopped.set()
     await asyncio.wait_for(watch_loop_lag(metrics, stopped), 1)  # already stopped: returns
     assert sample(registry, "marcador_event_loop_lag_seconds_count", {}) == 3.0
+
+
+async def test_gc_freeze_runs_once_after_the_delay_unless_stopped() -> None:
+    calls: list[str] = []
+    stop = asyncio.Event()
+    ran = await freeze_gc_after(
+        0.0, stop, collect=lambda: calls.append("collect"), freeze=lambda: calls.append("freeze")
+    )
+    assert ran is True and calls == ["collect", "freeze"]
+    stop.set()
+    calls.clear()
+    ran = await freeze_gc_after(
+        3600.0, stop, collect=lambda: calls.append("collect"), freeze=lambda: calls.append("freeze")
+    )
+    assert ran is False and calls == []
