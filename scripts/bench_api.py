@@ -679,6 +679,11 @@ def main() -> None:
             if proc.is_alive():
                 proc.terminate()
                 proc.join(10)
+            # The dialer and the API shared one embedded Redis: if both closed it at once (each
+            # saw the other still connected), or one was killed, it is still running.
+            from dialer.redis_client import stop_embedded
+
+            stop_embedded(Path(workdir) / "data")
     config = {
         "layout": "single process" if args.single_process else "dialer + marcador api + load",
         "agents": args.agents,

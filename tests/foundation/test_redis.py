@@ -81,3 +81,20 @@ async def test_undecodable_entry_does_not_crash(redis: aioredis.Redis, keys: Key
     await redis.xadd(keys.events_stream, {"type": "x", "data": "{not json"})
     got = await Streams(redis).read(keys.events_stream, "0")
     assert got[0].data == {"_undecodable": "{not json"}
+
+
+def test_stop_embedded_server_left_running(tmp_path: Path) -> None:
+    """A process that shared the embedded server was killed and never closed it: the server
+    is stopped (its data saved) once nothing uses the data directory; nothing to stop then."""
+    import psutil
+
+    from dialer.redis_client import EmbeddedRedis, stop_embedded
+
+    server = EmbeddedRedis(tmp_path)  # never closed, as if its process had been killed
+    pid = int(server._server.pid)
+    assert psutil.pid_exists(pid)
+    assert stop_embedded(tmp_path) is True
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert (tmp_path / "redis.db").exists()  # saved on the way out
+    assert stop_embedded(tmp_path) is False
+    assert stop_embedded(tmp_path / "never-used") is False
