@@ -149,7 +149,8 @@ async def test_demo_import_and_whatsapp_log_no_pii_or_secret(
         demo_settings,
         DemoOptions(agents=3, leads=25, speed=60.0, duration=900.0, seed=11, live=False),
     )
-    assert sum(stats.values()) == 25
+    # Leads by status (every lead once); "due" counts some of them again (due right now).
+    assert sum(n for status, n in stats.items() if status != "due") == 25
 
     # 2. an import of a generated file into the demo campaign
     db = make_engine(demo_settings)
