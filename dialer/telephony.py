@@ -27,6 +27,8 @@ log = get_logger("marcador.telephony")
 
 #: Lifetime of a ``Keys.ami_link`` hash; every running dialer refreshes it at a third of this.
 LINK_STATUS_TTL_S = 30
+#: How long close() waits for link-status writes already in flight.
+PUBLISH_DRAIN_S = 2.0
 
 #: Raw events the engine needs besides tracker outputs (agent rooms and agent channels).
 _ENGINE_EVENTS = (ConfbridgeJoin, Hangup)
@@ -57,6 +59,8 @@ class BridgeTelephony:
         self.trunks: dict[str, str] = {s.name: s.trunk for s in settings.asterisk.servers}
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._publishing = 0  # publishes in flight (close() waits for them)
+        self._published = asyncio.Condition()
 
     # -- bridge callbacks ------------------------------------------------------------------------
     async def _on_output(self, server: str, output: TrackerOutput) -> None:
@@ -74,6 +78,7 @@ class BridgeTelephony:
         if self.redis is None or self._closed:
             return  # a late callback after close() (Redis may be closed already): dropped
         key = self.keys.ami_link(status.server)
+        self._publishing += 1
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(key, mapping=status.as_mapping())
@@ -83,7 +88,14 @@ class BridgeTelephony:
             if final:  # shutting down: Redis may already be gone; the hash's TTL expires it
                 log.debug("link_status_final_publish_skipped", error=type(exc).__name__)
             else:
-                log.warning("link_status_publish_failed", error=type(exc).__name__)
+                log.warning(
+                    "link_status_publish_failed", error=type(exc).__name__, detail=str(exc)[:200]
+                )
+        finally:
+            self._publishing -= 1
+            if self._publishing == 0:
+                async with self._published:
+                    self._published.notify_all()
 
     async def _heartbeat(self) -> None:
         """Re-publish every link's status before its hash expires."""
@@ -141,3 +153,10 @@ class BridgeTelephony:
         for status in list(self.bridge.statuses().values()):
             await self._publish_status(status, final=True)
         self._closed = True
+        # a callback that started before the line above may still be writing: let it finish
+        # before the caller closes Redis under it ("Connection closed" at every shutdown)
+        async with self._published:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._published.wait_for(lambda: self._publishing == 0), PUBLISH_DRAIN_S
+                )

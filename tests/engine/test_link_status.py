@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
+from typing import cast
 
+import pytest
 import redis.asyncio as aioredis
 from pydantic import SecretStr
 
@@ -44,3 +47,66 @@ async def test_close_publishes_the_final_state_then_ignores_late_callbacks(
     await redis.delete(key)
     await tel._on_status(LinkStatus("pbx-a", LinkState.CONNECTED, sessions=2))
     assert await redis.exists(key) == 0
+
+
+class _Pipe:
+    """A pipeline whose first execute() waits for ``gate`` (a write still in flight)."""
+
+    def __init__(self, owner: _SlowRedis) -> None:
+        self.owner = owner
+
+    async def __aenter__(self) -> _Pipe:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    def hset(self, *args: object, **kwargs: object) -> None:
+        return None
+
+    def expire(self, *args: object) -> None:
+        return None
+
+    async def execute(self) -> None:
+        self.owner.calls += 1
+        if self.owner.calls == 1:
+            await self.owner.gate.wait()
+        self.owner.finished += 1
+
+
+class _SlowRedis:
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.calls = 0
+        self.finished = 0
+
+    def pipeline(self, transaction: bool = True) -> _Pipe:
+        return _Pipe(self)
+
+
+async def test_close_waits_for_a_publish_already_in_flight(
+    settings: Settings, keys: Keys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A status callback that began writing before close() finishes before close() returns,
+    so the caller never closes Redis under it."""
+    slow = _SlowRedis()
+    sim = ServerSpec("pbx-a", "127.0.0.1", 1, "dialer", SecretStr("x"))
+    tel = BridgeTelephony(
+        settings, cast(aioredis.Redis, slow), keys, simulator=sim, now=lambda: datetime.now(UTC)
+    )
+
+    async def no_io() -> None:
+        return None
+
+    monkeypatch.setattr(tel.bridge, "close", no_io)
+    in_flight = asyncio.create_task(
+        tel._on_status(LinkStatus("pbx-a", LinkState.CONNECTED, sessions=1))
+    )
+    closing = asyncio.create_task(tel.close())
+    for _ in range(50):  # bounded: every step of close() here is a plain coroutine, no I/O
+        await asyncio.sleep(0)
+    assert slow.calls >= 1 and slow.finished == slow.calls - 1  # the first write is held
+    assert not closing.done()  # close() waits for it
+    slow.gate.set()
+    await asyncio.wait_for(closing, 5)
+    assert in_flight.done() and slow.finished == slow.calls
