@@ -252,10 +252,12 @@ async def redis_drop_prefix(url: str, prefix: str) -> int:
     """Delete the run's keys (its own prefix) from a shared Redis server."""
     import redis.asyncio as aioredis
 
+    from dialer.redis_keys import Keys
+
     client = aioredis.Redis.from_url(url)
     try:
         n = 0
-        async for key in client.scan_iter(match=f"{prefix}*", count=1000):
+        async for key in client.scan_iter(match=Keys(prefix).pattern(), count=1000):
             n += await client.delete(key)
         return n
     finally:
@@ -717,7 +719,7 @@ def main() -> None:
         backend["database_url"] = pg_database(args.pg_url, db_name)
     if args.redis_url:
         backend["redis_url"] = args.redis_url
-        backend["redis_key_prefix"] = f"bench-{run_id}:"
+        backend["redis_key_prefix"] = f"bench-{run_id}"
     try:
         res = run(args, ctx, secret, backend, console)
     finally:
