@@ -58,6 +58,7 @@ __all__ = [
     "raise_for_error",
     "redirect",
     "setvar",
+    "spy_agent",
     "spy_originate",
 ]
 
@@ -168,6 +169,15 @@ def originate(req: OriginateRequest) -> ActionRequest:
     return ActionRequest("Originate", tuple(headers), channel_id=req.channel_id)
 
 
+def spy_agent(agent_ext: str) -> str:
+    """The agent extension for :data:`ami_bridge.dialplan.VAR_SPY_AGENT`: digits only (the
+    dialplan keeps only digits, so anything else would spy on the wrong channel)."""
+    ext = _text(agent_ext, "agent extension")
+    if not ext.isdigit():
+        raise InvalidAction(f"agent extension must be digits to be spied on, got {ext!r}")
+    return ext
+
+
 def spy_originate(
     supervisor_channel: str,
     agent_ext: str,
@@ -187,9 +197,10 @@ def spy_originate(
             channel=supervisor_channel,
             channel_id=channel_id,
             context=dp.CTX_SPY,
-            exten=dp.spy_exten(mode, _text(agent_ext, "agent extension")),
+            exten=dp.spy_exten(mode),
             timeout_ms=timeout_ms,
             caller_id=caller_id,
+            variables={dp.VAR_SPY_AGENT: spy_agent(agent_ext)},
         )
     )
 

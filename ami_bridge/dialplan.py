@@ -16,7 +16,10 @@ Call flow (design.md §3-4):
 * **Preview** - ``Originate Channel: <customer>``, ``Context: marcador-preview``,
   ``Exten: <agent ext>``: the answered customer joins the agent's room directly.
 * **Supervisor** - ``Originate Channel: PJSIP/<supervisor>``, ``Context: marcador-spy``,
-  ``Exten: listen-<ext>`` / ``whisper-<ext>`` / ``barge-<ext>`` (``ChanSpy`` options q, qw, qB).
+  ``Exten: listen`` / ``whisper`` / ``barge`` (literal extensions: a pattern such as
+  ``_listen-X.`` would read the ``n`` as the wildcard N), ``Variable: MARCADOR_SPY_AGENT=<ext>``
+  (``ChanSpy`` options qE, qwE, qBE). The dialer hangs the supervisor's channel up when the
+  spied call ends.
 
 Pure constants and tiny pure helpers: nothing here does IO.
 """
@@ -78,6 +81,8 @@ VAR_SAFE_HARBOR: Final = "MARCADOR_SAFE_HARBOR"
 """Sound file of the campaign's safe-harbor identification message."""
 VAR_MACHINE_MESSAGE: Final = "MARCADOR_MACHINE_MESSAGE"
 """Sound file left on answering machines when ``MARCADOR_AMD=message``."""
+VAR_SPY_AGENT: Final = "MARCADOR_SPY_AGENT"
+"""Agent extension a supervisor's ``marcador-spy`` call listens to (digits only)."""
 VAR_ABANDONED: Final = "MARCADOR_ABANDONED"
 """Set to ``1`` by the dialplan on the safe-harbor path: the call is ABANDONED."""
 VAR_AMDSTATUS: Final = "AMDSTATUS"
@@ -105,8 +110,9 @@ def agent_of_room(conference: str) -> str | None:
     return None
 
 
-def spy_exten(mode: str, agent_ext: str) -> str:
-    """Exten in :data:`CTX_SPY` for ``mode`` (listen/whisper/barge) on agent ``agent_ext``."""
+def spy_exten(mode: str) -> str:
+    """Exten in :data:`CTX_SPY` for ``mode`` (listen/whisper/barge): a literal extension; the
+    agent goes in :data:`VAR_SPY_AGENT`."""
     if mode not in SPY_MODES:
         raise ValueError(f"unknown spy mode {mode!r}; expected one of {SPY_MODES}")
-    return f"{mode}-{agent_ext}"
+    return mode

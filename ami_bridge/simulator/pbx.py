@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ami_bridge import dialplan as dp
+from ami_bridge.extensions import best_match
 from ami_bridge.simulator.clock import SimClock
 from ami_bridge.simulator.config import (
     AmdTruth,
@@ -49,6 +50,31 @@ REASON_CONGESTION = 8
 
 UNKNOWN = "<unknown>"
 LEGACY_CONTEXT = "dialer"  # the transcripts' lab context (hold, amd-only, conf), kept for parity
+
+#: The simulator's dialplan: context -> {extension name as written in extensions.conf: the
+#: method that runs it}. Names are matched by Asterisk's rules (:func:`best_match`), and
+#: tests/ami/test_extensions.py checks them against deploy/asterisk/extensions.conf.
+DIALPLAN: dict[str, dict[str, str]] = {
+    dp.CTX_AGENT: {"_X.": "_dp_agent"},
+    dp.CTX_OUTBOUND: {dp.EXTEN_START: "_dp_outbound", dp.EXTEN_LEAVE_MESSAGE: "_dp_leave_message"},
+    dp.CTX_HOLD: {dp.EXTEN_START: "_dp_hold", dp.EXTEN_SAFE_HARBOR: "_dp_safe_harbor"},
+    dp.CTX_AGENT_ROOM: {"_X.": "_dp_agent_room"},
+    dp.CTX_PREVIEW: {"_X.": "_dp_preview"},
+    dp.CTX_SPY: {mode: "_dp_spy" for mode in dp.SPY_MODES},
+    # The transcripts' lab context (ami-transcripts/README.md). "": the extension exists but
+    # the simulator does not run it (the channel's dialplan simply ends).
+    LEGACY_CONTEXT: {
+        "hold": "_dp_legacy",
+        "amd-only": "_dp_legacy",
+        "conf": "_dp_legacy",
+        "queue": "",
+        "queue-support": "",
+        "direct": "",
+        "agent-1001": "",
+        "agent-1002": "",
+        "agent-1003": "",
+    },
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -844,31 +870,23 @@ class Pbx:
         self.goto(ch, context, exten, priority)
 
     # ------------------------------------------------------------------ dialplan
+    def extension_exists(self, context: str, exten: str) -> bool:
+        """Would Asterisk find ``exten`` in ``context`` (Originate answers "Extension does not
+        exist." otherwise)? Matched by Asterisk's rules (:mod:`ami_bridge.extensions`)."""
+        return best_match(DIALPLAN.get(context, {}), exten) is not None
+
     def _handler(
         self, context: str, exten: str
     ) -> Callable[[Channel], Coroutine[Any, Any, tuple[str, str] | None]] | None:
-        if context == dp.CTX_OUTBOUND and exten == dp.EXTEN_START:
-            return self._dp_outbound
-        if context == dp.CTX_OUTBOUND and exten == dp.EXTEN_LEAVE_MESSAGE:
-            return self._dp_leave_message
-        if context == dp.CTX_HOLD and exten == dp.EXTEN_START:
-            return self._dp_hold
-        if context == dp.CTX_HOLD and exten == dp.EXTEN_SAFE_HARBOR:
-            return self._dp_safe_harbor
-        digits = len(exten) >= 2 and exten[0].isdigit()
-        if context == dp.CTX_AGENT and digits:
-            return self._dp_agent
-        if context == dp.CTX_AGENT_ROOM and digits:
-            return self._dp_agent_room
-        if context == dp.CTX_PREVIEW and digits:
-            return self._dp_preview
-        if context == dp.CTX_SPY:
-            mode, _, agent = exten.partition("-")
-            if mode in dp.SPY_MODES and len(agent) >= 1:
-                return self._dp_spy
-        if context == LEGACY_CONTEXT and exten in ("hold", "amd-only", "conf"):
-            return self._dp_legacy
-        return None
+        table = DIALPLAN.get(context)
+        if table is None:
+            return None
+        name = best_match(table, exten)
+        if name is None or not table[name]:
+            return None
+        handler: Callable[[Channel], Coroutine[Any, Any, tuple[str, str] | None]]
+        handler = getattr(self, table[name])
+        return handler
 
     async def _exec(self, ch: Channel) -> None:
         try:
@@ -999,8 +1017,10 @@ class Pbx:
         return None
 
     async def _dp_spy(self, ch: Channel) -> tuple[str, str] | None:
-        mode, _, agent = ch.exten.partition("-")
-        self._newexten(ch, 1, "NoOp", f"MARCADOR {mode} agent={agent}")
+        mode = ch.exten
+        raw = self._var(ch, dp.VAR_SPY_AGENT)
+        agent = "".join(c for c in raw if c.isdigit())  # ${FILTER(0-9,...)}
+        self._newexten(ch, 1, "NoOp", f"MARCADOR {mode} agent={raw}")
         self._newexten(ch, 2, "ChanSpy", f"PJSIP/{agent}-,{dp.SPY_OPTIONS[mode]}")
         spyee = next(
             (c for c in self.channels.values() if c.name.startswith(f"PJSIP/{agent}-")), None

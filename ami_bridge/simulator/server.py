@@ -589,6 +589,12 @@ class SimulatorServer:
         ):
             s.reply(a, [("Response", "Error"), ("Message", "Uniqueid already in use")])
             return
+        if req.application is None and not self.pbx.extension_exists(
+            req.context or "", req.exten or ""
+        ):
+            # Asterisk 22 checks the Originate's own Context/Exten before dialing anything.
+            s.reply(a, [("Response", "Error"), ("Message", "Extension does not exist.")])
+            return
         if req.is_async:
             s.reply(a, [("Response", "Success"), ("Message", "Originate successfully queued")])
             asyncio.get_running_loop().call_soon(self._start_originate, req)

@@ -68,9 +68,12 @@ def test_originate_application_and_bad_requests() -> None:
 
 def test_spy_redirect_hangup_and_lists() -> None:
     spy = act.spy_originate("PJSIP/2001", "1001", dp.SPY_WHISPER, channel_id="spy-1")
-    assert ("Context", dp.CTX_SPY) in spy.headers and ("Exten", "whisper-1001") in spy.headers
+    assert ("Context", dp.CTX_SPY) in spy.headers and ("Exten", "whisper") in spy.headers
+    assert ("Variable", f"{dp.VAR_SPY_AGENT}=1001") in spy.headers
     with pytest.raises(ValueError):
         act.spy_originate("PJSIP/2001", "1001", "shout", channel_id="spy-2")
+    with pytest.raises(InvalidAction):  # the dialplan FILTERs digits: refuse anything else
+        act.spy_originate("PJSIP/2001", "1001-x", dp.SPY_LISTEN, channel_id="spy-3")
     red = act.redirect("Local/x;1", dp.CTX_AGENT_ROOM, "1001", extra_channel="PJSIP/1001-1")
     assert ("ExtraChannel", "PJSIP/1001-1") in red.headers
     assert ("ExtraContext", dp.CTX_AGENT_ROOM) in red.headers

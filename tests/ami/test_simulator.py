@@ -790,8 +790,8 @@ async def test_unknown_endpoint_and_bad_originate(sim: SimulatorServer) -> None:
     aid = client.send(
         "Originate",
         ("Channel", "PJSIP/9999"),
-        ("Context", "x"),
-        ("Exten", "s"),
+        ("Context", "dialer"),
+        ("Exten", "hold"),
         ("ChannelId", "cid-1"),
         ("Async", "true"),
     )
@@ -799,6 +799,25 @@ async def test_unknown_endpoint_and_bad_originate(sim: SimulatorServer) -> None:
     assert (r.get("Reason"), r.get("Uniqueid")) == ("0", "cid-1")
     bad = await client.action("Originate", ("Async", "true"))
     assert bad.response == "Error"
+    await client.close()
+
+
+async def test_originate_to_a_missing_extension_is_refused(sim: SimulatorServer) -> None:
+    """Asterisk 22.10.1 checks the Originate's Context/Exten first (checked on the bundle):
+    ``Response: Error`` / ``Extension does not exist.``, no channel, no OriginateResponse.
+    ``listen-1001`` is what the old dialplan's ``_listen-X.`` was meant to match."""
+    client = await login(sim)
+    for context, exten in (("x", "s"), (dp.CTX_SPY, "listen-1001")):
+        bad = await client.action(
+            "Originate",
+            ("Channel", "PJSIP/1001"),
+            ("Context", context),
+            ("Exten", exten),
+            ("ChannelId", f"cid-{context}"),
+            ("Async", "true"),
+        )
+        assert (bad.response, bad.get("Message")) == ("Error", "Extension does not exist.")
+    assert sim.channels() == []
     await client.close()
 
 
