@@ -243,10 +243,20 @@ class SimulatorServer:
             self._boot_task.cancel()
             self._boot_task = None
 
-    async def restart(self, refuse_for: float | None = None) -> None:
+    async def restart(
+        self, refuse_for: float | None = None, *, issuer: Session | None = None
+    ) -> None:
         """``core restart now``: hang up every call, ``Shutdown`` event, EOF, refuse
         connections for ``refuse_for`` simulated seconds, then listen again while booting
-        (FullyBooted with ``Uptime: 0`` follows later; await :meth:`wait_fully_booted`)."""
+        (FullyBooted with ``Uptime: 0`` follows later; await :meth:`wait_fully_booted`).
+
+        ``issuer``: the AMI session that sent the ``Command``. As on Asterisk 22.10.1, it gets
+        no Response and none of the shutdown's events, only EOF; the other sessions get the
+        channels' SoftHangupRequest (Cause 4) / Hangup events, ``Shutdown`` and EOF. A restart
+        from outside AMI (the CLI, SIGUSR1 of ``marcador pbx-sim``) has no issuer.
+        """
+        if issuer is not None:
+            self._close_session(issuer, abort=False)
         self.pbx.shutdown_hangup_all()
         self.pbx.emit("Shutdown", "system", [("Shutdown", "Cleanly"), ("Restart", "True")])
         self._booted.clear()
@@ -531,10 +541,8 @@ class SimulatorServer:
         if cmd == "core show version":
             out = "Asterisk 22.10.1 (Marcador PBX simulator)"
         elif cmd in ("core restart now", "core restart gracefully"):
-            s.reply(
-                a, [("Response", "Success"), ("Message", "Command output follows"), ("Output", "")]
-            )
-            self._restart_task = asyncio.ensure_future(self.restart())
+            # Asterisk 22.10.1: the issuing session gets no Response, only EOF.
+            self._restart_task = asyncio.ensure_future(self.restart(issuer=s))
             return
         else:
             out = (

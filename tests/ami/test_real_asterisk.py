@@ -138,10 +138,18 @@ async def test_abandon_timer_safe_harbor(ami: AmiTestClient) -> None:
     os.environ.get("MARCADOR_TEST_AMI_RESTART") != "1", reason="set MARCADOR_TEST_AMI_RESTART=1"
 )
 async def test_reconnect_after_core_restart_now(ami: AmiTestClient) -> None:
+    """Asterisk sends ``Shutdown`` only to the *other* AMI sessions: the one that sent
+    ``core restart now`` gets no Response and no event, only EOF."""
     host, port, user, secret = _target()
+    observer = await AmiTestClient.connect(host, port)
+    assert (await observer.login(user, secret)).response == "Success"
+    n = len(ami.messages)
     ami.send("Command", ("Command", "core restart now"))
-    await ami.event("Shutdown", within=30)
+    shut = await observer.event("Shutdown", within=30)
+    assert (shut.get("Shutdown"), shut.get("Restart")) == ("Cleanly", "True")
+    await observer.wait_eof(within=30)
     await ami.wait_eof(within=30)
+    assert not [m for m in ami.messages[n:] if m.event == "Shutdown" or m.response]
     client: AmiTestClient | None = None
     for _ in range(120):  # bounded reconnect loop with backoff, as the bridge does
         try:

@@ -720,6 +720,42 @@ async def _restart_scenario(sim: SimulatorServer) -> None:
     await again.close()
 
 
+async def test_restart_through_ami_the_issuer_gets_only_eof(sim: SimulatorServer) -> None:
+    """Checked on Asterisk 22.10.1 (``Command: core restart now`` on session A): A gets no
+    Response, no event, only EOF; B gets SoftHangupRequest Cause 4 for every leg, the Hangups,
+    a Failure OriginateResponse (Reason 0) for a call still ringing, ``Shutdown``, then EOF."""
+    issuer = await login(sim)
+    other = await login(sim)
+    await _customer_call(other, "3012", "att-r1", **{dp.VAR_CONNECT_TIMEOUT: "60"})
+    ringing = other.send(
+        "Originate",
+        ("Channel", "Local/3004@customers"),
+        ("Context", dp.CTX_OUTBOUND),
+        ("Exten", "s"),
+        ("ChannelId", "att-r2"),
+        ("Timeout", "30000"),
+        ("Async", "true"),
+    )
+    await other.event("Newchannel", Uniqueid="att-r2")
+    n = len(issuer.messages)
+    issuer.send("Command", ("Command", "core restart now"))
+    shut = await other.event("Shutdown")
+    assert (shut.get("Shutdown"), shut.get("Restart")) == ("Cleanly", "True")
+    await other.wait_eof()
+    await issuer.wait_eof()
+    assert issuer.messages[n:] == []  # no Response, no SoftHangupRequest, no Shutdown
+    soft = {m.get("Uniqueid") for m in other.messages if m.event == "SoftHangupRequest"}
+    assert {"att-r1", "att-r2"} <= soft
+    assert all(
+        m.get("Cause") == "4"
+        for m in other.messages
+        if m.event == "SoftHangupRequest" and m.get("Uniqueid") in ("att-r1", "att-r2")
+    )
+    failed = await other.event("OriginateResponse", ActionID=ringing)
+    assert (failed.get("Response"), failed.get("Reason")) == ("Failure", "0")
+    await sim.wait_fully_booted()
+
+
 async def test_kill_bare_eof_refused_until_started(sim: SimulatorServer) -> None:
     client = await login(sim)
     await _customer_call(client, "3012", "att-7", **{dp.VAR_CONNECT_TIMEOUT: "60"})
