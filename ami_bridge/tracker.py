@@ -55,6 +55,12 @@ Not answered:
    number); Reason 0 and no channel ever created -> ``FAILED`` (no such endpoint, or an
    endpoint/trunk with no registered contact: a PBX/trunk problem, not the number's).
 
+PBX restart/shutdown (evidence: a ``SoftHangupRequest`` with Cause 4 on one of the call's
+legs, or a ``Shutdown`` event, before it ended): its causes say nothing, so it is decided
+apart, with ``CallEnded.end_reason = "pbx_restart"`` and a detail starting with it: connected
+-> ``ANSWERED_CONNECTED`` (the agent still dispositions it); answered -> ``MACHINE`` if AMD
+said so, else ``ABANDONED``; not answered -> ``FAILED`` (never counted against the limits).
+
 A call ends when its ``;1`` leg hangs up after an answer, or, unanswered, once the
 OriginateResponse arrived and every leg seen has hung up (they come in any order). If one of
 those facts never comes, :meth:`CallTracker.tick` resolves the call ``settle_timeout`` later
@@ -101,6 +107,8 @@ from ami_bridge.events import (
     Newstate,
     OriginateResponse,
     Response,
+    Shutdown,
+    SoftHangupRequest,
     VarSet,
 )
 from dialer.domain.outcomes import CallOutcome
@@ -119,6 +127,11 @@ __all__ = [
 
 _STATE_RINGING = 5
 _STATE_UP = 6
+#: ``SoftHangupRequest`` Cause during ``core restart``/``core stop``: the soft-hangup flag
+#: AST_SOFTHANGUP_SHUTDOWN, not a Q.850 cause (ami-transcripts file 24; checked on 22.10.1).
+SOFTHANGUP_SHUTDOWN = 4
+#: :attr:`CallEnded.end_reason` of a call cut by a PBX restart or shutdown.
+END_PBX_RESTART = "pbx_restart"
 _VAGUE_CAUSES = (None, 0, 16)
 
 _CAUSE_OUTCOMES: dict[int, CallOutcome] = {
@@ -219,6 +232,9 @@ class CallEnded:
     channel: str | None
     uniqueid: str | None
     action_id: str
+    #: Why the call ended when the PBX, not a party, ended it: :data:`END_PBX_RESTART` when a
+    #: ``SoftHangupRequest`` with Cause 4 (or ``Shutdown``) was seen before its Hangup.
+    end_reason: str | None = None
 
 
 TrackerOutput = CallRinging | CallAnswered | CallConnected | CallEnded
@@ -244,6 +260,7 @@ class _Call:
         "match",
         "other_cause",
         "other_uid",
+        "pbx_shutdown",
         "preview",
         "primary_cause",
         "primary_uid",
@@ -293,6 +310,7 @@ class _Call:
         self.conference: str | None = None
         self.bridge_id: str | None = None
         self.settle_at: datetime | None = None
+        self.pbx_shutdown = False
 
 
 def _base_name(channel: str) -> str:
@@ -320,6 +338,7 @@ class CallTracker:
             BridgeEnter: self._on_bridge_enter,  # type: ignore[dict-item]
             BridgeLeave: self._on_bridge_leave,  # type: ignore[dict-item]
             ConfbridgeJoin: self._on_confbridge_join,  # type: ignore[dict-item]
+            SoftHangupRequest: self._on_soft_hangup,  # type: ignore[dict-item]
         }
 
     # -- registration ------------------------------------------------------------------------
@@ -426,6 +445,9 @@ class CallTracker:
             return self._on_dial(event, now)
         if type(event) is Response:
             return self._on_response(event, now)
+        if type(event) is Shutdown:
+            for call in self._calls.values():  # whatever is still up dies with the PBX
+                call.pbx_shutdown = True
         return []
 
     def tick(self, now: datetime) -> list[TrackerOutput]:
@@ -568,6 +590,13 @@ class CallTracker:
         else:
             call.other_cause = ev.cause
         return self._maybe_settle(call, now)
+
+    def _on_soft_hangup(
+        self, call: _Call | None, ev: SoftHangupRequest, now: datetime
+    ) -> list[TrackerOutput]:
+        if call is not None and ev.cause == SOFTHANGUP_SHUTDOWN:
+            call.pbx_shutdown = True
+        return []
 
     def _on_varset(self, call: _Call | None, ev: VarSet, now: datetime) -> list[TrackerOutput]:
         var = ev.variable
@@ -740,6 +769,8 @@ class CallTracker:
         return primary if primary is not None else other
 
     def _decide(self, call: _Call) -> tuple[CallOutcome, str]:
+        if call.pbx_shutdown:
+            return self._decide_restart(call)
         amd = (call.amd_status or "").upper()
         if call.connected_at is not None:
             return CallOutcome.ANSWERED_CONNECTED, "connected to agent"
@@ -771,6 +802,22 @@ class CallTracker:
             return CallOutcome.FAILED, "no OriginateResponse"
         return CallOutcome.FAILED, f"originate reason {call.reason}"
 
+    def _decide_restart(self, call: _Call) -> tuple[CallOutcome, str]:
+        """The PBX hung the call up (restart/shutdown): its causes (16 or 0) say nothing.
+
+        Connected: still a contact (the agent dispositions it). Answered, never connected:
+        ABANDONED (the customer answered and got no agent). Not answered: FAILED, which never
+        counts against the limits (docs/outcomes.md, "Outcomes from evidence").
+        """
+        tag = f"{END_PBX_RESTART}:"
+        if call.connected_at is not None:
+            return CallOutcome.ANSWERED_CONNECTED, f"{tag} connected to agent, cut by the PBX"
+        if call.answered_at is not None and not call.preview:
+            if (call.amd_status or "").upper() == "MACHINE":
+                return CallOutcome.MACHINE, f"{tag} AMD {call.amd_cause or 'MACHINE'}"
+            return CallOutcome.ABANDONED, f"{tag} answered, cut by the PBX before an agent"
+        return CallOutcome.FAILED, f"{tag} cut by the PBX before an answer"
+
     def _end(self, call: _Call, now: datetime, outcome: CallOutcome, detail: str) -> CallEnded:
         self._forget(call)
         return CallEnded(
@@ -790,6 +837,7 @@ class CallTracker:
             channel=call.channel,
             uniqueid=call.primary_uid,
             action_id=call.action_id,
+            end_reason=END_PBX_RESTART if call.pbx_shutdown else None,
         )
 
     def _forget(self, call: _Call) -> None:

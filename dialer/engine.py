@@ -681,6 +681,7 @@ class Engine:
                 "lead_id": finished.lead_id,
                 "campaign_id": finished.campaign_id,
                 "outcome": ev.outcome.value,
+                "end_reason": ev.end_reason or "",
                 "lead_status": decision.lead_status.value if decision else "in_progress",
                 "next_attempt_at": str(decision.next_attempt_at) if decision else None,
             },

@@ -783,7 +783,16 @@ class EngineStore:
                 at=now,
                 kind=decision.action.value,
                 reason=decision.reason.value,
-                detail={"attempt": attempt.uuid, "next": str(decision.next_attempt_at)},
+                detail={
+                    "attempt": attempt.uuid,
+                    "next": str(decision.next_attempt_at),
+                    # the phone marked bad by this decision, and why (e.g. trunk_failures)
+                    **(
+                        {"bad_phone": decision.invalid_phone_id, "why": decision.reason.value}
+                        if decision.invalid_phone_id is not None
+                        else {}
+                    ),
+                },
             )
         )
         message_id = None

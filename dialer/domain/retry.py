@@ -20,7 +20,10 @@ invalid/wrong  the phone is marked unusable; the next phone is tried after 10 mi
 ============== ==========================================================================
 
 Uncounted failures back off exponentially (capped by ``uncounted_backoff_max``) so a dead
-trunk does not spin. Caps:
+trunk does not spin. Uncounted congestion is still capped **per phone**: after
+``max_trunk_failures_per_phone`` (3) congestion results in a row on one phone, that phone is
+marked bad (reason ``trunk_failures``, stored on the lead's event) and the next phone is tried;
+a number that always gives congestion is not dialed forever. Caps:
 
 * ``max_attempts`` counted attempts per lead (3; satisfaction campaigns 5);
 * ``max_attempts_per_phone`` counted attempts per phone (default: no extra cap);
@@ -64,6 +67,7 @@ __all__ = [
     "RetryDecision",
     "RetryPolicy",
     "RetryReason",
+    "congestion_streak",
     "counted_attempts",
     "decide_retry",
     "pick_first_phone",
@@ -102,6 +106,9 @@ class RetryPolicy(BaseModel):
     max_attempts: int = Field(default=3, ge=1, le=50)
     max_attempts_per_phone: int | None = Field(default=None, ge=1, le=50)
     max_callbacks: int = Field(default=3, ge=0, le=20)
+    #: Congestion results in a row on one phone (not counted against the limits) after which
+    #: the phone is marked bad: it is never dialed again (``RetryReason.TRUNK_FAILURES``).
+    max_trunk_failures_per_phone: int = Field(default=3, ge=1, le=50)
 
     busy: timedelta = timedelta(minutes=20)
     no_answer: timedelta = timedelta(hours=2)
@@ -194,6 +201,8 @@ class RetryReason(StrEnum):
     ATTEMPT_LIMIT = "attempt_limit"
     PHONES_EXHAUSTED = "phones_exhausted"  # phones left but each at its per-phone cap
     NO_VALID_PHONE = "no_valid_phone"  # every phone is invalid/wrong/blocked
+    #: the phone gave congestion ``max_trunk_failures_per_phone`` times in a row: marked bad
+    TRUNK_FAILURES = "trunk_failures"
 
 
 _STATUS = {
@@ -243,6 +252,19 @@ def counted_attempts(policy: RetryPolicy, attempts: Sequence[AttemptRecord]) -> 
 
 def _per_phone(policy: RetryPolicy, attempts: Sequence[AttemptRecord]) -> Counter[str]:
     return Counter(a.phone_id for a in attempts if policy.counts(a) and not a.callback)
+
+
+def congestion_streak(phone_id: str, attempts: Sequence[AttemptRecord]) -> int:
+    """CONGESTION results in a row on ``phone_id`` (latest first; other phones' attempts and
+    cancelled ones are skipped, any other outcome on this phone ends the streak)."""
+    streak = 0
+    for a in reversed(attempts):
+        if a.phone_id != phone_id or a.outcome is CallOutcome.CANCELLED:
+            continue
+        if a.outcome is not CallOutcome.CONGESTION:
+            break
+        streak += 1
+    return streak
 
 
 def pick_first_phone(
@@ -363,7 +385,9 @@ def decide_retry(
     def snap(at: datetime) -> datetime:
         return next_dialable(window, max(at, utc_now), tz, ring_time=ring_time, calendar=calendar)
 
-    def move_on(delay: timedelta, *, bad: str | None) -> RetryDecision:
+    def move_on(
+        delay: timedelta, *, bad: str | None, why: RetryReason = RetryReason.NEXT_PHONE
+    ) -> RetryDecision:
         """Counted (or bad-phone) failure: next phone in rotation, or a final state."""
         blocked = {bad} if bad else set()
         remaining = [p for p in phones if p.dialable and p.phone_id not in blocked]
@@ -382,7 +406,7 @@ def decide_retry(
             at = _machine_slot(attempt.started_at, utc_now, policy, window, tz, ring_time, calendar)
         else:
             at = snap(utc_now + delay)
-        reason = RetryReason.NEXT_PHONE if bad else RetryReason.OUTCOME_RETRY
+        reason = why if bad else RetryReason.OUTCOME_RETRY
         return decision(
             RetryAction.RETRY, reason, next_attempt_at=at, phone_id=pid, invalid_phone_id=bad
         )
@@ -416,6 +440,17 @@ def decide_retry(
 
     if outcome is CallOutcome.INVALID_NUMBER:
         return move_on(policy.next_phone_after_bad, bad=attempt.phone_id)
+
+    if (
+        not counted
+        and outcome is CallOutcome.CONGESTION
+        and congestion_streak(attempt.phone_id, everything) >= policy.max_trunk_failures_per_phone
+    ):
+        # Never counted, so without this cap a number that always gives congestion is dialed
+        # forever: the phone is marked bad, the next one is tried.
+        return move_on(
+            policy.next_phone_after_bad, bad=attempt.phone_id, why=RetryReason.TRUNK_FAILURES
+        )
 
     if not counted:
         # Our failure: same phone (if still dialable), exponential backoff, cap untouched.

@@ -391,3 +391,33 @@ def test_storage_decision_on_counting_overrides_the_outcome() -> None:
     last = att(CallOutcome.NO_ANSWER, MON_10 + timedelta(hours=4))
     assert counted_attempts(policy, [*history, last]) == 3
     assert decide(last, history=history, policy=policy).lead_status is LeadStatus.EXHAUSTED
+
+
+# --- congestion is not counted, but capped per phone (issue 14, defect 8) ------------------
+def test_a_phone_that_always_gives_congestion_is_marked_bad_after_the_cap() -> None:
+    """Congestion never counts against the limits: without a per-phone cap the same number
+    was dialed forever (18 calls to 6 numbers in 20 minutes on the real PBX)."""
+    hist = [att(CallOutcome.CONGESTION, MON_10 + timedelta(minutes=i), trunk=True) for i in (0, 10)]
+    third = att(CallOutcome.CONGESTION, MON_10 + timedelta(minutes=30), trunk=True)
+    d = decide(third, history=hist)
+    assert d.reason is RetryReason.TRUNK_FAILURES
+    assert d.invalid_phone_id == "p1" and d.phone_id == "p2"
+    assert not d.counted and d.attempts_used == 0  # still not counted against the limit
+    # a lead with only that phone is closed: no dialable phone left
+    only = decide(third, history=hist, phones=(LeadPhone("p1"),))
+    assert (only.action, only.invalid_phone_id) == (RetryAction.EXCLUDED, "p1")
+
+
+def test_congestion_cap_counts_a_streak_on_that_phone_only() -> None:
+    c = CallOutcome.CONGESTION
+    policy = RetryPolicy(max_trunk_failures_per_phone=2)
+    # an answer in between resets the streak; other phones' congestion does not add up
+    hist = [att(c, trunk=True), att(CallOutcome.NO_ANSWER), att(c, phone="p2", trunk=True)]
+    d = decide(att(c, MON_10 + timedelta(hours=1), trunk=True), history=hist, policy=policy)
+    assert d.reason is RetryReason.SYSTEM_FAILURE and d.invalid_phone_id is None
+    d2 = decide(
+        att(c, MON_10 + timedelta(hours=2), trunk=True),
+        history=[*hist, att(c, MON_10 + timedelta(hours=1), trunk=True)],
+        policy=policy,
+    )
+    assert (d2.reason, d2.invalid_phone_id) == (RetryReason.TRUNK_FAILURES, "p1")
