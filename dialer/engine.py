@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from ami_bridge import dialplan
-from ami_bridge.actions import OriginateRequest
+from ami_bridge.actions import OriginateRequest, spy_agent
 from ami_bridge.errors import AMIError
 from ami_bridge.events import AMIEvent, ConfbridgeJoin, Hangup
 from ami_bridge.tracker import CallAnswered, CallConnected, CallEnded, CallRinging, TrackerOutput
@@ -62,6 +62,8 @@ log = get_logger("marcador.engine")
 
 #: ChannelId prefix of agents' nailed-up session calls (attempt ids are uuid hex: no clash).
 AGENT_SESSION_PREFIX = "agent-"
+#: ChannelId prefix of supervisors' listen/whisper/barge calls.
+SPY_PREFIX = "spy-"
 
 
 def pacing_config(campaign: Campaign) -> PacingConfig:
@@ -114,10 +116,6 @@ class Telephony(Protocol):
         """Uniqueids of the channels alive on ``server`` (CoreShowChannels)."""
         ...
 
-    async def spy(self, server: str, supervisor_channel: str, agent_ext: str, mode: str) -> None:
-        """Ring the supervisor into ChanSpy on the agent's channel."""
-        ...
-
 
 # --------------------------------------------------------------------------- live state
 
@@ -136,6 +134,57 @@ class LiveCall:
     answered_at: datetime | None = None
     agent_id: int | None = None
     preview: bool = False
+
+
+@dataclass(slots=True)
+class SpySession:
+    """A supervisor listening to (whispering to, barging into) one agent's current call.
+
+    ``ChanSpy``'s ``E`` option only ends with the agent's channel, which is their nailed-up
+    session: the spy would follow the agent into the next customer's call. So the spy belongs
+    to the spied call (``attempt``): the dialer hangs the supervisor's channel up when that call
+    ends, when the supervisor stops it, or when they start another one (one spy each).
+    """
+
+    supervisor: str  # "user:<id>" (or "ext:<extension>" for commands without a user id)
+    spy_id: str  # ChannelId of the supervisor's call (tracked by the call tracker)
+    server: str
+    agent_id: int
+    attempt: str  # the spied call
+    mode: str
+    supervisor_extension: str
+    campaign_id: int | None
+    command_id: str = ""
+    answered: bool = False
+    stopping: str | None = None  # why the dialer hung it up (call_ended, stopped, replaced)
+
+    def event(self, **extra: Any) -> dict[str, Any]:
+        # "spied_agent_id", not "agent_id": the agent's own screen must not receive these.
+        return {
+            "spy": self.spy_id,
+            "supervisor": self.supervisor,
+            "spied_agent_id": self.agent_id,
+            "attempt": self.attempt,
+            "mode": self.mode,
+            "campaign_id": self.campaign_id,
+            "command_id": self.command_id,
+            **extra,
+        }
+
+
+class SpyRefused(ValueError):
+    """A spy request the dialer cannot act on; ``code`` goes to the supervisor."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def spy_key(supervisor_id: object, supervisor_extension: str) -> str:
+    """Who holds a spy: one spy per supervisor user (or per extension, for old commands)."""
+    if supervisor_id not in (None, ""):
+        return f"user:{supervisor_id}"
+    return f"ext:{supervisor_extension}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +249,8 @@ class Engine:
         self.agent_channel: dict[str, int] = {}  # agent session channel id -> agent id
         self.agent_server: dict[int, tuple[str, str]] = {}  # agent id -> (server, channel id)
         self.previews: dict[int, PreviewOffer] = {}  # agent id -> lead on their screen
+        self.spies: dict[str, str] = {}  # supervisor key -> ChannelId of their current spy
+        self.spy_calls: dict[str, SpySession] = {}  # spy ChannelId -> session (until it ends)
         self.campaigns: dict[int, CampaignRuntime] = {}
         self._server_rr = 0
         self._lock = asyncio.Lock()
@@ -499,15 +550,134 @@ class Engine:
         return True
 
     # ------------------------------------------------------------------ supervisor spy
-    async def spy(self, agent_id: int, supervisor_extension: str, mode: str) -> None:
-        """Ring the supervisor's softphone and ChanSpy on the agent (listen/whisper/barge)."""
+    async def spy(
+        self,
+        agent_id: int,
+        supervisor_extension: str,
+        mode: str,
+        *,
+        supervisor_id: object = None,
+        command_id: str = "",
+    ) -> SpySession:
+        """Ring the supervisor's softphone into ChanSpy on the agent's current call.
+
+        Refused (:class:`SpyRefused`) unless the agent is on a call. A supervisor's earlier spy
+        is hung up first (one at a time). The Originate is tracked: a refusal by Asterisk raises
+        here; a later failure (no answer, unregistered phone) and the end arrive as the spy
+        call's ``CallEnded`` (events ``spy_failed`` / ``spy_ended``).
+        """
         if mode not in dialplan.SPY_MODES:
             raise ValueError(f"unknown spy mode {mode!r}")
         agent = self.agents.get(agent_id)
         session = self.agent_server.get(agent_id)
         if agent is None or session is None or agent.extension is None:
-            raise InvalidAgentTransition(agent_id, AgentState.LOGGED_OUT, "be listened to")
-        await self.tel.spy(session[0], f"PJSIP/{supervisor_extension}", agent.extension, mode)
+            raise SpyRefused("agent_not_logged_in", f"agent {agent_id} is not logged in here")
+        attempt = agent.call_attempt
+        if agent.state is not AgentState.IN_CALL or attempt is None:
+            raise SpyRefused("agent_not_in_call", f"agent {agent_id} is not on a call")
+        key = spy_key(supervisor_id, supervisor_extension)
+        await self.stop_spy(key, "replaced")
+        server = session[0]
+        spy = SpySession(
+            supervisor=key,
+            spy_id=f"{SPY_PREFIX}{uuidlib.uuid4().hex}",
+            server=server,
+            agent_id=agent_id,
+            attempt=attempt,
+            mode=mode,
+            supervisor_extension=supervisor_extension,
+            campaign_id=agent.campaign_id,
+            command_id=command_id,
+        )
+        req = OriginateRequest(
+            channel=f"PJSIP/{supervisor_extension}",
+            channel_id=spy.spy_id,
+            context=dialplan.CTX_SPY,
+            exten=dialplan.spy_exten(mode),
+            timeout_ms=30_000,
+            caller_id='"Marcador" <0>',
+            variables={dialplan.VAR_SPY_AGENT: spy_agent(agent.extension)},
+        )
+        self.spies[key] = spy.spy_id
+        self.spy_calls[spy.spy_id] = spy
+        try:
+            await self.tel.originate(
+                server, req, call_id=spy.spy_id, ring_timeout=timedelta(seconds=30)
+            )
+        except AMIError:
+            self.spy_calls.pop(spy.spy_id, None)
+            if self.spies.get(key) == spy.spy_id:
+                del self.spies[key]
+            raise
+        await self.publish("spy_ringing", spy.event())
+        return spy
+
+    async def stop_spy(self, key: str, reason: str) -> bool:
+        """Hang up supervisor ``key``'s spy, if any (``spy_ended`` follows with ``reason``)."""
+        spy_id = self.spies.pop(key, None)
+        spy = self.spy_calls.get(spy_id or "")
+        if spy is None:
+            return False
+        spy.stopping = reason
+        try:
+            await self.tel.cancel(spy.server, spy.spy_id)
+        except AMIError as exc:
+            log.warning("spy_hangup_failed", spy=spy.spy_id, error=type(exc).__name__)
+        return True
+
+    async def _end_spies_on(self, attempt: str) -> None:
+        """The spied customer left: their call ended. Its spies end with it."""
+        for spy in [s for s in self.spy_calls.values() if s.attempt == attempt]:
+            if spy.stopping is None:
+                await self.stop_spy(spy.supervisor, "call_ended")
+
+    async def _on_spy_call(self, ev: CallAnswered | CallEnded) -> None:
+        spy = self.spy_calls.get(ev.call_id)
+        if spy is None:
+            return
+        if isinstance(ev, CallAnswered):
+            spy.answered = True
+            await self.publish("spy_started", spy.event())
+            return
+        del self.spy_calls[ev.call_id]
+        if self.spies.get(spy.supervisor) == spy.spy_id:
+            del self.spies[spy.supervisor]
+        if ev.answered_at is None and spy.stopping is None:
+            # never reached the supervisor: unregistered or busy phone, no answer, refusal
+            await self.publish("spy_failed", spy.event(reason=ev.detail))
+        else:
+            await self.publish("spy_ended", spy.event(reason=spy.stopping or "hung_up"))
+
+    async def _spy_command(self, entry: StreamEntry) -> None:
+        d = entry.data
+        key = spy_key(d.get("supervisor_id"), str(d.get("supervisor_extension", "")))
+        if entry.type == "spy_stop":
+            await self.stop_spy(key, "stopped")
+            return
+        agent_id = int(d["agent_id"])
+        if agent_id not in self.agents:  # another dialer starts it: ours (if any) is replaced
+            await self.stop_spy(key, "replaced")
+            return
+        base = {
+            "command_id": entry.id,
+            "supervisor": key,
+            "spied_agent_id": agent_id,
+            "campaign_id": self.agents[agent_id].campaign_id,
+            "mode": d.get("mode"),
+        }
+        try:
+            await self.spy(
+                agent_id,
+                str(d["supervisor_extension"]),
+                str(d["mode"]),
+                supervisor_id=d.get("supervisor_id"),
+                command_id=entry.id,
+            )
+        except SpyRefused as exc:
+            await self.publish("spy_failed", {**base, "code": exc.code, "reason": str(exc)})
+        except (AMIError, ValueError) as exc:  # e.g. "Extension does not exist."
+            log.warning("spy_failed", error=str(exc))
+            await self.publish("spy_failed", {**base, "code": "pbx_refused", "reason": str(exc)})
 
     def _originate_request(
         self,
@@ -547,11 +717,14 @@ class Engine:
     async def handle(self, item: TelephonyItem) -> None:
         it = item.item
         try:
-            if isinstance(it, CallAnswered):
+            if isinstance(it, CallAnswered | CallEnded) and it.call_id.startswith(SPY_PREFIX):
+                await self._on_spy_call(it)
+            elif isinstance(it, CallAnswered):
                 await self._on_answered(item.server, it)
             elif isinstance(it, CallConnected):
                 await self._on_connected(it)
             elif isinstance(it, CallEnded):
+                await self._end_spies_on(it.call_id)  # the spied customer left the room
                 await self._on_ended(it)
             elif isinstance(it, CallRinging):
                 pass
@@ -888,6 +1061,9 @@ class Engine:
         """
         d = entry.data
         try:
+            if entry.type in ("spy", "spy_stop"):  # the agent's dialer, or the spy's holder
+                key = spy_key(d.get("supervisor_id"), str(d.get("supervisor_extension", "")))
+                return key in self.spies or int(d.get("agent_id") or -1) in self.agents
             if entry.type == "agent_login":
                 return int(d["campaign_id"]) in self.campaigns
             if entry.type == "hangup_call":
@@ -920,8 +1096,8 @@ class Engine:
                 await self.preview_call(int(d["agent_id"]))
             elif entry.type == "preview_skip":
                 await self.preview_skip(int(d["agent_id"]))
-            elif entry.type == "spy":
-                await self.spy(int(d["agent_id"]), str(d["supervisor_extension"]), str(d["mode"]))
+            elif entry.type in ("spy", "spy_stop"):
+                await self._spy_command(entry)
             elif entry.type == "hangup_call":
                 call = self.calls.get(str(d["attempt"]))
                 if call is not None and call.channel:

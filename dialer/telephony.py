@@ -130,9 +130,6 @@ class BridgeTelephony:
     async def live_channel_ids(self, server: str) -> set[str]:
         return {c.uniqueid for c in await self.bridge.link(server).core_show_channels()}
 
-    async def spy(self, server: str, supervisor_channel: str, agent_ext: str, mode: str) -> None:
-        await self.bridge.link(server).spy(supervisor_channel, agent_ext, mode)
-
     async def next_item(self) -> TelephonyItem:
         return await self.queue.get()
 

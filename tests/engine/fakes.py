@@ -50,10 +50,5 @@ class FakeTelephony:
     async def live_channel_ids(self, server: str) -> set[str]:
         return set(self.live)
 
-    spies: list[tuple[str, str, str, str]] = field(default_factory=list)
-
-    async def spy(self, server: str, supervisor_channel: str, agent_ext: str, mode: str) -> None:
-        self.spies.append((server, supervisor_channel, agent_ext, mode))
-
     async def next_item(self) -> TelephonyItem:
         return await self.queue.get()

@@ -14,8 +14,8 @@ from dialer.db.models import CallAttempt, Campaign, Lead, LeadClaim, Phone
 from dialer.domain.clock import FakeClock
 from dialer.domain.errors import NoDialablePhone
 from dialer.domain.outcomes import AgentState, CallOutcome, LeadStatus
-from dialer.engine import Engine, EngineConfig, TelephonyItem
-from dialer.redis_client import Streams
+from dialer.engine import Engine, EngineConfig, SpyRefused, TelephonyItem
+from dialer.redis_client import StreamEntry, Streams
 from dialer.redis_keys import Keys
 from dialer.store import EngineStore
 
@@ -230,18 +230,133 @@ async def test_preview_offer_call_skip_and_countdown(
     assert len(tel.originates) == before + 1
 
 
-async def test_supervisor_spy_rings_the_supervisor(
+async def _in_call(engine: Engine, tel: FakeTelephony, camp_id: int) -> str:
+    """Agent 7 on a customer call (state set directly: the answer -> connect path is not
+    what these tests are about)."""
+    await make_lead(engine.store.sm, camp_id, 1)
+    await engine.step()
+    uuid = [r for _, r in tel.originates if r.context == dialplan.CTX_OUTBOUND][-1].channel_id
+    now = engine.clock.now()
+    engine.agents[7] = engine.agents[7].reserve(uuid, now).connected(uuid, now)
+    return uuid
+
+
+async def test_supervisor_spy_belongs_to_the_spied_call(
     sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
 ) -> None:
-    import pytest
-
-    engine, tel, _ = await _engine(sessionmaker, redis, keys)
+    """Issue 14 defect 12: the spy ends when the spied customer leaves (ChanSpy's E would
+    follow the agent's nailed-up channel into the next call), and a second request replaces
+    the first instead of stacking a second ChanSpy."""
+    engine, tel, clock = await _engine(sessionmaker, redis, keys)
     camp = await make_campaign(sessionmaker)
     await _ready_agent(engine, tel, camp.id)
-    await engine.spy(7, "2001", "whisper")
-    assert tel.spies == [("sim", "PJSIP/2001", "1001", "whisper")]
+    with pytest.raises(SpyRefused, match="not on a call"):
+        await engine.spy(7, "2001", "listen", supervisor_id=99)
     with pytest.raises(ValueError, match="spy mode"):
-        await engine.spy(7, "2001", "shout")
+        await engine.spy(7, "2001", "shout", supervisor_id=99)
+    uuid = await _in_call(engine, tel, camp.id)
+
+    first = await engine.spy(7, "2001", "listen", supervisor_id=99)
+    req = tel.originates[-1][1]
+    assert (req.channel, req.context, req.exten) == ("PJSIP/2001", dialplan.CTX_SPY, "listen")
+    assert req.variables[dialplan.VAR_SPY_AGENT] == "1001"
+    assert req.channel_id == first.spy_id and first.attempt == uuid
+    await engine.handle(
+        TelephonyItem("sim", CallAnswered(first.spy_id, clock.now(), "PJSIP/2001-1", first.spy_id))
+    )
+
+    second = await engine.spy(7, "2001", "barge", supervisor_id=99)
+    assert ("sim", first.spy_id) in tel.hangups  # replaced, not stacked
+    assert engine.spies == {"user:99": second.spy_id}
+    answered = clock.now()
+    await engine.handle(
+        TelephonyItem(
+            "sim", _ended(first.spy_id, CallOutcome.ABANDONED, clock, answered_at=answered)
+        )
+    )
+    await engine.handle(
+        TelephonyItem(
+            "sim", CallAnswered(second.spy_id, clock.now(), "PJSIP/2001-2", second.spy_id)
+        )
+    )
+    assert ("sim", second.spy_id) not in tel.hangups
+
+    clock.advance(30)  # the customer hangs up: the spy on their call ends with it
+    await engine.handle(
+        TelephonyItem(
+            "sim",
+            _ended(
+                uuid,
+                CallOutcome.ANSWERED_CONNECTED,
+                clock,
+                answered_at=answered,
+                connected_at=answered,
+            ),
+        )
+    )
+    assert ("sim", second.spy_id) in tel.hangups
+    await engine.handle(
+        TelephonyItem(
+            "sim", _ended(second.spy_id, CallOutcome.ABANDONED, clock, answered_at=answered)
+        )
+    )
+    assert engine.spies == {} and engine.spy_calls == {}
+    events = [
+        e for e in await Streams(redis).read(keys.events_stream, "0") if e.type.startswith("spy_")
+    ]
+    assert [(e.type, e.data.get("reason")) for e in events] == [
+        ("spy_ringing", None),
+        ("spy_started", None),
+        ("spy_ringing", None),
+        ("spy_ended", "replaced"),
+        ("spy_started", None),
+        ("spy_ended", "call_ended"),
+    ]
+    assert all("agent_id" not in e.data and e.data["spied_agent_id"] == 7 for e in events)
+
+
+async def test_supervisor_spy_failures_and_stop_are_reported(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    """Issue 14 defect 11: a refused Originate ("Extension does not exist.") or a phone that
+    never answers is reported as ``spy_failed`` (the API shows it), never silently dropped."""
+    engine, tel, clock = await _engine(sessionmaker, redis, keys)
+    camp = await make_campaign(sessionmaker)
+    await _ready_agent(engine, tel, camp.id)
+
+    def cmd(type_: str, **data: object) -> StreamEntry:
+        return StreamEntry(keys.commands_stream, f"1-{len(tel.originates)}{type_}", type_, data)
+
+    spy = {"agent_id": 7, "supervisor_id": 99, "supervisor_extension": "2001", "mode": "listen"}
+    await engine.handle_command(cmd("spy", **spy))  # not on a call
+    await _in_call(engine, tel, camp.id)
+    tel.fail_originate = True
+    await engine.handle_command(cmd("spy", **spy))  # the PBX refuses the Originate
+    assert engine.spies == {} and engine.spy_calls == {}
+    tel.fail_originate = False
+    await engine.handle_command(cmd("spy", **spy))
+    (spy_id,) = engine.spies.values()
+    await engine.handle(
+        TelephonyItem("sim", _ended(spy_id, CallOutcome.FAILED, clock, detail="no channel created"))
+    )  # the supervisor's phone is not registered
+    await engine.handle_command(cmd("spy", **spy))
+    (spy_id,) = engine.spies.values()
+    await engine.handle_command(cmd("spy_stop", supervisor_id=99, agent_id=7))
+    assert ("sim", spy_id) in tel.hangups
+    await engine.handle(TelephonyItem("sim", _ended(spy_id, CallOutcome.CANCELLED, clock)))
+    events = [
+        e for e in await Streams(redis).read(keys.events_stream, "0") if e.type.startswith("spy_")
+    ]
+    got = [(e.type, e.data.get("code"), e.data.get("reason")) for e in events]
+    assert got[0] == ("spy_failed", "agent_not_in_call", "agent 7 is not on a call")
+    assert got[1][:2] == ("spy_failed", "pbx_refused")
+    assert got[2:] == [
+        ("spy_ringing", None, None),
+        ("spy_failed", None, "no channel created"),
+        ("spy_ringing", None, None),
+        ("spy_ended", None, "stopped"),
+    ]
+    assert all(e.data["command_id"] for e in events)
 
 
 async def test_lead_without_a_dialable_phone_is_closed_not_retried(
