@@ -37,6 +37,42 @@ async def publish_event(
     return await Streams(redis).add(keys.events_stream, type_, data)
 
 
+async def last_event_id(redis: aioredis.Redis, keys: Keys) -> str:
+    """The event stream's last id (``0-0`` when empty): read events after it with
+    :func:`wait_for_event`."""
+    if not await redis.exists(keys.events_stream):
+        return "0-0"
+    info = await redis.xinfo_stream(keys.events_stream)
+    return str(info["last-generated-id"])
+
+
+async def wait_for_event(
+    redis: aioredis.Redis,
+    keys: Keys,
+    after: str,
+    match: Callable[[StreamEntry], bool],
+    timeout_s: float,
+) -> StreamEntry | None:
+    """The first event after ``after`` that ``match``es, or ``None`` after ``timeout_s``.
+
+    For a command whose result the caller can wait for a moment (e.g. a spy's Originate,
+    refused or queued within milliseconds): the dialer answers on the event stream.
+    """
+    streams = Streams(redis)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    cursor = after
+    while (left := deadline - loop.time()) > 0:
+        entries = await streams.read(
+            keys.events_stream, cursor, count=100, block_ms=max(1, int(left * 1000))
+        )
+        for entry in entries:
+            cursor = entry.id
+            if match(entry):
+                return entry
+    return None
+
+
 async def live_agent_state(redis: aioredis.Redis, keys: Keys, agent_id: int) -> dict[str, str]:
     raw: dict[str, str] = await redis.hgetall(keys.agent_state(agent_id))  # type: ignore[misc]
     return {str(k): str(v) for k, v in raw.items()}

@@ -11,7 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import Scope
 from api.deps import Ctx, RequestContext, Scoped
 from api.errors import ApiError, not_found
-from api.events import live_agent_state, seconds_since, send_command
+from api.events import (
+    last_event_id,
+    live_agent_state,
+    seconds_since,
+    send_command,
+    wait_for_event,
+)
 from api.routers.agent import Accepted
 from api.types import PathId
 from dialer.db.models import Role, User, UserCampaign
@@ -127,25 +133,101 @@ class SpyIn(BaseModel):
     mode: Literal["listen", "whisper", "barge"]
 
 
+class SpyOut(BaseModel):
+    status: Literal["ringing", "pending"]
+    command: str = "spy"
+    command_id: str
+    #: ChannelId of the supervisor's spy call (``spy_*`` events carry it); None while pending.
+    spy: str | None = None
+
+
+#: How long ``POST /agents/{id}/spy`` waits for the dialer's verdict on the Originate (Asterisk
+#: refuses or queues it within milliseconds). Without a verdict by then: 202 ``pending``, and
+#: the outcome follows on the event stream (``spy_ringing`` / ``spy_failed``).
+SPY_REPLY_S = 3.0
+_SPY_REPLIES = ("spy_ringing", "spy_failed", "command_rejected")
+
+
 @router.post(
     "/{agent_id}/spy",
     status_code=202,
     summary="Listen, whisper or barge on an agent's call (rings the supervisor's softphone)",
+    description=(
+        "Rings the supervisor's own extension; once answered they hear the agent's current "
+        "call (whisper: only the agent hears them; barge: both do). The spy ends with that "
+        "call, with `DELETE /agents/{id}/spy`, or when the supervisor starts another one. "
+        "409 `agent_not_in_call` / `spy_failed` (with the dialer's reason, e.g. the PBX "
+        "refused the call) instead of a silent 202. 202 `ringing`: the supervisor's phone is "
+        "being called; then events `spy_started`, `spy_failed` (phone not answered or not "
+        "registered) and `spy_ended`."
+    ),
+    responses={409: {"description": "The agent is not on a call, or the PBX refused the spy"}},
     dependencies=[Scoped(Scope.AGENTS_WRITE)],
 )
-async def spy_agent(agent_id: PathId, body: SpyIn, ctx: Ctx) -> Accepted:
+async def spy_agent(agent_id: PathId, body: SpyIn, ctx: Ctx) -> SpyOut:
     user = await _load_agent(ctx, agent_id)
     me = await ctx.db.get(User, ctx.principal.user_id) if ctx.principal.user_id else None
     if me is None or not me.extension:
         raise ApiError(
             409, "no_extension", "set your own extension (softphone) before listening to calls"
         )
+    live = await live_agent_state(ctx.redis, ctx.keys, user.id)
+    if live.get("state") != AgentState.IN_CALL.value:
+        raise ApiError(409, "agent_not_in_call", "the agent is not on a call")
+    after = await last_event_id(ctx.redis, ctx.keys)
     command_id = await send_command(
         ctx.redis,
         ctx.keys,
         "spy",
-        {"agent_id": user.id, "supervisor_extension": me.extension, "mode": body.mode},
+        {
+            "agent_id": user.id,
+            "supervisor_id": me.id,
+            "supervisor_extension": me.extension,
+            "mode": body.mode,
+        },
     )
     ctx.audit("agent.spy", "user", user.id, mode=body.mode)
     await ctx.commit()
-    return Accepted(command="spy", command_id=command_id)
+    reply = await wait_for_event(
+        ctx.redis,
+        ctx.keys,
+        after,
+        lambda e: e.type in _SPY_REPLIES and e.data.get("command_id") == command_id,
+        SPY_REPLY_S,
+    )
+    if reply is None:
+        return SpyOut(status="pending", command_id=command_id)
+    if reply.type != "spy_ringing":
+        code = str(reply.data.get("code") or "spy_failed")
+        reason = str(reply.data.get("reason") or reply.data.get("error") or "")
+        raise ApiError(
+            409,
+            "agent_not_in_call" if code == "agent_not_in_call" else "spy_failed",
+            f"the call to your extension could not be placed: {reason or code}",
+            {"reason": reason, "dialer_code": code},
+        )
+    return SpyOut(status="ringing", command_id=command_id, spy=str(reply.data.get("spy") or ""))
+
+
+@router.delete(
+    "/{agent_id}/spy",
+    status_code=202,
+    summary="Stop listening (hangs up your spy call on this agent)",
+    dependencies=[Scoped(Scope.AGENTS_WRITE)],
+)
+async def stop_spy(agent_id: PathId, ctx: Ctx) -> Accepted:
+    user = await _load_agent(ctx, agent_id)
+    me = await ctx.db.get(User, ctx.principal.user_id) if ctx.principal.user_id else None
+    command_id = await send_command(
+        ctx.redis,
+        ctx.keys,
+        "spy_stop",
+        {
+            "agent_id": user.id,
+            "supervisor_id": ctx.principal.user_id,
+            "supervisor_extension": me.extension if me and me.extension else "",
+        },
+    )
+    ctx.audit("agent.spy_stop", "user", user.id)
+    await ctx.commit()
+    return Accepted(command="spy_stop", command_id=command_id)

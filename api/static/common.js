@@ -146,6 +146,10 @@ export function messageEs(err) {
       return "La fecha de fin de la campaña ya pasó.";
     case "no_extension":
       return "Configure su propia extensión (softphone) para escuchar llamadas.";
+    case "agent_not_in_call":
+      return "El agente no está en una llamada: la escucha empieza con una llamada en curso.";
+    case "spy_failed":
+      return `No se pudo llamar a su extensión para la escucha${d.reason ? `: ${d.reason}` : "."}`;
     case "no_preview":
       return "No hay un cliente en vista previa.";
     case "agent_state_conflict":

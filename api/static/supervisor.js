@@ -38,6 +38,8 @@ const SPY_MODES = [
 const panels = new Map(); // campaign id -> panel state
 const agentNames = new Map();
 let spyAvailable = true;
+// This supervisor's spy (one at a time: a new one replaces it): {agentId, spy, mode} or null.
+let mySpy = null;
 
 // ------------------------------------------------------------------ panel building
 function kpi(name, label) {
@@ -127,6 +129,9 @@ function agentRow(panel, a) {
   const spy = SPY_MODES.map(([mode, label]) =>
     el("button", { type: "button", class: "btn btn-xs btn-spy", disabled: !spyAvailable || a.state !== "in_call", title: spyAvailable ? label : "No disponible", onclick: () => spyOn(a.id, mode) }, spyAvailable ? label : `${label} (no disponible)`),
   );
+  if (mySpy && mySpy.agentId === a.id) {
+    spy.push(el("button", { type: "button", class: "btn btn-xs btn-spy-stop", onclick: () => spyStop(a.id) }, "Dejar de escuchar"));
+  }
   const since = a.seconds_in_state === null ? null : serverClock.now() - a.seconds_in_state * 1000;
   return el(
     "tr",
@@ -324,18 +329,53 @@ async function forceLogout(agent) {
   }
 }
 
+function rerenderPanels() {
+  for (const panel of panels.values()) if (panel.data) renderLive(panel, panel.data);
+}
+
 async function spyOn(agentId, mode) {
   try {
-    await api("POST", `${API}/agents/${agentId}/spy`, { mode });
-    toast("Llamando a su extensión para la escucha…", "ok");
+    const r = await api("POST", `${API}/agents/${agentId}/spy`, { mode });
+    mySpy = { agentId, spy: r.spy || null, mode };
+    toast(r.status === "ringing" ? "Llamando a su extensión para la escucha…" : "Solicitud enviada al marcador; esperando respuesta…", "ok");
+    rerenderPanels();
   } catch (err) {
     if (err instanceof ApiFailure && (err.status === 404 || err.status === 405)) {
       spyAvailable = false;
       toast("Escucha / susurro / intervención no disponible en este servidor.", "error");
-      for (const panel of panels.values()) if (panel.data) renderLive(panel, panel.data);
+      rerenderPanels();
     } else {
       toast(messageEs(err), "error");
     }
+  }
+}
+
+async function spyStop(agentId) {
+  try {
+    await api("DELETE", `${API}/agents/${agentId}/spy`);
+    toast("Escucha terminada.", "ok");
+  } catch (err) {
+    toast(messageEs(err), "error");
+  }
+  mySpy = null;
+  rerenderPanels();
+}
+
+const SPY_END_ES = {
+  call_ended: "la llamada del cliente terminó",
+  stopped: "la detuvo",
+  replaced: "inició otra escucha",
+  hung_up: "colgó su extensión",
+};
+
+function onSpyEvent(type, d) {
+  if (!mySpy) return;
+  if (mySpy.spy ? d.spy !== mySpy.spy : Number(d.spied_agent_id) !== mySpy.agentId) return;
+  if (!mySpy.spy && d.spy) mySpy.spy = d.spy; // the POST answered "pending": learn it now
+  if (type === "spy_failed" || type === "spy_ended") {
+    if (type === "spy_failed") toast(`No se pudo conectar la escucha: ${d.reason || "sin detalle"}`, "error");
+    mySpy = null;
+    rerenderPanels();
   }
 }
 
@@ -349,6 +389,10 @@ const EVENT_TEXT = {
   complaint_raised: () => "Queja / reclamo registrado (PQRS)",
   disposition_recorded: (d) => `Tipificación: ${d.code}`,
   command_rejected: (d) => `Acción rechazada por el marcador: ${d.command}`,
+  spy_ringing: (d) => `Llamando a la extensión del supervisor (${d.mode}) · ${agentNames.get(Number(d.spied_agent_id)) || `Agente ${d.spied_agent_id}`}`,
+  spy_started: (d) => `Escucha iniciada (${d.mode}) · ${agentNames.get(Number(d.spied_agent_id)) || `Agente ${d.spied_agent_id}`}`,
+  spy_failed: (d) => `Escucha fallida: ${d.reason || d.code || "sin detalle"}`,
+  spy_ended: (d) => `Escucha terminada: ${SPY_END_ES[d.reason] || d.reason}`,
   whatsapp_status: (d) => `WhatsApp: ${d.status || "estado"}`,
   whatsapp_reply: () => "WhatsApp: respuesta del cliente",
   lead_exhausted: (d) => `Lead ${d.lead_id} sin contacto: pasa a WhatsApp`,
@@ -378,6 +422,7 @@ liveEvents(
   (type, data) => {
     logEvent(type, data);
     if (type === "agent_state") applyAgentState(data);
+    if (type.startsWith("spy_")) onSpyEvent(type, data);
     const cid = Number(data.campaign_id);
     if (cid && panels.has(cid)) panels.get(cid).refresh();
     else if (!cid) for (const p of panels.values()) p.refresh();
