@@ -232,17 +232,21 @@ class Pbx:
         self.calls.clear()
 
     def shutdown_hangup_all(self) -> None:
-        """``core restart now``: soft-hangup every channel (Cause 4, file 24), then hang up."""
+        """``core restart now``: soft-hangup every channel (Cause 4, file 24), then hang up.
+
+        Hangup causes as on Asterisk 22.10.1: 16 for a channel in a bridge or ConfBridge, 0 for
+        every other one (ringing, held in ``Wait()``, a Local ``;2`` leg running its app); a
+        call still ringing gets ``OriginateResponse`` Failure, Reason 0."""
         for ch in list(self.channels.values()):
             if not ch.hungup:
                 self._ev_chan("SoftHangupRequest", "call", ch, [("Cause", "4")])
         for ch in list(self.channels.values()):
             if ch.hungup:
                 continue
+            cause = 16 if ch.conference is not None else 0
             if ch.conference is not None:
                 self._conf_leave(ch, "HANGUP")
             call = ch.call
-            cause = 16 if ch.state == 6 else 0
             if call is not None and not call.done and not call.answered:
                 self._finish_failed(call, REASON_FAILED)
             self._hangup_event(ch, cause)

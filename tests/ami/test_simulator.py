@@ -726,6 +726,7 @@ async def test_restart_through_ami_the_issuer_gets_only_eof(sim: SimulatorServer
     a Failure OriginateResponse (Reason 0) for a call still ringing, ``Shutdown``, then EOF."""
     issuer = await login(sim)
     other = await login(sim)
+    agent_chan = await _agent_login(other, "1001")  # in its ConfBridge room
     await _customer_call(other, "3012", "att-r1", **{dp.VAR_CONNECT_TIMEOUT: "60"})
     ringing = other.send(
         "Originate",
@@ -753,6 +754,13 @@ async def test_restart_through_ami_the_issuer_gets_only_eof(sim: SimulatorServer
     )
     failed = await other.event("OriginateResponse", ActionID=ringing)
     assert (failed.get("Response"), failed.get("Reason")) == ("Failure", "0")
+    # causes seen on the bundle: 0 for a call held in Wait() or ringing (16 only when bridged)
+    causes = {m.get("Uniqueid"): m.get("Cause") for m in other.messages if m.event == "Hangup"}
+    assert (causes["att-r1"], causes["att-r2"]) == ("0", "0")
+    agent_hangup = [
+        m for m in other.messages if m.event == "Hangup" and m.get("Channel") == agent_chan
+    ]
+    assert agent_hangup[0].get("Cause") == "16"
     await sim.wait_fully_booted()
 
 
