@@ -788,7 +788,10 @@ class EngineStore:
                     "next": str(decision.next_attempt_at),
                     # the phone marked bad by this decision, and why (e.g. trunk_failures)
                     **(
-                        {"bad_phone": decision.invalid_phone_id, "why": decision.reason.value}
+                        {
+                            "bad_phone": decision.invalid_phone_id,
+                            "why": decision.invalid_phone_reason,
+                        }
                         if decision.invalid_phone_id is not None
                         else {}
                     ),

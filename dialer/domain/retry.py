@@ -228,6 +228,8 @@ class RetryDecision:
     phone_id: str | None = None  # phone for the next attempt
     #: A phone the engine must mark unusable (invalid number / wrong number).
     invalid_phone_id: str | None = None
+    #: Why ``invalid_phone_id`` is unusable: ``trunk_failures`` or the attempt's outcome.
+    invalid_phone_reason: str | None = None
     callback_scope: CallbackScope | None = None
     disposition_effect: DispositionEffect | None = None
 
@@ -367,6 +369,7 @@ def decide_retry(
         phone_id: str | None = None,
         invalid_phone_id: str | None = None,
         callback_scope: CallbackScope | None = None,
+        invalid_phone_reason: str | None = None,
     ) -> RetryDecision:
         return RetryDecision(
             action=action,
@@ -378,6 +381,7 @@ def decide_retry(
             next_attempt_at=next_attempt_at,
             phone_id=phone_id,
             invalid_phone_id=invalid_phone_id,
+            invalid_phone_reason=invalid_phone_reason if invalid_phone_id else None,
             callback_scope=callback_scope,
             disposition_effect=None if disposition is None else disposition.effect,
         )
@@ -390,17 +394,36 @@ def decide_retry(
     ) -> RetryDecision:
         """Counted (or bad-phone) failure: next phone in rotation, or a final state."""
         blocked = {bad} if bad else set()
+        if why is RetryReason.TRUNK_FAILURES:
+            why_bad = why.value
+        elif disposition is not None:
+            why_bad = f"disposition {disposition.code.value}"
+        else:
+            why_bad = attempt.outcome.value
         remaining = [p for p in phones if p.dialable and p.phone_id not in blocked]
         if not remaining:
-            return decision(RetryAction.EXCLUDED, RetryReason.NO_VALID_PHONE, invalid_phone_id=bad)
+            return decision(
+                RetryAction.EXCLUDED,
+                RetryReason.NO_VALID_PHONE,
+                invalid_phone_id=bad,
+                invalid_phone_reason=why_bad,
+            )
         if used_total >= policy.max_attempts:
-            return decision(RetryAction.EXHAUSTED, RetryReason.ATTEMPT_LIMIT, invalid_phone_id=bad)
+            return decision(
+                RetryAction.EXHAUSTED,
+                RetryReason.ATTEMPT_LIMIT,
+                invalid_phone_id=bad,
+                invalid_phone_reason=why_bad,
+            )
         pid = _rotate(
             phones, attempt.phone_id, used_phone, policy.per_phone_cap, blocked, stay=False
         )
         if pid is None:
             return decision(
-                RetryAction.EXHAUSTED, RetryReason.PHONES_EXHAUSTED, invalid_phone_id=bad
+                RetryAction.EXHAUSTED,
+                RetryReason.PHONES_EXHAUSTED,
+                invalid_phone_id=bad,
+                invalid_phone_reason=why_bad,
             )
         if attempt.outcome is CallOutcome.MACHINE and bad is None:
             at = _machine_slot(attempt.started_at, utc_now, policy, window, tz, ring_time, calendar)
@@ -408,7 +431,12 @@ def decide_retry(
             at = snap(utc_now + delay)
         reason = why if bad else RetryReason.OUTCOME_RETRY
         return decision(
-            RetryAction.RETRY, reason, next_attempt_at=at, phone_id=pid, invalid_phone_id=bad
+            RetryAction.RETRY,
+            reason,
+            next_attempt_at=at,
+            phone_id=pid,
+            invalid_phone_id=bad,
+            invalid_phone_reason=why_bad,
         )
 
     outcome = attempt.outcome

@@ -402,6 +402,7 @@ def test_a_phone_that_always_gives_congestion_is_marked_bad_after_the_cap() -> N
     d = decide(third, history=hist)
     assert d.reason is RetryReason.TRUNK_FAILURES
     assert d.invalid_phone_id == "p1" and d.phone_id == "p2"
+    assert d.invalid_phone_reason == "trunk_failures"
     assert not d.counted and d.attempts_used == 0  # still not counted against the limit
     # a lead with only that phone is closed: no dialable phone left
     only = decide(third, history=hist, phones=(LeadPhone("p1"),))

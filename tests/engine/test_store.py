@@ -167,3 +167,36 @@ async def test_callback_attempt_is_outside_the_limits_and_quotas(
             await s.scalars(sa.select(CallAttempt).where(CallAttempt.uuid == again.uuid))
         ).one()
     assert attempt.is_callback and not attempt.counts_against_limit
+
+
+async def test_congestion_every_time_marks_the_phone_bad_with_its_reason(
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> None:
+    """Issue 14 defect 8: congestion is never counted, so a number that always gives it was
+    dialed forever. After 3 in a row the phone is marked bad and the lead event says why."""
+    store = EngineStore(sessionmaker)
+    camp = await make_campaign(sessionmaker)
+    lead = await make_lead(sessionmaker, camp.id, 1)  # a single phone
+    now = MONDAY_10AM
+    for _ in range(3):
+        uuid = await _dial(store, camp.id, lead.id, now)
+        congestion = CallResult(
+            CallOutcome.CONGESTION, ended_at=now, hangup_cause=34, trunk_failure=True
+        )
+        res = await store.finish_attempt(uuid, congestion, now)
+        assert res.decision is not None and not res.decision.counted
+        now = res.decision.next_attempt_at or now
+    assert res.decision.invalid_phone_reason == "trunk_failures"
+    async with sessionmaker() as s:
+        row = await s.get_one(Lead, lead.id)
+        await s.refresh(row, ["phones"])
+        assert [p.valid for p in row.phones] == [False]
+        assert row.status is LeadStatus.EXCLUDED  # no dialable phone left
+        event = (
+            await s.scalars(
+                sa.select(LeadEvent).where(LeadEvent.lead_id == lead.id).order_by(LeadEvent.id)
+            )
+        ).all()[-1]
+    assert event.reason == "no_valid_phone"  # the lead's fate; the phone's is in the detail
+    assert event.detail["why"] == "trunk_failures"
+    assert event.detail["bad_phone"] == str(row.phones[0].id)
