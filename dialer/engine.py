@@ -575,6 +575,7 @@ class Engine:
         attempt = agent.call_attempt
         if agent.state is not AgentState.IN_CALL or attempt is None:
             raise SpyRefused("agent_not_in_call", f"agent {agent_id} is not on a call")
+        variables = {dialplan.VAR_SPY_AGENT: spy_agent(agent.extension)}  # validates first
         key = spy_key(supervisor_id, supervisor_extension)
         await self.stop_spy(key, "replaced")
         server = session[0]
@@ -596,7 +597,7 @@ class Engine:
             exten=dialplan.spy_exten(mode),
             timeout_ms=30_000,
             caller_id='"Marcador" <0>',
-            variables={dialplan.VAR_SPY_AGENT: spy_agent(agent.extension)},
+            variables=variables,
         )
         self.spies[key] = spy.spy_id
         self.spy_calls[spy.spy_id] = spy

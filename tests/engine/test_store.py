@@ -186,6 +186,7 @@ async def test_congestion_every_time_marks_the_phone_bad_with_its_reason(
         res = await store.finish_attempt(uuid, congestion, now)
         assert res.decision is not None and not res.decision.counted
         now = res.decision.next_attempt_at or now
+    assert res.decision is not None
     assert res.decision.invalid_phone_reason == "trunk_failures"
     async with sessionmaker() as s:
         row = await s.get_one(Lead, lead.id)
