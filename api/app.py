@@ -29,6 +29,7 @@ import httpx
 import redis.asyncio as aioredis
 from argon2 import PasswordHasher
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -48,6 +49,8 @@ from dialer.settings import Settings
 log = get_logger(__name__)
 
 API_PREFIX = "/api/v1"
+#: Where the API serves Swagger UI's own JavaScript and CSS (no CDN).
+DOCS_STATIC_URL = "/docs-static"
 #: Request bodies other than uploads are small; uploads get ``settings.api.max_upload_mb``.
 JSON_BODY_LIMIT = 2 * 1024 * 1024
 #: Multipart framing on top of the file itself.
@@ -266,7 +269,10 @@ def create_app(
             if engine is not None:
                 await engine.dispose()
 
-    app = FastAPI(
+    # Swagger UI from files the API serves itself (fastapi-offline ships them): contact-center
+    # networks often block CDNs, and /docs was blank there.
+    app = FastAPIOffline(
+        static_url=DOCS_STATIC_URL,
         title="Marcador API",
         version="1",
         description=(

@@ -1,13 +1,11 @@
 """Lead views: the full history of a lead and the agent's screen-pop data.
 
-The campaign script (guion) uses ``{placeholders}`` filled with the customer's data. Only the
-names in :data:`PLACEHOLDERS` are replaced (no ``str.format``: a script is user input); any
-other ``{...}`` stays as written.
+The campaign script (guion) uses ``{placeholders}`` filled with the customer's data
+(:mod:`dialer.domain.script`: the names, and why only those are replaced).
 """
 
 from __future__ import annotations
 
-import re
 from datetime import date, datetime
 from typing import Any, Protocol
 
@@ -26,22 +24,6 @@ from dialer.db.models import (
     Pqrs,
     WhatsAppMessage,
 )
-
-PLACEHOLDERS = (
-    "nombre",
-    "primer_nombre",
-    "cliente",
-    "placa",
-    "marca",
-    "modelo",
-    "vehiculo",
-    "anio",
-    "sede",
-    "asesor",
-    "campana",
-    "telefonos_concesionario",
-)
-_PLACEHOLDER = re.compile(r"\{([a-z_]+)\}")
 
 
 class Named(Protocol):
@@ -71,14 +53,6 @@ def script_values(lead: Lead, campaign: Campaign, agent: Named | None) -> dict[s
         "campana": campaign.name,
         "telefonos_concesionario": campaign.dealer_phones,
     }
-
-
-def fill_script(script: str, values: dict[str, str]) -> str:
-    def _sub(match: re.Match[str]) -> str:
-        key = match.group(1)
-        return values[key] if key in values else match.group(0)
-
-    return _PLACEHOLDER.sub(_sub, script)
 
 
 class PhoneOut(BaseModel):

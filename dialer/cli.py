@@ -3,24 +3,137 @@
 Settings, engines and connections are built here (never at import time) and passed down.
 Sub-commands live next to the code they drive and register themselves through small
 ``register(app)`` functions, so this module stays a thin shell.
+
+Those modules are imported only when their command runs (:class:`LazyGroup`): ``marcador
+--help`` lists every command from :data:`LAZY_COMMANDS` without importing SQLAlchemy, FastAPI
+or the engine. Configuration and connection errors end in one line that names the setting and
+the fix, and exit status 2 (:func:`main`), never in a traceback.
 """
 
 from __future__ import annotations
 
-import asyncio
+import importlib
 import json
-from typing import Annotated
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Annotated, Any
 
+import click
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
-from dialer.logging import configure_logging
-from dialer.settings import Settings, load_settings
+if TYPE_CHECKING:  # imported when a command runs: `marcador --help` stays fast
+    from pydantic_settings import SettingsError
+
+    from dialer.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class LazyCommand:
+    """A top-level command whose module is imported only when the command runs."""
+
+    module: str  # has ``register(app: typer.Typer)``, which adds this command (and maybe others)
+    help: str  # the one-line help shown by ``marcador --help`` (tests keep it equal to the real)
+    service: bool = False  # a long-running process: logs at the configured level, not warning
+
+
+#: Every command registered by a sub-module, in ``--help`` order.
+LAZY_COMMANDS: dict[str, LazyCommand] = {
+    "dialer": LazyCommand(
+        "dialer.engine_cli",
+        "Run the dialer engine against the configured Asterisk servers (or the simulator).",
+        service=True,
+    ),
+    "demo": LazyCommand(
+        "dialer.engine_cli",
+        "Run a whole simulated campaign on the embedded default, with the web screens and the "
+        "WhatsApp fallback (Ctrl-C to stop).",
+        service=True,
+    ),
+    "campaign": LazyCommand(
+        "dialer.engine_cli", "Campaigns: list, create from a preset, start, pause, finish."
+    ),
+    "agent": LazyCommand(
+        "dialer.engine_cli", "Agent commands sent to the dialer (what the agent screen does)."
+    ),
+    "lead": LazyCommand("dialer.engine_cli", "Leads."),
+    "api": LazyCommand(
+        "api.cli",
+        "Serve the REST API (OpenAPI at /docs), the web screens and webhooks.",
+        service=True,
+    ),
+    "user": LazyCommand("api.cli", "Users of the web screens and the API."),
+    "apikey": LazyCommand("api.cli", "API keys for other systems."),
+    "whatsapp": LazyCommand(
+        "dialer.whatsapp.cli",
+        "WhatsApp fallback: run the worker (default), show holds, resume sending.",
+        service=True,
+    ),
+    "import": LazyCommand(
+        "dialer.importing.cli",
+        "Import a lead list (CSV/XLSX) into a campaign: clean, deduplicate, report.",
+    ),
+    "report": LazyCommand(
+        "dialer.reports.cli",
+        "Indicators of a month: XLSX (one sheet per group, Excel charts) and printable HTML.",
+    ),
+    "pbx-sim": LazyCommand(
+        "ami_bridge.simulator.cli",
+        "Run the PBX simulator (AMI, Asterisk 22 behaviour) for several dialers to share.",
+        service=True,
+    ),
+    "simulate": LazyCommand(
+        "dialer.simulation.cli",
+        "Simulate a campaign on a virtual clock and compare pacing policies.",
+    ),
+}
+
+
+def load_module_commands(module: str) -> dict[str, click.Command]:
+    """The click commands that ``module.register`` adds, by name."""
+    sub = typer.Typer()
+    importlib.import_module(module).register(sub)
+    group = typer.main.get_group(sub)
+    assert isinstance(group, click.Group)
+    return dict(group.commands)
+
+
+class LazyGroup(TyperGroup):
+    """The root group: eager sub-groups (``db``, ``config``) plus :data:`LAZY_COMMANDS`."""
+
+    _loaded: dict[str, dict[str, click.Command]] = {}  # noqa: RUF012 - one cache per process
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*LAZY_COMMANDS, *super().list_commands(ctx)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        # Help listings only need the name and the one-line help: no import.
+        lazy = LAZY_COMMANDS.get(cmd_name)
+        if lazy is None:
+            return super().get_command(ctx, cmd_name)
+        return click.Command(cmd_name, help=lazy.help, short_help=lazy.help)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else None
+        lazy = LAZY_COMMANDS.get(name) if name else None
+        if name is None or lazy is None:
+            return super().resolve_command(ctx, args)
+        return name, self.real_command(name), args[1:]
+
+    def real_command(self, name: str) -> click.Command:
+        lazy = LAZY_COMMANDS[name]
+        if lazy.module not in self._loaded:
+            self._loaded[lazy.module] = load_module_commands(lazy.module)
+        return self._loaded[lazy.module][name]
+
 
 app = typer.Typer(
     name="marcador",
+    cls=LazyGroup,
     help="Marcador: outbound dialer for Asterisk (predictive pacing, agents, WhatsApp fallback).",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
@@ -34,6 +147,8 @@ console = Console()
 
 
 def get_settings(ctx: typer.Context) -> Settings:
+    from dialer.settings import Settings
+
     settings = ctx.obj
     if not isinstance(settings, Settings):
         raise RuntimeError("settings not loaded")
@@ -41,17 +156,54 @@ def get_settings(ctx: typer.Context) -> Settings:
 
 
 @app.callback()
-def _root(ctx: typer.Context) -> None:
+def _root(
+    ctx: typer.Context,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Show info-level logs of one-shot commands.")
+    ] = False,
+) -> None:
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from dialer.logging import configure_logging
+    from dialer.settings import load_settings
+
     try:
         settings = load_settings()
     except ValidationError as exc:
         console.print("[bold red]Invalid configuration:[/]")
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"])
-            console.print(f"  MARCADOR_{loc.upper().replace('.', '__')}: {err['msg']}")
+            console.print(f"  MARCADOR_{loc.upper().replace('.', '__')}: {_message(err)}")
         raise typer.Exit(2) from None
-    configure_logging(settings.log_level, settings.log_json)
+    except SettingsError as exc:
+        console.print(f"[bold red]Invalid configuration:[/] {settings_error_message(exc)}")
+        raise typer.Exit(2) from None
+    lazy = LAZY_COMMANDS.get(ctx.invoked_subcommand or "")
+    service = lazy is not None and lazy.service
+    # One-shot verbs print a human summary: their info logs would only bury it (use -v).
+    level = settings.log_level if service or verbose else "warning"
+    configure_logging(level, settings.log_json)
     ctx.obj = settings
+
+
+def _message(err: Any) -> str:
+    msg = str(err["msg"])
+    return msg.removeprefix("Value error, ")
+
+
+def settings_error_message(exc: SettingsError) -> str:
+    """pydantic-settings' "error parsing value for field "x" from source ..." in our words."""
+    text = str(exc)
+    field = text.split('"')[1] if text.count('"') >= 2 else ""
+    if field:
+        var = f"MARCADOR_{field.upper()}"
+        return (
+            f"{var} (or a nested {var}__... variable) is not valid JSON. "
+            'Complex settings are JSON, e.g. MARCADOR_ASTERISK__SERVERS=\'[{"name": "pbx1", '
+            '"host": "10.0.0.5", "username": "marcador", "secret": "..."}]\'.'
+        )
+    return text
 
 
 @db_app.command("upgrade")
@@ -72,6 +224,8 @@ def db_upgrade(
 @db_app.command("check")
 def db_check(ctx: typer.Context) -> None:
     """Check that the database and Redis answer."""
+    import asyncio
+
     from dialer.health import check_stores
 
     results = asyncio.run(check_stores(get_settings(ctx)))
@@ -111,26 +265,20 @@ def _flatten(data: object, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix, data if isinstance(data, str) else json.dumps(data))]
 
 
-def _register_subcommands() -> None:
-    from ami_bridge.simulator.cli import register as register_pbx_sim
-    from api.cli import register as register_api
-    from dialer.engine_cli import register as register_engine
-    from dialer.importing.cli import register as register_import
-    from dialer.reports.cli import register as register_reports
-    from dialer.simulation.cli import register as register_simulate
-    from dialer.whatsapp.cli import register as register_whatsapp
-
-    register_engine(app)
-    register_api(app)
-    register_whatsapp(app)
-    register_import(app)
-    register_reports(app)
-    register_pbx_sim(app)
-    register_simulate(app)
-
-
-_register_subcommands()
-
-
 def main() -> None:
-    app()
+    """Run the CLI; known configuration and connection errors end in one clear line."""
+    try:
+        app()
+    except Exception as exc:
+        message = explain_error(exc)
+        if message is None:
+            raise
+        Console(stderr=True).print(f"[bold red]Error:[/] {message}")
+        sys.exit(2)
+
+
+def explain_error(exc: BaseException) -> str | None:
+    """One line naming the setting, what is wrong and the fix; None for unexpected errors."""
+    from dialer.diagnose import explain_store_error
+
+    return explain_store_error(exc)

@@ -125,7 +125,7 @@ SUPERVISOR_LOGIN = ("supervisor.demo", "Supervisora de la demo")
 AGENT_LOGIN = ("agente.demo", "Agente de la demo (usted)")
 
 SCRIPT = (
-    "Buenos días {nombre}, le habla {agente} de Carrazos {sede}. Le llamamos porque su "
+    "Buenos días {nombre}, le habla {asesor} de Carrazos {sede}. Le llamamos porque su "
     "{vehiculo} de placa {placa} ya está próximo a su mantenimiento preventivo. ¿Le gustaría "
     "agendar una cita en nuestro taller?"
 )

@@ -12,15 +12,19 @@ from dialer.settings import Settings, mask_url
 async def check_stores(settings: Settings) -> list[tuple[str, bool, str]]:
     """Return (store, ok, detail) for the database and Redis. Never raises."""
     results: list[tuple[str, bool, str]] = []
-    engine = make_engine(settings)
     try:
-        async with engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
-        results.append(("database", True, mask_url(settings.database_url)))
-    except Exception as exc:  # report any driver error as "down"
+        engine = make_engine(settings)
+    except Exception as exc:  # a URL the driver refuses: "down", with the reason
         results.append(("database", False, f"{type(exc).__name__}: {exc}"[:200]))
-    finally:
-        await engine.dispose()
+    else:
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            results.append(("database", True, mask_url(settings.database_url)))
+        except Exception as exc:  # report any driver error as "down"
+            results.append(("database", False, f"{type(exc).__name__}: {exc}"[:200]))
+        finally:
+            await engine.dispose()
     try:
         handle = connect_redis(settings)
     except Exception as exc:

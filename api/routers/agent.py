@@ -36,7 +36,6 @@ from api.screen import (
     LeadOut,
     Named,
     attempt_out,
-    fill_script,
     lead_history,
     lead_out,
     script_values,
@@ -54,6 +53,7 @@ from dialer.db.models import (
 from dialer.domain.agents import PAUSE_CODES
 from dialer.domain.dispositions import validate_disposition
 from dialer.domain.outcomes import AgentState, CampaignStatus
+from dialer.domain.script import fill_script
 from dialer.logging import get_logger
 from dialer.redis_client import StreamEntry
 from dialer.store import EngineStore

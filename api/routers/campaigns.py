@@ -30,6 +30,7 @@ from api.types import PathId
 from dialer.db.models import Campaign, UserCampaign
 from dialer.domain.dispositions import catalogue_for
 from dialer.domain.outcomes import CampaignStatus, CampaignType, DialMode
+from dialer.domain.script import PLACEHOLDERS, unknown_placeholders
 from dialer.store import EngineStore, campaign_abandon_stats
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
@@ -56,7 +57,13 @@ class CampaignFields(BaseModel):
     rules: dict[str, Any] | None = Field(default=None, description="CampaignRules fields")
     timezone: str | None = Field(default=None, min_length=1, max_length=64)
     caller_id: str | None = Field(default=None, max_length=64)
-    script: str | None = Field(default=None, max_length=20_000)
+    script: str | None = Field(
+        default=None,
+        max_length=20_000,
+        description="Guion shown to the agent. Placeholders filled from the lead: "
+        + ", ".join(f"{{{name}}}" for name in PLACEHOLDERS)
+        + ". Any other {name} is refused (422 unknown_placeholder).",
+    )
     amd_enabled: bool | None = None
     abandon_target: float | None = Field(default=None, gt=0, le=0.03)
     connect_timeout: float | None = Field(default=None, gt=0, le=2.0)
@@ -211,6 +218,17 @@ def _apply(campaign: Campaign, values: dict[str, Any], campaign_type: CampaignTy
         check_timezone(values["timezone"])
     if "servers" in values:
         values["servers"] = {"names": list(values["servers"] or [])}
+    if values.get("script"):
+        unknown = unknown_placeholders(values["script"])
+        if unknown:
+            valid = ", ".join(f"{{{name}}}" for name in PLACEHOLDERS)
+            raise ApiError(
+                422,
+                "unknown_placeholder",
+                f"the script uses unknown placeholders: "
+                f"{', '.join(f'{{{u}}}' for u in unknown)}. Valid: {valid}",
+                {"unknown": unknown, "valid": dict(PLACEHOLDERS)},
+            )
     changed = []
     for key, value in values.items():
         if value is None and key not in ("starts_at", "ends_at"):

@@ -103,6 +103,11 @@ export function messageEs(err) {
       return "La página quedó desactualizada. Recárguela (F5) e intente de nuevo.";
     case "forbidden":
       return "Su usuario no tiene permiso para esta acción.";
+    case "unknown_placeholder": {
+      const unknown = (d.unknown || []).map((n) => `{${n}}`).join(", ");
+      const valid = Object.keys(d.valid || {}).map((n) => `{${n}}`).join(", ");
+      return `El guion usa marcadores desconocidos: ${unknown}. Marcadores válidos: ${valid}.`;
+    }
     case "not_found":
       return "No se encontró el registro (o no tiene acceso a él).";
     case "validation_error":

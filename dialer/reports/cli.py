@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    from dialer.reports.definitions import Report
 
 console = Console()
 
@@ -137,6 +140,28 @@ def register(app: typer.Typer) -> None:
         )
 
 
+def pct(value: float | None) -> str:
+    """A percentage for people: ``–`` when there is no data (no calls), ``12,5 %`` otherwise."""
+    if value is None:
+        return "–"
+    return f"{value:.1f} %".replace(".", ",")
+
+
+def summary_line(report: Report) -> str:
+    """The one-line summary printed after a report (Spanish, es-CO number format)."""
+    e = report.effectiveness.total
+    if not e.total_calls:
+        return (
+            "Sin llamadas en el periodo: efectividad –, contactabilidad –, "
+            f"fuera de horario {report.compliance.total.outside_window}"
+        )
+    return (
+        f"Efectividad {pct(e.effectiveness_pct)} ({e.effective_calls}/{e.total_calls}), "
+        f"contactabilidad {pct(report.contactability.total.contactability_pct)}, "
+        f"fuera de horario {report.compliance.total.outside_window}"
+    )
+
+
 async def _scheduled(settings: Any, now: datetime) -> None:
     from dialer.db.engine import make_engine, make_sessionmaker
     from dialer.reports.runs import run_due
@@ -208,12 +233,7 @@ async def _run(
             html_path.write_text(render_html(report), encoding="utf-8")
             step("HTML")
         console.print(f"[green]XLSX[/]: {xlsx_path}\n[green]HTML[/]: {html_path}")
-        e = report.effectiveness.total
-        console.print(
-            f"Efectividad {e.effectiveness_pct} % ({e.effective_calls}/{e.total_calls}), "
-            f"contactabilidad {report.contactability.total.contactability_pct} %, "
-            f"fuera de horario {report.compliance.total.outside_window}"
-        )
+        console.print(summary_line(report))
         if store:
             run = await create_run(sm, settings, flt, now=now, trigger="cli", requested_by="cli")
             console.print(f"Stored as report run {run.id} ({run.status}).")

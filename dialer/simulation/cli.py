@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from dialer.simulation.baselines import PolicySpec, parse_policy
 from dialer.simulation.compare import DEFAULT_POLICIES, ScenarioReport, compare, runs_needed
@@ -36,22 +36,25 @@ _COLUMNS = (
 )
 
 
-def fmt(name: str, e: Estimate) -> str:
-    if name in _PERCENT:
-        return f"{100 * e.mean:.2f}% ±{100 * e.ci95:.2f}"
-    return f"{e.mean:.2f} ±{e.ci95:.2f}"
+def fmt(name: str, e: Estimate, seeds: int) -> str:
+    """Mean and 95% CI half-width; with one seed there is no interval (the title says n/a)."""
+    scale, unit = (100, "%") if name in _PERCENT else (1, "")
+    ci = f" ±{scale * e.ci95:.2f}" if seeds > 1 else ""
+    return f"{scale * e.mean:.2f}{unit}{ci}"
 
 
 def report_table(report: ScenarioReport) -> Table:
     sc = report.scenario
+    names = [r.policy for r in report.results]
+    width = max([len("ceiling talk/(talk+wrap)"), *map(len, names)])
     table = Table(
-        "policy",
+        Column("policy", no_wrap=True, min_width=width),  # never shortened to "progress…"
         *(title for _, title in _COLUMNS),
         title=f"{sc.name}: {len(sc.seeds)} seeds x {sc.shifts} shifts of {sc.shift_hours:g} h "
-        f"(mean ±95% CI)",
+        + ("(mean ±95% CI)" if len(sc.seeds) > 1 else "(mean; 95% CI: n/a with 1 seed)"),
     )
     for r in report.results:
-        table.add_row(r.policy, *(fmt(k, r.summary[k]) for k, _ in _COLUMNS))
+        table.add_row(r.policy, *(fmt(k, r.summary[k], len(sc.seeds)) for k, _ in _COLUMNS))
     table.add_row("ceiling talk/(talk+wrap)", f"{100 * report.ceiling:.2f}%", *[""] * 8)
     return table
 

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.authcache import AuthCache
 from dialer.db.models import Appointment, CallAttempt, Disposition, Lead, Role
 from dialer.domain.outcomes import CallOutcome, LeadStatus
 from dialer.redis_client import StreamEntry, Streams
@@ -275,6 +276,15 @@ async def test_supervisor_forces_pause(
     assert commands[-1].data == {"agent_id": agent.user_id, "code": "supervisor"}
 
 
+def _no_cache_expiry(app: FastAPI) -> None:
+    """Keep the caches' TTLs out of the query counts: the principal cache on a clock that does
+    not move (no refresh-ahead reload of the cached user) and the campaign list cached for an
+    hour. On a loaded machine two polls of ``/agent/me`` can be more than the live cache's 1 s
+    apart, and the campaign list reload was counted as a screen-pop query."""
+    app.state.auth_cache = AuthCache(monotonic=lambda: 1000.0)
+    app.state.live_cache_s = 3600.0
+
+
 class _Queries:
     """Counts the SQL statements the engine runs."""
 
@@ -300,6 +310,7 @@ async def test_screen_pop_is_loaded_once_per_call(
     """Polling ``/agent/me`` reads no SQL while the call and state are unchanged; a state
     change re-reads only the attempt row (its end shows, in the history too); a new call shows
     its own customer at once; the disposition drops the cached screen-pop."""
+    _no_cache_expiry(app)
     sm = app.state.sessionmaker
     cid = await make_campaign(sm)
     first, second = await make_lead(sm, cid, 1), await make_lead(sm, cid, 2)
@@ -362,6 +373,7 @@ async def test_screen_pop_is_prepared_from_the_event_feed(
 ) -> None:
     """The dialer's ``agent_state`` event (call connected) starts loading the screen-pop, so
     the agent screen's next poll needs no SQL and shows the call's customer."""
+    _no_cache_expiry(app)
     sm = app.state.sessionmaker
     cid = await make_campaign(sm)
     lead_id = await make_lead(sm, cid, 3)

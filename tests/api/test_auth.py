@@ -72,6 +72,16 @@ async def test_public_routes_answer_without_auth(anon: httpx.AsyncClient) -> Non
     assert (await anon.get("/docs")).status_code == 200
 
 
+async def test_docs_work_offline(anon: httpx.AsyncClient) -> None:
+    """/docs loads Swagger UI from the API itself: nothing from a CDN (often blocked)."""
+    page = (await anon.get("/docs")).text
+    assert "cdn." not in page and "https://" not in page
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f"/docs-static/{asset}" in page
+        r = await anon.get(f"/docs-static/{asset}")
+        assert r.status_code == 200 and len(r.content) > 10_000, asset
+
+
 async def test_login_me_logout(app: FastAPI, admin: ApiClient) -> None:
     me = (await admin.get("/api/v1/auth/me")).json()
     assert me["user"]["username"] == "admin1"

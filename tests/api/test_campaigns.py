@@ -30,6 +30,37 @@ async def test_presets_per_type(admin: ApiClient) -> None:
     }
 
 
+async def test_script_with_unknown_placeholders_is_refused(admin: ApiClient) -> None:
+    """A literal ``{agente}`` on the agent's screen is refused at save, with the valid list."""
+    r = await admin.post(
+        API,
+        json={"name": "Guion", "type": "contacto_proactivo", "script": "Le habla {agente}"},
+    )
+    assert r.status_code == 422, r.text
+    err = r.json()["error"]
+    assert err["code"] == "unknown_placeholder"
+    assert err["details"]["unknown"] == ["agente"] and "asesor" in err["details"]["valid"]
+    r = await admin.post(API, json={"name": "Guion", "type": "contacto_proactivo"})
+    assert r.status_code == 201, r.text
+    cid = r.json()["id"]
+    r = await admin.patch(f"{API}/{cid}", json={"script": "Hola {nombre} {x_y}, {asesor}"})
+    assert r.status_code == 422 and r.json()["error"]["details"]["unknown"] == ["x_y"]
+    r = await admin.patch(f"{API}/{cid}", json={"script": "Hola {nombre}, le habla {asesor}"})
+    assert r.status_code == 200, r.text
+
+
+def test_shipped_scripts_use_known_placeholders() -> None:
+    from api.presets import preset_for
+    from dialer.demo import SCRIPT
+    from dialer.domain.outcomes import CampaignType
+    from dialer.domain.script import unknown_placeholders
+
+    assert unknown_placeholders(SCRIPT) == []
+    for campaign_type in CampaignType:
+        script = str(preset_for(campaign_type).get("script") or "")
+        assert unknown_placeholders(script) == [], campaign_type
+
+
 async def test_create_uses_preset_and_is_editable(app: FastAPI, admin: ApiClient) -> None:
     r = await admin.post(
         API, json={"name": "Satisfacción Duitama", "type": "seguimiento_satisfaccion"}

@@ -245,9 +245,13 @@ def test_simulate_json_and_register(tmp_path: Path, capsys: pytest.CaptureFixtur
 
     register(app)
     runner = CliRunner()
-    res = runner.invoke(app, ["simulate", str(f), "-p", "progressive"])
+    res = runner.invoke(app, ["simulate", str(f), "-p", "progressive"], terminal_width=120)
     assert res.exit_code == 0, res.output
     assert "grid_n3_p30" in res.output
+    assert "progressive " in res.output and "progress…" not in res.output
+    assert "n/a with 1 seed" in res.output and "±0.00" not in res.output  # one seed: no CI
+    res = runner.invoke(app, ["simulate", str(f), "-p", "progressive", "--seeds", "2"])
+    assert res.exit_code == 0 and "n/a" not in res.output and "±" in res.output
     res = runner.invoke(app, ["simulate", "--from-campaign", "42"])
     assert res.exit_code == 2
     res = runner.invoke(app, ["simulate", str(tmp_path / "nope.json")])

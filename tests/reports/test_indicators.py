@@ -264,6 +264,20 @@ async def test_query_layer_reproduces_the_hand_computed_month(
     check_report(Report.model_validate_json(report.model_dump_json()), fx)
 
 
+async def test_cli_summary_of_an_empty_and_a_full_month(
+    sessionmaker: async_sessionmaker[AsyncSession], fx: FixtureIds
+) -> None:
+    """No calls: a dash, never ``None %``; otherwise es-CO percentages."""
+    from dialer.reports.cli import summary_line
+
+    async with sessionmaker() as s:
+        empty = await build_report(s, ReportFilter.for_month("2025-01"), now=NOW)
+    line = summary_line(empty)
+    assert "None" not in line and "Sin llamadas" in line and "efectividad –" in line
+    full = summary_line(await _report(sessionmaker))
+    assert full.startswith("Efectividad ") and " %" in full and "None" not in full
+
+
 async def test_filters_by_branch_agent_brand_and_campaign(
     sessionmaker: async_sessionmaker[AsyncSession], fx: FixtureIds
 ) -> None:
