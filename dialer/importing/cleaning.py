@@ -370,6 +370,8 @@ def _from_digits(text: str, default_landline_prefix: str) -> CleanPhone | PhoneI
         if not international.startswith("57"):
             return _foreign(international)
         digits = international[2:]
+    elif digits.startswith("057") and len(digits) in (11, 13):
+        digits = digits[3:]  # 057 (0 + country code) + 10 digits, or + indicator + 7 digits
     elif digits.startswith("57") and len(digits) in (10, 12):
         digits = digits[2:]  # 57 + 10 digits, or 57 + old indicator + 7 digits
     national = _national(digits, default_landline_prefix)
@@ -378,8 +380,26 @@ def _from_digits(text: str, default_landline_prefix: str) -> CleanPhone | PhoneI
     return _classify(national)
 
 
+def _join_fragments(parts: list[str]) -> list[str]:
+    """Rejoin pieces of ONE number that a separator cut ("313/928/1487"): a run of adjacent
+    pieces with fewer than 7 digits each is one number (no phone has fewer than 7 digits)."""
+    out: list[str] = []
+    pending: list[str] = []
+    for part in parts:
+        if len(_NON_DIGIT.sub("", part)) < 7 and not _LETTER.search(part):
+            pending.append(part.strip())
+            continue
+        if pending:
+            out.append(" ".join(pending))
+            pending = []
+        out.append(part)
+    if pending:
+        out.append(" ".join(pending))
+    return out
+
+
 def _split_cell(cell: str) -> list[str]:
-    parts = [p for p in _SPLIT.split(cell) if p.strip()]
+    parts = _join_fragments([p for p in _SPLIT.split(cell) if p.strip()])
     out: list[str] = []
     for part in parts:
         if len(_NON_DIGIT.sub("", part)) > 12:
