@@ -81,7 +81,10 @@ NOTE_ES: dict[str, str] = {
     PhoneIssue.UNSUPPORTED_TYPE: "número no marcable (01 8000, tarifa especial)",
     PhoneIssue.LETTERS: "teléfono con letras",
     PhoneIssue.LOSSY_NUMBER: "teléfono en notación científica de Excel (perdió dígitos)",
-    PhoneIssue.SHARED_WITH_OTHER_PERSON: "teléfono de otra persona (otra cédula), no se asignó",
+    PhoneIssue.SHARED_WITH_OTHER_PERSON: (
+        "teléfono compartido con otra persona (otra cédula): se asignó a ambas; "
+        "ese número se llama como máximo una vez al día"
+    ),
     PhoneIssue.TOO_MANY_PHONES: "más teléfonos que el máximo; los adicionales no se marcan",
     PhoneIssue.DNC: "teléfono en lista de no llamar, descartado",
     "bad_national_id": "documento inválido",

@@ -755,9 +755,9 @@ class _Writer:
             out.append(event(lead_id, "merged", _DUPLICATE, detail))
         if decision.dnc_phones:
             out.append(event(lead_id, "phone_dropped", _DNC, {"phones": decision.dnc_phones}))
-        for row, numbers in group.shared_dropped.items():
+        for row, numbers in group.shared.items():
             detail = {"row": row, "phones": numbers}
-            out.append(event(lead_id, "phone_dropped", _SHARED, detail))
+            out.append(event(lead_id, "phone_shared", _SHARED, detail))
 
     def _consents(self, decision: GroupDecision, key: str) -> None:
         for channel, value, row in (

@@ -83,7 +83,7 @@ EXPECTED: dict[int, tuple[RowStatus, str]] = {
     4: (RowStatus.EXCLUDED, "corporate"),
     5: (RowStatus.MERGED, "duplicate"),
     6: (RowStatus.IMPORTED, ""),
-    7: (RowStatus.REJECTED, "invalid_phone"),  # its only phone belongs to row 6 (other id)
+    7: (RowStatus.IMPORTED, ""),  # its only phone is also row 6's (other id): shared
     8: (RowStatus.IMPORTED, ""),
     9: (RowStatus.MERGED, "duplicate"),
     10: (RowStatus.EXCLUDED, "dnc"),
@@ -175,7 +175,7 @@ async def test_messy_csv_import(
     assert "fila 2" in rows[5].message
 
     leads = await _leads(sessionmaker, campaign_id)
-    assert len(leads) == report.leads_created == 13
+    assert len(leads) == report.leads_created == 14
     jose = leads[rows[2].lead_id or 0]
     assert jose.customer_name == "José Peña"
     assert jose.national_id == "0012345678"  # leading zeros survive
@@ -191,6 +191,11 @@ async def test_messy_csv_import(
     assert await _phones(sessionmaker, rows[18].lead_id or 0) == [("+576087405555", "landline")]
     assert await _phones(sessionmaker, rows[19].lead_id or 0) == [("+576087406666", "landline")]
     assert await _phones(sessionmaker, rows[11].lead_id or 0) == [("+573112223344", "mobile")]
+    # a phone shared by two people (rows 6 and 7, two ids): both leads, the phone on both
+    assert rows[6].lead_id != rows[7].lead_id
+    for row in (6, 7):
+        assert await _phones(sessionmaker, rows[row].lead_id or 0) == [("+573205551212", "mobile")]
+    assert "ambas" in rows[7].message
     luis = leads[rows[8].lead_id or 0]
     assert luis.dedupe_key == "tel:+573157778899" and luis.national_id is None
 
@@ -217,9 +222,9 @@ async def test_messy_csv_import(
     assert not refused.granted and refused.revoked_at is not None
     assert consents[("1030111777", Channel.VOICE)].revoked_at is not None  # kept revoked
     assert batch is not None and batch.rows_total == 18
-    assert batch.rows_imported == 8 and batch.rows_merged == 2 and batch.rows_rejected == 8
+    assert batch.rows_imported == 9 and batch.rows_merged == 2 and batch.rows_rejected == 7
     assert batch.summary["status"] == "done"
-    assert batch.summary["rejected"] == {"invalid_phone": 2, "no_phone": 1}
+    assert batch.summary["rejected"] == {"invalid_phone": 1, "no_phone": 1}
 
 
 async def test_concurrent_lead_writer_moves_the_new_ids(
@@ -259,7 +264,7 @@ async def test_concurrent_lead_writer_moves_the_new_ids(
     assert len(calls) == 4  # 16 groups, 4 per batch
     assert _by_row(report) == EXPECTED
     leads = await _leads(sessionmaker, campaign_id)
-    assert len(leads) == report.leads_created == 13
+    assert len(leads) == report.leads_created == 14
     assert {r.lead_id for r in report.rows if r.lead_id is not None} == set(leads)
     rows = {r.row: r for r in report.rows}
     assert leads[rows[2].lead_id or 0].customer_name == "José Peña"
@@ -284,7 +289,7 @@ async def test_async_writer_path_matches(
     report = await import_file(sessionmaker, campaign_id, path, now=NOW, batch_size=4)
     assert _by_row(report) == EXPECTED
     leads = await _leads(sessionmaker, campaign_id)
-    assert len(leads) == report.leads_created == 13
+    assert len(leads) == report.leads_created == 14
     assert {r.lead_id for r in report.rows if r.lead_id is not None} == set(leads)
     rows = {r.row: r for r in report.rows}
     assert await _phones(sessionmaker, rows[2].lead_id or 0) == [
@@ -361,12 +366,12 @@ async def test_failed_batch_marks_the_import_failed(
             sa.select(sa.func.count()).select_from(Lead).where(Lead.campaign_id == campaign_id)
         )
     assert batch.summary == {"status": "failed", "groups_written": 8}
-    assert written is not None and 0 < written < 13
+    assert written is not None and 0 < written < 14
 
     monkeypatch.setattr(service._Writer, "build", build)
     again = await import_file(sessionmaker, campaign_id, path, now=NOW, batch_size=4)
-    assert len(await _leads(sessionmaker, campaign_id)) == 13
-    assert again.leads_created == 13 - written
+    assert len(await _leads(sessionmaker, campaign_id)) == 14
+    assert again.leads_created == 14 - written
 
 
 async def test_reimport_is_idempotent(
@@ -574,7 +579,7 @@ async def test_cli_import(
         count = await s.scalar(
             sa.select(sa.func.count()).select_from(Lead).where(Lead.campaign_id == campaign_id)
         )
-    assert count == 13
+    assert count == 14
 
     missing = await asyncio.to_thread(
         runner.invoke, app, ["import", str(path), "--campaign", "Nada"]
