@@ -590,3 +590,100 @@ async def test_cli_import(
 def _url(sm: async_sessionmaker[AsyncSession]) -> str:
     bind: AsyncEngine = sm.kw["bind"]
     return bind.url.render_as_string(hide_password=False)
+
+
+PEOPLE_ROWS: list[list[str]] = [
+    # Cédula, Nombre, Teléfono, Celular, Fecha última visita
+    ["1030200001", "Ana Uno", "", "3101234501", "2024-01-01"],  # 2: new, eligible
+    ["1030200001", "Ana Uno", "", "3101234501", ""],  # 3: merged into 2
+    ["1030200002", "Beto Dos", "", "3101234502", "2025-12-01"],  # 4: new, visited 91 days ago
+    ["1030200003", "Caro Tres", "", "3101234503", ""],  # 5: new, no visit date
+    ["1030200004", "Transportes Cuatro S.A.S.", "", "3101234504", "2020-01-01"],  # 6: corporate
+    ["1030200004", "Transportes Cuatro S.A.S.", "", "3101234504", ""],  # 7: merged into 6
+    ["1030200005", "Eva Cinco", "123", "", "2020-01-01"],  # 8: rejected, invalid phone
+    ["1030200005", "Eva Cinco", "", "999", ""],  # 9: the same person, rejected again
+    ["1030200006", "Fabio Seis", "", "3101234502", "2025-01-01"],  # 10: Beto's phone: shared, new
+    ["1030200007", "Gina Siete", "", "3101234507", "2025-03-02"],  # 11: exactly 365 days: not yet
+    ["1030200008", "Hugo Ocho", "", "3101234508", "2025-03-01"],  # 12: 366 days: eligible
+]
+
+
+def _people_csv(path: Path) -> Path:
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter=";")
+    writer.writerow(["Cédula", "Nombre", "Teléfono", "Celular", "Fecha última visita"])
+    writer.writerows(PEOPLE_ROWS)
+    path.write_bytes(buf.getvalue().encode("cp1252"))
+    return path
+
+
+async def test_rows_and_people_are_counted_apart_with_the_recovery_denominator(
+    sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    campaign_id = await make_campaign(sessionmaker)
+    path = _people_csv(tmp_path / "recuperacion.csv")
+
+    report = await import_file(sessionmaker, campaign_id, path, now=NOW)
+    summary = report.summary()
+    assert summary["rows"] == {
+        "total": 11,
+        "imported": 6,
+        "already_imported": 0,
+        "merged": 2,
+        "excluded": 1,
+        "rejected": 2,
+    }
+    # the duplicate rows of the corporate and the rejected person count once, under the reason
+    assert summary["people"] == {
+        "total": 8,
+        "new": 6,
+        "updated": 0,
+        "excluded": {"corporate": 1},
+        "rejected": {"invalid_phone": 1},
+    }
+    assert summary["recovery"] == {
+        "as_of": "2026-03-02",
+        "min_days_since_visit": 365,
+        "eligible": 3,  # rows 2, 10, 12
+        "not_yet": 2,  # rows 4, 11
+        "no_visit_date": 1,  # row 5
+    }
+    async with sessionmaker() as s:
+        batch = await s.get(ImportBatch, report.batch_id)
+    assert batch is not None and batch.summary["recovery"]["eligible"] == 3
+    assert batch.summary["people"]["new"] == 6
+
+    again = (await import_file(sessionmaker, campaign_id, path, now=NOW)).summary()
+    assert again["people"] == {
+        "total": 8,
+        "new": 0,
+        "updated": 6,
+        "excluded": {"corporate": 1},
+        "rejected": {"invalid_phone": 1},
+    }
+    assert again["recovery"]["eligible"] == 3
+
+
+async def test_no_recovery_count_outside_recovery_campaigns(
+    sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    async with sessionmaker.begin() as s:
+        campaign = Campaign(name="Satisfacción", type=CampaignType.SATISFACCION)
+        s.add(campaign)
+        await s.flush()
+        campaign_id = campaign.id
+    report = await import_file(sessionmaker, campaign_id, _people_csv(tmp_path / "s.csv"), now=NOW)
+    assert report.summary()["recovery"] is None
+
+
+def test_summary_prints_people_apart_from_rows(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    report = ImportReport(1, 1, "f.csv", "", "csv", None, None, {})
+    report.people_new, report.people_excluded["corporate"] = 3, 2
+    report.recovery = report_module.RecoveryCount(date(2026, 3, 2), 365, eligible=2)
+    console = Console(record=True, width=200)
+    report_module.print_summary(report, console)
+    text = console.export_text()
+    assert "Personas" in text and "nuevas" in text and "Cliente corporativo" in text
+    assert "2 personas elegibles" in text and "GSC-PRO-04" in text
