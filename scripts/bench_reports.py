@@ -39,7 +39,6 @@ sys.path.insert(0, str(ROOT))
 
 from dialer.db.engine import make_engine, make_sessionmaker  # noqa: E402
 from dialer.db.migrate import upgrade  # noqa: E402
-from dialer.logging import configure_logging  # noqa: E402
 from dialer.db.models import (  # noqa: E402
     AgentStateLog,
     Appointment,
@@ -56,6 +55,7 @@ from dialer.db.models import (  # noqa: E402
 from dialer.domain.dispositions import NOT_INTERESTED_REASONS, OPPORTUNITY_AREAS  # noqa: E402
 from dialer.domain.outcomes import CampaignType  # noqa: E402
 from dialer.domain.windows import default_calendar  # noqa: E402
+from dialer.logging import configure_logging  # noqa: E402
 from dialer.reports.filters import ReportFilter  # noqa: E402
 from dialer.reports.html import render_html  # noqa: E402
 from dialer.reports.queries import build_report  # noqa: E402
