@@ -243,6 +243,7 @@ class EngineStore:
         dnc: dict[str, set[str]] = {}
         for e164, source in dnc_rows:
             dnc.setdefault(e164, set()).add(str(getattr(source, "value", source)))
+        shared_calls = await self._others_last_calls(s, lead.id, numbers, now)
         pkey = person_key(lead)
         consents = await s.scalars(sa.select(Consent).where(Consent.person_key == pkey))
         history = await s.scalars(
@@ -264,6 +265,7 @@ class EngineStore:
                     dnc="internal" in dnc.get(p.e164, set()),
                     rne="rne" in dnc.get(p.e164, set()),
                     invalid=not p.valid,
+                    others_last_call_at=shared_calls.get(p.e164),
                 )
                 for p in phones
             ),
@@ -286,6 +288,35 @@ class EngineStore:
             event_date=lead.event_date,
             last_visit_date=lead.last_visit_date,
         )
+
+    @staticmethod
+    async def _others_last_calls(
+        s: AsyncSession, lead_id: int, numbers: Sequence[str], now: datetime
+    ) -> dict[str, datetime]:
+        """E.164 -> the last call (last 2 days) to that number made for ANOTHER lead: phones
+        shared by two people are dialed at most once a day (rule ``phone_daily``). Goes
+        phones.e164 (indexed) -> call_attempts.lead_id (indexed)."""
+        if not numbers:
+            return {}
+        other = sa.orm.aliased(Phone)
+        rows = await s.execute(
+            sa.select(other.e164, sa.func.max(CallAttempt.created_at))
+            .join(
+                CallAttempt,
+                sa.and_(CallAttempt.lead_id == other.lead_id, CallAttempt.phone_id == other.id),
+            )
+            .where(
+                other.e164.in_(numbers),
+                other.lead_id != lead_id,
+                CallAttempt.created_at >= now - timedelta(days=2),
+            )
+            .group_by(other.e164)
+        )
+        out: dict[str, datetime] = {}
+        for e164, at in rows:
+            if at is not None:
+                out[e164] = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        return out
 
     async def readiness(self, lead_id: int, now: datetime) -> Readiness:
         """Why this lead is (not) being dialed right now (``marcador lead explain``)."""

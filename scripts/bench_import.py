@@ -2,6 +2,14 @@
 
     .venv/bin/python scripts/bench_import.py               # 100k rows, SQLite (+ PostgreSQL)
     .venv/bin/python scripts/bench_import.py --rows 20000  # smaller run while iterating
+    .venv/bin/python scripts/bench_import.py --pg --json   # + a throw-away PostgreSQL DB, JSON
+
+``--json``: progress and tables go to stderr; the last line of stdout is ONE JSON object:
+``rows``, ``seconds``, ``cpu_seconds``, ``rows_per_s``, ``backend`` and
+``server_cpu_seconds`` of the last run (PostgreSQL when it ran), ``runs`` (one such object
+per backend), ``floor_seconds``, ``floor_cpu_seconds``, ``load_avg`` (1-minute load before and
+after) and ``goal_seconds``. ``--pg`` creates a throw-away database on the local PostgreSQL
+(``--pg-admin-url``, default ``postgresql://postgres@127.0.0.1:5432/test``) and drops it after.
 
 Generates a seeded semicolon/Latin-1 CSV like the dealer system's export (old and new landline
 formats, +57 prefixes, Excel floats, duplicates by id and phone, corporate rows, invalid
@@ -19,6 +27,7 @@ import argparse
 import asyncio
 import csv
 import io
+import json
 import os
 import random
 import sys
@@ -42,6 +51,7 @@ from dialer.db.migrate import upgrade  # noqa: E402
 from dialer.db.models import Campaign, Consent, DncEntry, DncSource  # noqa: E402
 from dialer.domain.outcomes import CampaignType  # noqa: E402
 from dialer.importing import ImportReport, import_file  # noqa: E402
+from dialer.logging import configure_logging  # noqa: E402
 from dialer.settings import load_settings  # noqa: E402
 
 GOAL_SECONDS = 20.0
@@ -268,25 +278,70 @@ async def run_import(url: str, path: Path, dnc: list[str], backend: str) -> Run:
         await engine.dispose()
 
 
-def main() -> None:
+async def pg_admin(admin_url: str, sql: str) -> None:
+    import asyncpg  # type: ignore[import-untyped]
+
+    conn = await asyncpg.connect(admin_url, timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def run_json(run: Run, rows: int) -> dict[str, object]:
+    return {
+        "backend": run.backend,
+        "rows": rows,
+        "seconds": round(run.seconds, 3),
+        "cpu_seconds": round(run.cpu, 3),
+        "rows_per_s": round(rows / run.seconds, 1) if run.seconds > 0 else None,
+        "server_cpu_seconds": None if run.server_cpu is None else round(run.server_cpu, 3),
+        "phases": run.report.timings,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=4)
-    args = parser.parse_args()
-    console = Console(width=120)  # one line per row, also when piped to a file
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout's last line")
+    parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite run")
+    parser.add_argument("--pg", action="store_true", help="also a throw-away PostgreSQL database")
+    parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    args = parser.parse_args(argv)
+    # one line per row, also when piped to a file; with --json everything human goes to stderr
+    console = Console(width=120, stderr=args.json)
+    configure_logging()  # structured logs on stderr, never on the JSON line's stdout
+    load_before = os.getloadavg()[0]
+    pg_db = f"bench_import_{os.getpid()}" if args.pg else None
     with tempfile.TemporaryDirectory(prefix="bench_import_") as tmp:
         tmp_dir = Path(tmp)
         path = tmp_dir / f"bench_clientes_{args.rows}.csv"
         dnc = generate(path, args.rows, args.seed)
         floor, floor_cpu = min(baseline(path) for _ in range(2))
-        sqlite_url = f"sqlite+aiosqlite:///{tmp_dir / 'bench.db'}"
-        upgrade(sqlite_url)
-        runs = [asyncio.run(run_import(sqlite_url, path, dnc, "sqlite"))]
+        runs: list[Run] = []
+        if not args.no_sqlite:
+            sqlite_url = f"sqlite+aiosqlite:///{tmp_dir / 'bench.db'}"
+            upgrade(sqlite_url)
+            runs.append(asyncio.run(run_import(sqlite_url, path, dnc, "sqlite")))
         pg_url = os.environ.get("MARCADOR_DATABASE__URL")
-        if pg_url and not pg_url.startswith("sqlite"):
-            upgrade(pg_url)
-            runs.append(asyncio.run(run_import(pg_url, path, dnc, "postgresql")))
+        if pg_db is not None:
+            admin = sa.make_url(args.pg_admin_url)
+            asyncio.run(pg_admin(args.pg_admin_url, f'CREATE DATABASE "{pg_db}"'))
+            pg_url = admin.set(drivername="postgresql+asyncpg", database=pg_db).render_as_string(
+                hide_password=False
+            )
+        try:
+            if pg_url and not pg_url.startswith("sqlite"):
+                upgrade(pg_url)
+                runs.append(asyncio.run(run_import(pg_url, path, dnc, "postgresql")))
+        finally:
+            if pg_db is not None:
+                drop = f'DROP DATABASE IF EXISTS "{pg_db}" WITH (FORCE)'
+                asyncio.run(pg_admin(args.pg_admin_url, drop))
         size_mb = path.stat().st_size / 1e6
+    if not runs:
+        parser.error("nothing to run: --no-sqlite needs --pg or MARCADOR_DATABASE__URL")
 
     table = Table(title=f"Lead import: {args.rows:,} rows ({size_mb:.1f} MB CSV, seed {args.seed})")
     columns = (
@@ -328,6 +383,23 @@ def main() -> None:
         "(wall time suffers when the machine is shared; cpu s does not)"
     )
     report = runs[0].report
+    if args.json:
+        last = run_json(runs[-1], args.rows)
+        print(
+            json.dumps(
+                {
+                    **last,
+                    "runs": [run_json(run, args.rows) for run in runs],
+                    "floor_seconds": round(floor, 3),
+                    "floor_cpu_seconds": round(floor_cpu, 3),
+                    "goal_seconds": GOAL_SECONDS * args.rows / 100_000,
+                    "load_avg": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                    "cores": os.cpu_count(),
+                },
+                separators=(",", ":"),
+            ),
+            flush=True,
+        )
     console.print(
         f"rows: imported {report.imported:,} · merged {report.merged:,} · excluded "
         f"{report.excluded} · rejected {report.rejected} · phones {report.phones_added:,} · "

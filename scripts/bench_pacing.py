@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/bench_pacing.py            # full run (5 seeds x 20 shifts of 8 h)
     .venv/bin/python scripts/bench_pacing.py --quick    # smaller run while iterating
-    .venv/bin/python scripts/bench_pacing.py --json     # machine-readable
+    .venv/bin/python scripts/bench_pacing.py --json     # one JSON object, one line (stdout)
 
 Prints one row per scenario (occupancy and abandonment per policy, ratios against the
 progressive baseline measured in the same run) and the issue's targets next to the measured
@@ -227,8 +227,9 @@ def main(argv: list[str] | None = None) -> int:
                     "targets_met": ok,
                     "targets_table": targets,
                 },
-                indent=2,
-            )
+                separators=(",", ":"),  # one line: the last line of stdout
+            ),
+            flush=True,
         )
         return 0
     seeds = {len(r.scenario.seeds) for r in reports}

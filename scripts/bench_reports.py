@@ -6,12 +6,19 @@ it), then times the full report: SQL aggregation + XLSX + HTML. The baseline, me
 same run, is the floor of any report: one ``COUNT(*)`` scan of the month's attempts.
 
     .venv/bin/python scripts/bench_reports.py [--attempts 100000] [--repeat 3] [--reset]
+    .venv/bin/python scripts/bench_reports.py --json   # tables on stderr, JSON on stdout
+
+``--json``: the last line of stdout is ONE JSON object: ``attempts``, ``seconds`` (the
+report's total, median) and ``backend`` of the last backend run (PostgreSQL when it ran), and
+``runs``: one object per backend with every timing (``baseline``, ``queries``, ``xlsx``,
+``html``, ``total``, ``generate_s``) and the generated counts.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import statistics
@@ -48,6 +55,7 @@ from dialer.db.models import (  # noqa: E402
 from dialer.domain.dispositions import NOT_INTERESTED_REASONS, OPPORTUNITY_AREAS  # noqa: E402
 from dialer.domain.outcomes import CampaignType  # noqa: E402
 from dialer.domain.windows import default_calendar  # noqa: E402
+from dialer.logging import configure_logging  # noqa: E402
 from dialer.reports.filters import ReportFilter  # noqa: E402
 from dialer.reports.html import render_html  # noqa: E402
 from dialer.reports.queries import build_report  # noqa: E402
@@ -326,12 +334,17 @@ async def _run_backend(
     return {"backend": name, "generate_s": gen, **counts, **timings}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    global console
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--attempts", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--reset", action="store_true", help="empty a non-empty PostgreSQL DB")
-    args = parser.parse_args()
+    parser.add_argument("--json", action="store_true", help="one JSON object on stdout's last line")
+    args = parser.parse_args(argv)
+    if args.json:
+        console = Console(stderr=True)
+    configure_logging()  # structured logs on stderr
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
@@ -372,6 +385,19 @@ def main() -> None:
             f"{r['agent_states']:,} agent intervals; generated in {r['generate_s']:.1f} s; "
             f"report counted {int(r['checksum_calls']):,} calls"
         )
+    if args.json:
+        runs = [
+            {k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in results
+        ]
+        last = runs[-1]
+        out = {
+            "attempts": last["attempts"],
+            "seconds": last["total"],
+            "backend": last["backend"],
+            "runs": runs,
+            "load_avg": round(os.getloadavg()[0], 2),
+        }
+        print(json.dumps(out, separators=(",", ":"), default=str), flush=True)
 
 
 if __name__ == "__main__":

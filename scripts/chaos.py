@@ -25,6 +25,7 @@ table (``--json``: one JSON object). Every invariant must be 0; exit status 1 ot
     .venv/bin/python scripts/chaos.py --duration 120
     .venv/bin/python scripts/chaos.py --backend postgres --duration 600 --json
     .venv/bin/python scripts/chaos.py --backend pg-private --duration 600
+    .venv/bin/python scripts/chaos.py --short --json   # ~60 s of faults; one JSON line on stdout
 """
 
 from __future__ import annotations
@@ -827,8 +828,13 @@ def main() -> int:
     parser.add_argument("--dialer-kills", type=int, default=20)
     parser.add_argument("--no-faults", action="store_true", help="baseline: inject nothing")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--json", action="store_true", help="one JSON object, stdout's last line")
+    parser.add_argument(
+        "--short", action="store_true", help="quick check: 60 s of faults, at most 10 dialer kills"
+    )
     args = parser.parse_args()
+    if args.short:
+        args.duration, args.dialer_kills = 60.0, min(args.dialer_kills, 10)
     if not 10 <= args.duration <= 7200 or not 0 <= args.dialer_kills <= 200:
         parser.error("--duration must be 10..7200 s and --dialer-kills 0..200")
     if args.backend == "postgres" and not pg_reachable():
@@ -848,7 +854,7 @@ def main() -> int:
             shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
         flat = {**result, **result["faults"]}
-        print(json.dumps(flat, indent=2, default=str))
+        print(json.dumps(flat, separators=(",", ":"), default=str), flush=True)
     else:
         print(render(result))
     return 0 if all(result[k] == 0 for k in INVARIANTS) else 1

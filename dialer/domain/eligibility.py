@@ -21,6 +21,9 @@ consent            a valid, unrevoked consent for the channel
 frequency          Ley 2300 frequency caps, per person across campaigns and channels
 open_complaint     satisfaction campaigns skip customers with an open complaint (PQRS)
 abandon_cooldown   72 h since the last abandoned call to the lead
+phone_daily        one call per phone number per local day across people: a number shared
+                   with another lead (household landline) already called today for that
+                   lead is skipped; when no other phone is left, the lead waits until tomorrow
 ================== =========================================================================
 
 DNC and RNE are applied to every phone-based channel (voice, WhatsApp, SMS).
@@ -80,6 +83,7 @@ class RuleCode(StrEnum):
     FREQUENCY = "frequency"
     OPEN_COMPLAINT = "open_complaint"
     ABANDON_COOLDOWN = "abandon_cooldown"
+    PHONE_DAILY = "phone_daily"
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +92,9 @@ class PhoneSnapshot:
     dnc: bool = False
     rne: bool = False
     invalid: bool = False  # invalid number, or known wrong number
+    #: The last call to this number made for ANOTHER lead (any campaign): a number shared by
+    #: two people (a household landline) is called at most once per local day.
+    others_last_call_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,6 +386,47 @@ def _phone_rules(lead: LeadSnapshot, channel: Channel) -> tuple[list[RuleResult]
     return results, () if lead.person_dnc else dialable
 
 
+def _phone_daily_rule(
+    lead: LeadSnapshot, dialable: tuple[str, ...], channel: Channel, now: datetime, zone: ZoneInfo
+) -> tuple[RuleResult, tuple[str, ...]]:
+    """One call per phone number per local day across people: a number another lead was
+    called on today (a shared household or office landline) is not dialed again for this
+    lead until tomorrow. The lead's own retries on its numbers follow the retry rules."""
+    code = RuleCode.PHONE_DAILY
+    if channel is not Channel.VOICE:
+        return _ok(code, "No aplica a mensajes.", "Calls only."), dialable
+    today = now.astimezone(zone).date()
+    by_id = {p.phone_id: p for p in lead.phones}
+    busy = {
+        pid
+        for pid in dialable
+        if (at := by_id[pid].others_last_call_at) is not None
+        and require_aware(at, "others_last_call_at").astimezone(zone).date() == today
+    }
+    if not busy:
+        return _ok(
+            code,
+            "Ningún teléfono se llamó hoy por otra persona.",
+            "No phone was called today for another person.",
+        ), dialable
+    left = tuple(pid for pid in dialable if pid not in busy)
+    if left:
+        return _ok(
+            code,
+            f"{len(busy)} teléfono(s) compartido(s) ya se llamaron hoy; se usan los demás.",
+            f"{len(busy)} shared phone(s) already called today; the others are used.",
+        ), left
+    tomorrow = datetime.combine(today + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
+    return _no(
+        code,
+        "Su teléfono (compartido con otra persona) ya se llamó hoy: un número se llama como "
+        f"máximo una vez al día. Desde {_fmt(tomorrow, zone)}.",
+        "Its phone (shared with another person) was already called today: a number is called "
+        f"at most once a day. From {_fmt(tomorrow, zone)}.",
+        tomorrow,
+    ), left
+
+
 def _consent_rule(lead: LeadSnapshot, channel: Channel, now: datetime) -> RuleResult:
     code = RuleCode.CONSENT
     mine = [c for c in lead.consents if c.channel is channel]
@@ -453,6 +501,8 @@ def evaluate_readiness(
 
     phone_results, dialable = _phone_rules(lead, channel)
     rules.extend(phone_results)
+    daily, dialable = _phone_daily_rule(lead, dialable, channel, utc_now, zone)
+    rules.append(daily)
     rules.append(_consent_rule(lead, channel, utc_now))
 
     freq = check_frequency(

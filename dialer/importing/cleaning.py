@@ -24,7 +24,7 @@
 * Corporate detection (NIT id type or shape, company markers in the name).
 * Duplicate grouping (:func:`group_rows`): same national id or same phone, transitively
   (union-find), within the file and against the campaign's existing leads. Two *different*
-  national ids are never merged: a phone shared by two people stays with the first one.
+  national ids are never merged: a phone shared by two people is linked to both.
 * :func:`decide_group`: the lead's fate (new, or excluded as corporate / DNC / no consent).
 """
 
@@ -101,7 +101,9 @@ class PhoneIssue(StrEnum):
     UNSUPPORTED_TYPE = "unsupported_type"  # toll-free, premium, shared cost...
     LETTERS = "letters"
     LOSSY_NUMBER = "lossy_number"  # Excel scientific notation that lost digits
-    SHARED_WITH_OTHER_PERSON = "shared_with_other_person"  # phone of another national id
+    #: also the phone of another national id: linked to both people (households, small
+    #: businesses); dial-time rules call one number at most once a day
+    SHARED_WITH_OTHER_PERSON = "shared_with_other_person"
     TOO_MANY_PHONES = "too_many_phones"  # kept in Lead.extra, not dialed
     DNC = "dnc"
 
@@ -370,6 +372,8 @@ def _from_digits(text: str, default_landline_prefix: str) -> CleanPhone | PhoneI
         if not international.startswith("57"):
             return _foreign(international)
         digits = international[2:]
+    elif digits.startswith("057") and len(digits) in (11, 13):
+        digits = digits[3:]  # 057 (0 + country code) + 10 digits, or + indicator + 7 digits
     elif digits.startswith("57") and len(digits) in (10, 12):
         digits = digits[2:]  # 57 + 10 digits, or 57 + old indicator + 7 digits
     national = _national(digits, default_landline_prefix)
@@ -378,8 +382,26 @@ def _from_digits(text: str, default_landline_prefix: str) -> CleanPhone | PhoneI
     return _classify(national)
 
 
+def _join_fragments(parts: list[str]) -> list[str]:
+    """Rejoin pieces of ONE number that a separator cut ("313/928/1487"): a run of adjacent
+    pieces with fewer than 7 digits each is one number (no phone has fewer than 7 digits)."""
+    out: list[str] = []
+    pending: list[str] = []
+    for part in parts:
+        if len(_NON_DIGIT.sub("", part)) < 7 and not _LETTER.search(part):
+            pending.append(part.strip())
+            continue
+        if pending:
+            out.append(" ".join(pending))
+            pending = []
+        out.append(part)
+    if pending:
+        out.append(" ".join(pending))
+    return out
+
+
 def _split_cell(cell: str) -> list[str]:
-    parts = [p for p in _SPLIT.split(cell) if p.strip()]
+    parts = _join_fragments([p for p in _SPLIT.split(cell) if p.strip()])
     out: list[str] = []
     for part in parts:
         if len(_NON_DIGIT.sub("", part)) > 12:
@@ -829,8 +851,8 @@ class Group:
     existing: ExistingLead | None = None
     #: row number -> (row it merged into, "id" or "phone") for every non-primary row.
     merged_into: dict[int, tuple[int, str]] = field(default_factory=dict)
-    #: row number -> phones removed because they belong to another person.
-    shared_dropped: dict[int, list[str]] = field(default_factory=dict)
+    #: row number -> phones that also belong to another person (kept: linked to both).
+    shared: dict[int, list[str]] = field(default_factory=dict)
 
     @property
     def primary(self) -> CleanLead:
@@ -875,7 +897,8 @@ def group_rows(rows: Sequence[CleanLead], existing: Iterable[ExistingLead] = ())
     """Group duplicate rows (same id or phone, transitively) and match them to existing leads.
 
     Groups come back in file order (by their first row). A row's phone that already belongs
-    to a different national id is removed from that row (recorded in ``shared_dropped``).
+    to a different national id stays on that row too, without merging the two people: the
+    phone is linked to both (recorded in ``shared``; households share landlines).
     """
     uf = _UnionFind()
     owner: dict[str, int] = {}
@@ -892,7 +915,7 @@ def group_rows(rows: Sequence[CleanLead], existing: Iterable[ExistingLead] = ())
                 uf.union(node, other)
     base = len(existing_nodes)
     via: dict[int, str] = {}
-    dropped: dict[int, list[str]] = {}
+    shared: dict[int, list[str]] = {}
     for index, row in enumerate(rows):
         node = uf.add(row.national_id)
         assert node == base + index
@@ -902,23 +925,18 @@ def group_rows(rows: Sequence[CleanLead], existing: Iterable[ExistingLead] = ())
             if other != node:
                 uf.union(node, other)
                 via.setdefault(node, "id")
-        kept: list[CleanPhone] = []
         for phone in row.phones:
             key = f"tel:{phone.e164}"
             other = owner.setdefault(key, node)
             if other == node or uf.find(other) == uf.find(node):
-                kept.append(phone)
-            elif uf.compatible(node, other):
+                continue
+            if uf.compatible(node, other):
                 uf.union(node, other)
                 via.setdefault(node, "phone")
-                kept.append(phone)
-            else:
-                dropped.setdefault(row.row, []).append(phone.e164)
-        if len(kept) != len(row.phones):
-            row.phones = kept
-            row.phone_issues.extend(
-                PhoneIssue.SHARED_WITH_OTHER_PERSON for _ in dropped.get(row.row, [])
-            )
+            else:  # another person's phone too: keep it on both, do not merge the people
+                shared.setdefault(row.row, []).append(phone.e164)
+        if row.row in shared:
+            row.phone_issues.append(PhoneIssue.SHARED_WITH_OTHER_PERSON)
 
     members: dict[int, list[int]] = {}
     for node in range(len(uf.parent)):
@@ -937,8 +955,8 @@ def group_rows(rows: Sequence[CleanLead], existing: Iterable[ExistingLead] = ())
         for n in row_nodes[1:]:
             group.merged_into[rows[n - base].row] = (first, via.get(n, "id"))
         for n in row_nodes:
-            if rows[n - base].row in dropped:
-                group.shared_dropped[rows[n - base].row] = dropped[rows[n - base].row]
+            if rows[n - base].row in shared:
+                group.shared[rows[n - base].row] = shared[rows[n - base].row]
         groups.append(group)
     groups.sort(key=lambda g: g.rows[0].row)
     return groups

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ __all__ = [
     "REPORT_COLUMNS",
     "ImportReport",
     "ProgressCallback",
+    "RecoveryCount",
     "RowResult",
     "RowStatus",
     "default_report_path",
@@ -81,7 +83,10 @@ NOTE_ES: dict[str, str] = {
     PhoneIssue.UNSUPPORTED_TYPE: "número no marcable (01 8000, tarifa especial)",
     PhoneIssue.LETTERS: "teléfono con letras",
     PhoneIssue.LOSSY_NUMBER: "teléfono en notación científica de Excel (perdió dígitos)",
-    PhoneIssue.SHARED_WITH_OTHER_PERSON: "teléfono de otra persona (otra cédula), no se asignó",
+    PhoneIssue.SHARED_WITH_OTHER_PERSON: (
+        "teléfono compartido con otra persona (otra cédula): se asignó a ambas; "
+        "ese número se llama como máximo una vez al día"
+    ),
     PhoneIssue.TOO_MANY_PHONES: "más teléfonos que el máximo; los adicionales no se marcan",
     PhoneIssue.DNC: "teléfono en lista de no llamar, descartado",
     "bad_national_id": "documento inválido",
@@ -178,6 +183,39 @@ def row_results(group: Group, decision: GroupDecision, lead_id: int | None) -> l
 
 
 @dataclass(slots=True)
+class RecoveryCount:
+    """Dialable people of a recovery list by their last workshop visit, as of ``as_of``.
+
+    ``eligible``: more than ``min_days`` days since the last visit on the import date (the
+    same test as the dial-time rule ``campaign_start``); ``not_yet``: a visit within that
+    time (they become eligible later); ``no_visit_date``: no usable date (never dialed).
+    """
+
+    as_of: date
+    min_days: int
+    eligible: int = 0
+    not_yet: int = 0
+    no_visit_date: int = 0
+
+    def add(self, last_visit: date | None) -> None:
+        if last_visit is None:
+            self.no_visit_date += 1
+        elif (self.as_of - last_visit).days > self.min_days:
+            self.eligible += 1
+        else:
+            self.not_yet += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "as_of": self.as_of.isoformat(),
+            "min_days_since_visit": self.min_days,
+            "eligible": self.eligible,
+            "not_yet": self.not_yet,
+            "no_visit_date": self.no_visit_date,
+        }
+
+
+@dataclass(slots=True)
 class ImportReport:
     """What an import did. ``rows`` holds one :class:`RowResult` per data row, in file order."""
 
@@ -196,6 +234,15 @@ class ImportReport:
     phones_dropped_dnc: int = 0
     consents_granted: int = 0
     consents_revoked: int = 0
+    #: People (one per group of duplicate rows), apart from rows: a duplicate row of an
+    #: excluded or rejected person counts once, under that person's reason.
+    people_new: int = 0  # new dialable leads
+    people_updated: int = 0  # leads imported earlier, matched again
+    people_excluded: Counter[str] = field(default_factory=Counter)  # reason -> people
+    people_rejected: Counter[str] = field(default_factory=Counter)  # reason -> people
+    #: Recovery campaigns (recuperación de clientes): the indicator's denominator as of the
+    #: import date (GSC-PRO-04); None for other campaign types.
+    recovery: RecoveryCount | None = None
     seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)  # phase -> seconds
     report_path: Path | None = None
@@ -235,9 +282,39 @@ class ImportReport:
     def rejected_total(self) -> int:
         return self._count(RowStatus.REJECTED)
 
-    def summary(self) -> dict[str, Any]:
-        """JSON-ready counts (stored in ImportBatch.summary; no personal data)."""
+    @property
+    def people_total(self) -> int:
+        return (
+            self.people_new
+            + self.people_updated
+            + sum(self.people_excluded.values())
+            + sum(self.people_rejected.values())
+        )
+
+    def rows_by_result(self) -> dict[str, int]:
+        counts = Counter(r.status.value for r in self.rows)
+        return {status.value: counts.get(status.value, 0) for status in RowStatus}
+
+    def people(self) -> dict[str, Any]:
         return {
+            "total": self.people_total,
+            "new": self.people_new,
+            "updated": self.people_updated,
+            "excluded": dict(sorted(self.people_excluded.items())),
+            "rejected": dict(sorted(self.people_rejected.items())),
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready counts (stored in ImportBatch.summary; no personal data).
+
+        ``rows`` counts rows by result; ``people`` counts people (a group of duplicate rows
+        is one person); ``recovery`` (recovery campaigns only) the people eligible as of the
+        import date. The flat row keys (``imported``, ``merged``...) are kept for old readers.
+        """
+        return {
+            "rows": {"total": self.rows_total, **self.rows_by_result()},
+            "people": self.people(),
+            "recovery": self.recovery.to_dict() if self.recovery is not None else None,
             "rows_total": self.rows_total,
             "imported": self.imported,
             "already_imported": self.already_imported,
@@ -313,7 +390,7 @@ def write_report(report: ImportReport, path: Path) -> Path:
 
 def print_summary(report: ImportReport, console: Console) -> None:
     """The terminal summary table (Spanish)."""
-    table = Table(title=f"Importación: {report.filename}", show_lines=False)
+    table = Table(title=f"Importación: {report.filename} · filas", show_lines=False)
     table.add_column("Resultado")
     table.add_column("Motivo")
     table.add_column("Filas", justify="right")
@@ -328,10 +405,30 @@ def print_summary(report: ImportReport, console: Console) -> None:
     table.add_section()
     table.add_row("[bold]total[/]", "", f"[bold]{report.rows_total}[/]")
     console.print(table)
+    people = Table(title="Personas (filas duplicadas = una persona)", show_lines=False)
+    people.add_column("Resultado")
+    people.add_column("Motivo")
+    people.add_column("Personas", justify="right")
+    people.add_row("[green]nuevas[/]", "", str(report.people_new))
+    people.add_row("[cyan]actualizadas[/]", "ya estaban en la campaña", str(report.people_updated))
+    for reason, count in sorted(report.people_excluded.items()):
+        people.add_row("[yellow]excluidas[/]", REASON_ES.get(reason, reason), str(count))
+    for reason, count in sorted(report.people_rejected.items()):
+        people.add_row("[red]rechazadas[/]", REASON_ES.get(reason, reason), str(count))
+    people.add_section()
+    people.add_row("[bold]total[/]", "", f"[bold]{report.people_total}[/]")
+    console.print(people)
+    recovery = report.recovery
+    if recovery is not None:
+        console.print(
+            f"Recuperación de clientes al {recovery.as_of.isoformat()}: "
+            f"[bold]{recovery.eligible}[/] personas elegibles (más de {recovery.min_days} días "
+            f"sin visitar el taller) · aún no: {recovery.not_yet} · sin fecha de última "
+            f"visita: {recovery.no_visit_date}. Es el denominador del indicador (GSC-PRO-04)."
+        )
     rate = report.rows_total / report.seconds if report.seconds > 0 else 0.0
     console.print(
-        f"Leads nuevos: {report.leads_created} · actualizados: {report.leads_updated} · "
-        f"teléfonos agregados: {report.phones_added} · descartados por DNC: "
+        f"Teléfonos agregados: {report.phones_added} · descartados por DNC: "
         f"{report.phones_dropped_dnc} · autorizaciones: +{report.consents_granted} / "
         f"revocadas {report.consents_revoked} · {report.seconds:.1f} s ({rate:,.0f} filas/s)"
     )

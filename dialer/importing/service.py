@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, cast
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -42,7 +43,9 @@ from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.schema import CallableColumnDefault, ScalarElementColumnDefault
 
 from dialer.db.models import Campaign, Consent, DncEntry, ImportBatch, Lead, LeadEvent, Phone
-from dialer.domain.outcomes import Channel, LeadStatus
+from dialer.domain.eligibility import CampaignRules
+from dialer.domain.outcomes import CampaignType, Channel, LeadStatus
+from dialer.domain.windows import DEFAULT_TZ_NAME
 from dialer.importing.cleaning import (
     CleaningOptions,
     CleanLead,
@@ -59,7 +62,13 @@ from dialer.importing.cleaning import (
 from dialer.importing.errors import CampaignNotFound
 from dialer.importing.mapping import ColumnMapping
 from dialer.importing.reader import open_table
-from dialer.importing.report import ImportReport, ProgressCallback, RowResult, row_results
+from dialer.importing.report import (
+    ImportReport,
+    ProgressCallback,
+    RecoveryCount,
+    RowResult,
+    row_results,
+)
 from dialer.logging import get_logger
 
 __all__ = ["import_file", "resolve_campaign"]
@@ -94,6 +103,33 @@ async def resolve_campaign(sessionmaker: async_sessionmaker[AsyncSession], ref: 
             campaign=text,
         )
     return campaign_id
+
+
+async def _recovery_count(
+    sessionmaker: async_sessionmaker[AsyncSession], campaign_id: int, now: datetime
+) -> RecoveryCount | None:
+    """For a recovery campaign, an empty :class:`RecoveryCount` as of the import date (the
+    campaign's local day) with the campaign's minimum days since the last visit."""
+    async with sessionmaker() as session:
+        row = (
+            await session.execute(
+                sa.select(Campaign.type, Campaign.rules, Campaign.timezone).where(
+                    Campaign.id == campaign_id
+                )
+            )
+        ).one()
+    kind, rules, timezone = row
+    if kind is not CampaignType.RECUPERACION:
+        return None
+    min_days = CampaignRules(campaign_type=kind).recovery_min_days_since_visit
+    value = (rules or {}).get("recovery_min_days_since_visit")
+    if isinstance(value, int) and value >= 1:
+        min_days = value
+    try:
+        zone = ZoneInfo(timezone or DEFAULT_TZ_NAME)
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo(DEFAULT_TZ_NAME)
+    return RecoveryCount(as_of=now.astimezone(zone).date(), min_days=min_days)
 
 
 _gc_lock = threading.Lock()
@@ -611,9 +647,11 @@ class _Writer:
         phones: list[tuple[Any, ...]] = []
         events: list[tuple[Any, ...]] = []
         new_results: list[RowResult] = []
+        recovery = report.recovery
         for group, decision in items:
             if decision.rejected is not None:
                 report.rows.extend(row_results(group, decision, None))
+                report.people_rejected[decision.rejected.value] += 1
                 continue
             existing = group.existing
             if existing is None:
@@ -621,9 +659,19 @@ class _Writer:
                 next_id += 1
                 leads.append(self._lead(lead_id, decision))
                 start = 0
+                if decision.excluded is not None:
+                    report.people_excluded[decision.excluded.value] += 1
+                else:
+                    report.people_new += 1
             else:
                 lead_id, start = existing.lead_id, existing.next_position
                 report.leads_updated += 1
+                if decision.excluded is not None:
+                    report.people_excluded[decision.excluded.value] += 1
+                else:
+                    report.people_updated += 1
+            if recovery is not None and decision.excluded is None:
+                recovery.add(decision.merged.last_visit_date)
             kinds = _KIND_TEXT
             for offset, phone in enumerate(decision.phones, start):
                 phones.append((lead_id, phone.e164, kinds[phone.kind], offset))
@@ -755,9 +803,9 @@ class _Writer:
             out.append(event(lead_id, "merged", _DUPLICATE, detail))
         if decision.dnc_phones:
             out.append(event(lead_id, "phone_dropped", _DNC, {"phones": decision.dnc_phones}))
-        for row, numbers in group.shared_dropped.items():
+        for row, numbers in group.shared.items():
             detail = {"row": row, "phones": numbers}
-            out.append(event(lead_id, "phone_dropped", _SHARED, detail))
+            out.append(event(lead_id, "phone_shared", _SHARED, detail))
 
     def _consents(self, decision: GroupDecision, key: str) -> None:
         for channel, value, row in (
@@ -863,6 +911,7 @@ async def _import(
     opts = options or CleaningOptions()
     column_mapping = mapping or ColumnMapping()
     await resolve_campaign(sessionmaker, campaign_id)
+    recovery = await _recovery_count(sessionmaker, campaign_id, stamp)
 
     parsed = await asyncio.to_thread(_read_and_clean, source, column_mapping, opts, progress)
     timings = {"read_clean": time.perf_counter() - started}
@@ -875,6 +924,7 @@ async def _import(
         encoding=parsed.encoding,
         delimiter=parsed.delimiter,
         mapping=parsed.mapping,
+        recovery=recovery,
     )
 
     mark = time.perf_counter()

@@ -184,14 +184,33 @@ def test_grouping_is_transitive_and_respects_different_ids() -> None:
         _lead(2, "1", "+573001000001"),
         _lead(3, None, "+573001000001", "+573001000002"),  # phone of row 2
         _lead(4, None, "+573001000002"),  # via row 3 -> same person as row 2
-        _lead(5, "9", "+573001000002", "+573001000003"),  # another id: shared phone dropped
+        _lead(5, "9", "+573001000002", "+573001000003"),  # another id: phone shared, kept
         _lead(6, "1"),  # same id as row 2, no phone
     ]
     groups = group_rows(rows)
     assert [[r.row for r in g.rows] for g in groups] == [[2, 3, 4, 6], [5]]
     assert groups[0].merged_into == {3: (2, "phone"), 4: (2, "phone"), 6: (2, "id")}
-    assert groups[1].shared_dropped == {5: ["+573001000002"]}
-    assert [p.e164 for p in groups[1].rows[0].phones] == ["+573001000003"]
+    assert groups[1].shared == {5: ["+573001000002"]}
+    assert [p.e164 for p in groups[1].rows[0].phones] == ["+573001000002", "+573001000003"]
+    assert groups[1].rows[0].phone_issues == [PhoneIssue.SHARED_WITH_OTHER_PERSON]
+
+
+def test_a_shared_phone_is_the_only_phone_of_both_people() -> None:
+    """A household landline: two people (two ids), one phone: both kept, phone on both."""
+    rows = [_lead(2, "1", "+576087401234"), _lead(3, "2", "+576087401234")]
+    groups = group_rows(rows)
+    assert [[r.row for r in g.rows] for g in groups] == [[2], [3]]
+    decisions = [decide_group(g, set(), set()) for g in groups]
+    assert [d.rejected for d in decisions] == [None, None]
+    assert [[p.e164 for p in d.phones] for d in decisions] == [["+576087401234"]] * 2
+
+
+def test_a_phone_shared_with_an_existing_lead_of_another_person_is_kept() -> None:
+    existing = [ExistingLead(10, "1", ("+576087401234",), next_position=1)]
+    groups = group_rows([_lead(2, "2", "+576087401234")], existing)
+    assert groups[0].existing is None and groups[0].shared == {2: ["+576087401234"]}
+    decision = decide_group(groups[0], set(), set())
+    assert decision.rejected is None and [p.e164 for p in decision.phones] == ["+576087401234"]
 
 
 def test_grouping_against_existing_leads() -> None:

@@ -83,7 +83,7 @@ EXPECTED: dict[int, tuple[RowStatus, str]] = {
     4: (RowStatus.EXCLUDED, "corporate"),
     5: (RowStatus.MERGED, "duplicate"),
     6: (RowStatus.IMPORTED, ""),
-    7: (RowStatus.REJECTED, "invalid_phone"),  # its only phone belongs to row 6 (other id)
+    7: (RowStatus.IMPORTED, ""),  # its only phone is also row 6's (other id): shared
     8: (RowStatus.IMPORTED, ""),
     9: (RowStatus.MERGED, "duplicate"),
     10: (RowStatus.EXCLUDED, "dnc"),
@@ -175,7 +175,7 @@ async def test_messy_csv_import(
     assert "fila 2" in rows[5].message
 
     leads = await _leads(sessionmaker, campaign_id)
-    assert len(leads) == report.leads_created == 13
+    assert len(leads) == report.leads_created == 14
     jose = leads[rows[2].lead_id or 0]
     assert jose.customer_name == "José Peña"
     assert jose.national_id == "0012345678"  # leading zeros survive
@@ -191,6 +191,11 @@ async def test_messy_csv_import(
     assert await _phones(sessionmaker, rows[18].lead_id or 0) == [("+576087405555", "landline")]
     assert await _phones(sessionmaker, rows[19].lead_id or 0) == [("+576087406666", "landline")]
     assert await _phones(sessionmaker, rows[11].lead_id or 0) == [("+573112223344", "mobile")]
+    # a phone shared by two people (rows 6 and 7, two ids): both leads, the phone on both
+    assert rows[6].lead_id != rows[7].lead_id
+    for row in (6, 7):
+        assert await _phones(sessionmaker, rows[row].lead_id or 0) == [("+573205551212", "mobile")]
+    assert "ambas" in rows[7].message
     luis = leads[rows[8].lead_id or 0]
     assert luis.dedupe_key == "tel:+573157778899" and luis.national_id is None
 
@@ -217,9 +222,9 @@ async def test_messy_csv_import(
     assert not refused.granted and refused.revoked_at is not None
     assert consents[("1030111777", Channel.VOICE)].revoked_at is not None  # kept revoked
     assert batch is not None and batch.rows_total == 18
-    assert batch.rows_imported == 8 and batch.rows_merged == 2 and batch.rows_rejected == 8
+    assert batch.rows_imported == 9 and batch.rows_merged == 2 and batch.rows_rejected == 7
     assert batch.summary["status"] == "done"
-    assert batch.summary["rejected"] == {"invalid_phone": 2, "no_phone": 1}
+    assert batch.summary["rejected"] == {"invalid_phone": 1, "no_phone": 1}
 
 
 async def test_concurrent_lead_writer_moves_the_new_ids(
@@ -259,7 +264,7 @@ async def test_concurrent_lead_writer_moves_the_new_ids(
     assert len(calls) == 4  # 16 groups, 4 per batch
     assert _by_row(report) == EXPECTED
     leads = await _leads(sessionmaker, campaign_id)
-    assert len(leads) == report.leads_created == 13
+    assert len(leads) == report.leads_created == 14
     assert {r.lead_id for r in report.rows if r.lead_id is not None} == set(leads)
     rows = {r.row: r for r in report.rows}
     assert leads[rows[2].lead_id or 0].customer_name == "José Peña"
@@ -284,7 +289,7 @@ async def test_async_writer_path_matches(
     report = await import_file(sessionmaker, campaign_id, path, now=NOW, batch_size=4)
     assert _by_row(report) == EXPECTED
     leads = await _leads(sessionmaker, campaign_id)
-    assert len(leads) == report.leads_created == 13
+    assert len(leads) == report.leads_created == 14
     assert {r.lead_id for r in report.rows if r.lead_id is not None} == set(leads)
     rows = {r.row: r for r in report.rows}
     assert await _phones(sessionmaker, rows[2].lead_id or 0) == [
@@ -361,12 +366,12 @@ async def test_failed_batch_marks_the_import_failed(
             sa.select(sa.func.count()).select_from(Lead).where(Lead.campaign_id == campaign_id)
         )
     assert batch.summary == {"status": "failed", "groups_written": 8}
-    assert written is not None and 0 < written < 13
+    assert written is not None and 0 < written < 14
 
     monkeypatch.setattr(service._Writer, "build", build)
     again = await import_file(sessionmaker, campaign_id, path, now=NOW, batch_size=4)
-    assert len(await _leads(sessionmaker, campaign_id)) == 13
-    assert again.leads_created == 13 - written
+    assert len(await _leads(sessionmaker, campaign_id)) == 14
+    assert again.leads_created == 14 - written
 
 
 async def test_reimport_is_idempotent(
@@ -574,7 +579,7 @@ async def test_cli_import(
         count = await s.scalar(
             sa.select(sa.func.count()).select_from(Lead).where(Lead.campaign_id == campaign_id)
         )
-    assert count == 13
+    assert count == 14
 
     missing = await asyncio.to_thread(
         runner.invoke, app, ["import", str(path), "--campaign", "Nada"]
@@ -585,3 +590,100 @@ async def test_cli_import(
 def _url(sm: async_sessionmaker[AsyncSession]) -> str:
     bind: AsyncEngine = sm.kw["bind"]
     return bind.url.render_as_string(hide_password=False)
+
+
+PEOPLE_ROWS: list[list[str]] = [
+    # Cédula, Nombre, Teléfono, Celular, Fecha última visita
+    ["1030200001", "Ana Uno", "", "3101234501", "2024-01-01"],  # 2: new, eligible
+    ["1030200001", "Ana Uno", "", "3101234501", ""],  # 3: merged into 2
+    ["1030200002", "Beto Dos", "", "3101234502", "2025-12-01"],  # 4: new, visited 91 days ago
+    ["1030200003", "Caro Tres", "", "3101234503", ""],  # 5: new, no visit date
+    ["1030200004", "Transportes Cuatro S.A.S.", "", "3101234504", "2020-01-01"],  # 6: corporate
+    ["1030200004", "Transportes Cuatro S.A.S.", "", "3101234504", ""],  # 7: merged into 6
+    ["1030200005", "Eva Cinco", "123", "", "2020-01-01"],  # 8: rejected, invalid phone
+    ["1030200005", "Eva Cinco", "", "999", ""],  # 9: the same person, rejected again
+    ["1030200006", "Fabio Seis", "", "3101234502", "2025-01-01"],  # 10: Beto's phone: shared, new
+    ["1030200007", "Gina Siete", "", "3101234507", "2025-03-02"],  # 11: exactly 365 days: not yet
+    ["1030200008", "Hugo Ocho", "", "3101234508", "2025-03-01"],  # 12: 366 days: eligible
+]
+
+
+def _people_csv(path: Path) -> Path:
+    buf = io.StringIO()
+    writer = csv.writer(buf, delimiter=";")
+    writer.writerow(["Cédula", "Nombre", "Teléfono", "Celular", "Fecha última visita"])
+    writer.writerows(PEOPLE_ROWS)
+    path.write_bytes(buf.getvalue().encode("cp1252"))
+    return path
+
+
+async def test_rows_and_people_are_counted_apart_with_the_recovery_denominator(
+    sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    campaign_id = await make_campaign(sessionmaker)
+    path = _people_csv(tmp_path / "recuperacion.csv")
+
+    report = await import_file(sessionmaker, campaign_id, path, now=NOW)
+    summary = report.summary()
+    assert summary["rows"] == {
+        "total": 11,
+        "imported": 6,
+        "already_imported": 0,
+        "merged": 2,
+        "excluded": 1,
+        "rejected": 2,
+    }
+    # the duplicate rows of the corporate and the rejected person count once, under the reason
+    assert summary["people"] == {
+        "total": 8,
+        "new": 6,
+        "updated": 0,
+        "excluded": {"corporate": 1},
+        "rejected": {"invalid_phone": 1},
+    }
+    assert summary["recovery"] == {
+        "as_of": "2026-03-02",
+        "min_days_since_visit": 365,
+        "eligible": 3,  # rows 2, 10, 12
+        "not_yet": 2,  # rows 4, 11
+        "no_visit_date": 1,  # row 5
+    }
+    async with sessionmaker() as s:
+        batch = await s.get(ImportBatch, report.batch_id)
+    assert batch is not None and batch.summary["recovery"]["eligible"] == 3
+    assert batch.summary["people"]["new"] == 6
+
+    again = (await import_file(sessionmaker, campaign_id, path, now=NOW)).summary()
+    assert again["people"] == {
+        "total": 8,
+        "new": 0,
+        "updated": 6,
+        "excluded": {"corporate": 1},
+        "rejected": {"invalid_phone": 1},
+    }
+    assert again["recovery"]["eligible"] == 3
+
+
+async def test_no_recovery_count_outside_recovery_campaigns(
+    sessionmaker: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    async with sessionmaker.begin() as s:
+        campaign = Campaign(name="Satisfacción", type=CampaignType.SATISFACCION)
+        s.add(campaign)
+        await s.flush()
+        campaign_id = campaign.id
+    report = await import_file(sessionmaker, campaign_id, _people_csv(tmp_path / "s.csv"), now=NOW)
+    assert report.summary()["recovery"] is None
+
+
+def test_summary_prints_people_apart_from_rows(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    report = ImportReport(1, 1, "f.csv", "", "csv", None, None, {})
+    report.people_new, report.people_excluded["corporate"] = 3, 2
+    report.recovery = report_module.RecoveryCount(date(2026, 3, 2), 365, eligible=2)
+    console = Console(record=True, width=200)
+    report_module.print_summary(report, console)
+    text = console.export_text()
+    assert "Personas" in text and "nuevas" in text and "Cliente corporativo" in text
+    assert "2 personas elegibles" in text and "GSC-PRO-04" in text

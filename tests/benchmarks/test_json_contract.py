@@ -1,0 +1,73 @@
+"""Every ``scripts/bench_*.py --json`` prints ONE JSON object on the last line of stdout, with
+the keys docs/benchmarks.md lists (progress goes to stderr). Tiny sizes: a contract test,
+not a measurement."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(script: str, *args: str, timeout: float = 120.0) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARCADOR_")}
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert lines, proc.stderr[-3000:]
+    data = json.loads(lines[-1])
+    assert isinstance(data, dict)
+    assert len(lines) == 1, f"stdout must hold only the JSON line, got: {lines[:-1]!r}"
+    return data
+
+
+def test_bench_import_json() -> None:
+    data = _run("bench_import.py", "--rows", "200", "--json")
+    assert {"rows", "seconds", "cpu_seconds", "rows_per_s", "backend", "runs"} <= data.keys()
+    assert data["rows"] == 200 and data["backend"] == "sqlite"
+    assert [run["backend"] for run in data["runs"]] == ["sqlite"]
+    assert data["seconds"] > 0 and data["cpu_seconds"] > 0
+
+
+def test_bench_reports_json() -> None:
+    data = _run("bench_reports.py", "--attempts", "200", "--repeat", "1", "--json")
+    assert {"attempts", "seconds", "backend", "runs"} <= data.keys()
+    assert data["attempts"] == 200 and data["backend"] == "sqlite"
+    assert data["seconds"] == data["runs"][-1]["total"] > 0
+
+
+def test_bench_ami_json() -> None:
+    data = _run("bench_ami.py", "--json", "--no-live", "--events", "2000", "--rounds", "1")
+    assert data["events_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_bench_pacing_json() -> None:
+    data = _run("bench_pacing.py", "--quick", "--only", "grid_n5_p30", "--processes", "1", "--json")
+    assert {"scenarios", "targets_met", "elapsed_seconds"} <= data.keys()
+
+
+def test_chaos_has_short_and_json() -> None:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "chaos.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "--short" in out and "--json" in out
