@@ -29,6 +29,7 @@ from argon2 import PasswordHasher
 from rich.console import Group
 from rich.live import Live
 from rich.panel import Panel
+from rich.rule import Rule
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -57,6 +58,8 @@ from dialer.domain.outcomes import (
 )
 from dialer.domain.windows import CallWindow, next_dialable
 from dialer.engine import Engine
+from dialer.pacing.types import DecisionReason
+from dialer.reports.definitions import OUTCOME_LABELS
 from dialer.runtime import DialerRuntime, ScaledClock, dialer_runtime
 from dialer.settings import Settings
 from dialer.sim_agents import SimAgent, SimulatedAgents
@@ -307,6 +310,62 @@ def _start_time(now: datetime) -> datetime:
     return next_dialable(CallWindow(), now, "America/Bogota")
 
 
+_AGENT_STATE_ES = {
+    AgentState.READY: "[green]disponible[/]",
+    AgentState.RESERVED: "[yellow]reservado[/]",
+    AgentState.IN_CALL: "[bold cyan]en llamada[/]",
+    AgentState.WRAP_UP: "[magenta]tipificando[/]",
+    AgentState.PAUSED: "[dim]en pausa[/]",
+    AgentState.LOGGED_OUT: "[red]desconectado[/]",
+}
+_MODE_ES = {
+    DialMode.PREDICTIVE: "predictivo",
+    DialMode.PROGRESSIVE: "progresivo",
+    DialMode.PREVIEW: "vista previa",
+    DialMode.FIXED_RATIO: "relación fija",
+}
+_REASON_ES = {
+    DecisionReason.PREVIEW: "el asesor decide",
+    DecisionReason.PROGRESSIVE: "una llamada por asesor",
+    DecisionReason.FIXED_RATIO: "relación fija",
+    DecisionReason.NO_AGENTS: "sin asesores disponibles",
+    DecisionReason.COLD_START: "arranque: aprendiendo",
+    DecisionReason.SMALL_TEAM: "equipo pequeño",
+    DecisionReason.HARD_CAP_TODAY: "tope de abandono de hoy alcanzado",
+    DecisionReason.HARD_CAP_30D: "tope de abandono 30 días alcanzado",
+    DecisionReason.RISK_BOUND: "riesgo de abandono bajo control",
+    DecisionReason.LINE_CAP: "máximo de líneas por asesor",
+}
+LEAD_STATUS_ES = {
+    LeadStatus.NEW.value: "nuevos",
+    LeadStatus.PENDING.value: "por reintentar",
+    LeadStatus.IN_PROGRESS.value: "marcando",
+    LeadStatus.CONTACTED.value: "contactados",
+    LeadStatus.EXHAUSTED.value: "agotados",
+    LeadStatus.EXCLUDED.value: "excluidos",
+    LeadStatus.EXPIRED.value: "vencidos",
+}
+_WHATSAPP_ES = {
+    "queued": "en cola",
+    "sent": "enviados",
+    "delivered": "entregados",
+    "read": "leídos",
+    "replied": "respondieron",
+    "failed": "fallidos",
+    "skipped": "omitidos",
+}
+#: Agents listed one by one in the live table; the rest are summed up (it fits 80x24).
+MAX_AGENTS_SHOWN = 8
+
+
+def _es_number(value: float, digits: int = 1) -> str:
+    return f"{value:.{digits}f}".replace(".", ",")
+
+
+def _joined(parts: list[tuple[str, int]]) -> str:
+    return " · ".join(f"{label} {count}" for label, count in parts if count) or "–"
+
+
 def render(
     engine: Engine,
     campaign_id: int,
@@ -315,47 +374,83 @@ def render(
     now: datetime,
     whatsapp: dict[str, int] | None = None,
     access: DemoAccess | None = None,
-) -> Group:
-    agents = Table("agente", "ext", "estado", "tiempo", title="Agentes", expand=True)
-    labels = {
-        AgentState.READY: "[green]disponible[/]",
-        AgentState.RESERVED: "[yellow]reservado[/]",
-        AgentState.IN_CALL: "[bold cyan]en llamada[/]",
-        AgentState.WRAP_UP: "[magenta]tipificando[/]",
-        AgentState.PAUSED: "[dim]en pausa[/]",
-        AgentState.LOGGED_OUT: "[red]desconectado[/]",
-    }
-    for a in sorted(engine.agents.values(), key=lambda a: a.agent_id):
-        secs = int(a.time_in_state(now).total_seconds())
-        agents.add_row(
-            str(a.agent_id), a.extension or "", labels[a.state], f"{secs // 60}:{secs % 60:02d}"
-        )
+    names: dict[int, str] | None = None,
+    speed: float = 1.0,
+) -> Panel:
+    """The demo's live view, in Spanish, within 24 rows of an 80-column terminal."""
+    names = names or {}
     rt = engine.campaigns.get(campaign_id)
     dec = rt.last_decision if rt else None
     live = [c for c in engine.calls.values() if c.campaign_id == campaign_id]
     ringing = sum(1 for c in live if c.answered_at is None)
-    calls = Table("métrica", "valor", title="Campaña", expand=True)
     answers = outcomes[CallOutcome.ANSWERED_CONNECTED.value] + outcomes[CallOutcome.ABANDONED.value]
     abandon = outcomes[CallOutcome.ABANDONED.value] / answers if answers else 0.0
-    calls.add_row("reloj (Bogotá)", now.astimezone(_bogota()).strftime("%a %d %b %H:%M:%S"))
-    calls.add_row(
-        "modo / nivel",
-        f"{dec.mode.value} ({dec.reason.value}) / {dec.dial_level:.2f}" if dec else "-",
+
+    top = Table.grid(padding=(0, 2))
+    top.add_column(style="bold", no_wrap=True)
+    top.add_column()
+    clock = now.astimezone(_bogota()).strftime("%d/%m/%Y %H:%M:%S")
+    top.add_row("Reloj (Bogotá)", clock + (f"  [dim](×{speed:g})[/]" if speed != 1 else ""))
+    if dec is not None:
+        mode = f"{_MODE_ES[dec.mode]} ({_REASON_ES.get(dec.reason, dec.reason.value)})"
+        top.add_row("Modo", f"{mode} · nivel {_es_number(dec.dial_level, 2)}")
+    else:
+        top.add_row("Modo", "–")
+    top.add_row(
+        "Llamadas",
+        f"timbrando {ringing} · en curso {len(live) - ringing} · abandono "
+        f"{_es_number(100 * abandon)} % (tope 3 %)",
     )
-    calls.add_row("timbrando / en curso", f"{ringing} / {len(live) - ringing}")
-    calls.add_row("abandono", f"{abandon:.1%} (tope 3%)")
-    calls.add_row("leads por estado", ", ".join(f"{k}: {v}" for k, v in sorted(stats.items())))
+    top.add_row("Leads", _joined([(LEAD_STATUS_ES.get(k, k), v) for k, v in stats.items()]))
     if whatsapp is not None:
-        calls.add_row(
-            "WhatsApp (respaldo)",
-            ", ".join(f"{k}: {v}" for k, v in whatsapp.items() if v) or "ninguno aún",
-        )
+        top.add_row("WhatsApp", _joined([(_WHATSAPP_ES.get(k, k), v) for k, v in whatsapp.items()]))
     if access is not None:
-        calls.add_row("web", "   ".join(access.urls.values()))
-    results = Table("resultado", "llamadas", title="Resultados", expand=True)
-    for name, count in outcomes.most_common():
-        results.add_row(name, str(count))
-    return Group(Panel(calls), Panel(agents), Panel(results))
+        top.add_row("Web", f"{access.api_url}  /agente · /supervisor · /docs")
+
+    agents = Table.grid(padding=(0, 1), expand=True)
+    for _ in range(2):
+        agents.add_column(no_wrap=True, ratio=5, overflow="ellipsis")
+        agents.add_column(no_wrap=True, ratio=3, min_width=12)
+        agents.add_column(no_wrap=True, ratio=1, min_width=5, justify="right")
+    everyone = sorted(engine.agents.values(), key=lambda a: a.agent_id)
+    cells: list[str] = []
+    for a in everyone[:MAX_AGENTS_SHOWN]:
+        secs = int(a.time_in_state(now).total_seconds())
+        name = names.get(a.agent_id) or f"Agente {a.agent_id}"
+        cells += [f"{name} [dim]{a.extension or ''}[/]", _AGENT_STATE_ES[a.state]]
+        cells.append(f"{secs // 60}:{secs % 60:02d}")
+    while len(cells) % 6:
+        cells.append("")
+    for i in range(0, len(cells), 6):
+        agents.add_row(*cells[i : i + 6])
+    rest = everyone[MAX_AGENTS_SHOWN:]
+    more = ""
+    if rest:
+        by_state = Counter(_AGENT_STATE_ES[a.state] for a in rest)
+        more = f"[dim]y {len(rest)} más:[/] " + " · ".join(
+            f"{label} {n}" for label, n in by_state.most_common()
+        )
+
+    results = _joined([(OUTCOME_LABELS.get(k, k), v) for k, v in outcomes.most_common()])
+    return Panel(
+        Group(
+            top,
+            Rule("Asesores", style="dim"),
+            agents if everyone else "–",
+            *([more] if more else []),
+            Rule("Resultados de las llamadas", style="dim"),
+            results,
+        ),
+        title="Marcador · demo · contacto proactivo",
+        subtitle="Ctrl-C para detener",
+    )
+
+
+def summary_text(stats: dict[str, int]) -> str:
+    """The demo's last line: leads by status, in Spanish (no Python dict)."""
+    total = sum(stats.values())
+    parts = _joined([(LEAD_STATUS_ES.get(k, k), v) for k, v in stats.items()])
+    return f"{total} leads: {parts}"
 
 
 def _bogota() -> ZoneInfo:
@@ -540,6 +635,13 @@ async def run_demo(
                 await on_ready(access)
             await sim_agents.login_all()
             start = clock.now()
+            async with engine.store.sm() as s:
+                names = {
+                    uid: name
+                    for uid, name in await s.execute(
+                        sa.select(User.id, User.full_name).where(User.extension.is_not(None))
+                    )
+                }
             live = Live(refresh_per_second=2, transient=False) if opts.live else None
             with live if live is not None else contextlib.nullcontext():
                 while not stop.is_set():
@@ -556,6 +658,8 @@ async def run_demo(
                                 now,
                                 await _whatsapp_funnel(engine, campaign_id) if access else None,
                                 access,
+                                names,
+                                opts.speed,
                             )
                         )
                     if opts.duration is not None and (now - start).total_seconds() >= opts.duration:

@@ -164,12 +164,14 @@ def demo_command(
     try:
         stats = asyncio.run(main())
     except KeyboardInterrupt:
-        console.print("[yellow]demo stopped[/]")
+        console.print("[yellow]Demo detenida[/]")
         return
+    from dialer.demo import summary_text
+
     if interrupted:
-        console.print(f"[yellow]demo stopped[/]: {stats}")
+        console.print(f"[yellow]Demo detenida[/]: {summary_text(stats)}")
     else:
-        console.print(f"[green]demo finished[/]: {stats}")
+        console.print(f"[green]Demo terminada[/]: {summary_text(stats)}")
 
 
 # --------------------------------------------------------------------------- campaigns

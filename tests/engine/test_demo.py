@@ -191,3 +191,58 @@ async def test_demo_without_serving_runs_the_campaign_only(demo_settings: Settin
     finally:
         await db.dispose()
     assert "agente.demo" not in users and "supervisor.demo" not in users
+
+
+def test_live_table_fits_a_terminal_and_speaks_spanish() -> None:
+    """80x24: the whole table is visible, in Spanish, agents by name, however many there are."""
+    from collections import Counter
+    from types import SimpleNamespace
+    from typing import cast
+
+    from rich.console import Console
+
+    from dialer.demo import LEAD_STATUS_ES, render, summary_text
+    from dialer.domain.agents import AgentSession
+    from dialer.domain.outcomes import AgentState, CallOutcome, DialMode
+    from dialer.engine import Engine
+    from dialer.pacing.types import DecisionReason
+
+    states = list(AgentState)
+    agents = {
+        i: AgentSession(i, states[i % len(states)], MONDAY_10AM, str(1000 + i), 1)
+        for i in range(1, 21)
+    }
+    calls = {
+        str(i): SimpleNamespace(campaign_id=1, answered_at=None if i % 2 else MONDAY_10AM)
+        for i in range(6)
+    }
+    for reason in DecisionReason:
+        decision = SimpleNamespace(mode=DialMode.PROGRESSIVE, reason=reason, dial_level=1.0)
+        engine = SimpleNamespace(
+            campaigns={1: SimpleNamespace(last_decision=decision)}, calls=calls, agents=agents
+        )
+        access = SimpleNamespace(api_url="http://127.0.0.1:8000")
+        stats = {status: 10 for status in LEAD_STATUS_ES}
+        outcomes = Counter({o.value: 3 for o in CallOutcome})
+        whatsapp = {"queued": 1, "sent": 2, "delivered": 3, "read": 4, "replied": 5, "failed": 1}
+        console = Console(width=80, record=True, color_system=None)
+        console.print(
+            render(
+                cast(Engine, engine),
+                1,
+                stats,
+                outcomes,
+                MONDAY_10AM,
+                whatsapp,
+                cast("DemoAccess", access),
+                {i: f"Asesor {i}" for i in agents},
+                speed=40,
+            )
+        )
+        text = console.export_text()
+        assert len(text.rstrip("\n").split("\n")) <= 24, text
+        for english in ("answered_connected", "progressive", "no_answer", "ready", "exhausted"):
+            assert english not in text, (english, text)
+        assert "Asesor 1 " in text and "y 12 más" in text and reason.value not in text
+    summary = summary_text({"exhausted": 2, "contacted": 3, "new": 0})
+    assert summary == "5 leads: agotados 2 · contactados 3" and "{" not in summary
