@@ -979,13 +979,18 @@ class Pbx:
         room = dp.agent_room(ext)
         attempt = self._var(ch, dp.VAR_ATTEMPT)
         self._newexten(ch, 1, "NoOp", f"MARCADOR connect attempt={attempt} agent={ext}")
+        # a Redirect that lost the race with the hold timeout: back to the safe harbor
+        abandoned = self._var(ch, dp.VAR_ABANDONED) == "1"
+        self._newexten(ch, 2, "GotoIf", f"{int(abandoned)}?{dp.CTX_HOLD},{dp.EXTEN_SAFE_HARBOR},1")
+        if abandoned:
+            return dp.CTX_HOLD, dp.EXTEN_SAFE_HARBOR
         conf = self.conferences.get(room)
         empty = conf is None or not conf.members
-        self._newexten(ch, 2, "GotoIf", f"{int(empty)}?{dp.CTX_HOLD},{dp.EXTEN_SAFE_HARBOR},1")
+        self._newexten(ch, 3, "GotoIf", f"{int(empty)}?{dp.CTX_HOLD},{dp.EXTEN_SAFE_HARBOR},1")
         if empty:
             return dp.CTX_HOLD, dp.EXTEN_SAFE_HARBOR
-        await self._confbridge(ch, 3, room, dp.USER_PROFILE_CUSTOMER)
-        self._newexten(ch, 4, "Hangup", "16")
+        await self._confbridge(ch, 4, room, dp.USER_PROFILE_CUSTOMER)
+        self._newexten(ch, 5, "Hangup", "16")
         self._dialplan_hangup(ch, 16)
         return None
 
