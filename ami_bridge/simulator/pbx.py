@@ -93,6 +93,7 @@ class Channel:
     hungup: bool = False
     device: str = ""
     playing: bool = False  # a Playback is running (interrupted -> PLAYBACKSTATUS, file 11)
+    in_amd: bool = False  # AMD() is listening (a far hang-up -> AMDSTATUS=HANGUP)
 
 
 @dataclass(eq=False)
@@ -734,6 +735,7 @@ class Pbx:
             self._ev_chan("HangupRequest", "call", near, [("Cause", c)])
             if near.conference is not None:
                 self._conf_leave(near, "HANGUP")
+            self._amd_hangup(near)
             self._hangup_event(near, cause)
             return
         # files 03/26: ;2 soft-hangs-up, ;1 is asked to hang up.
@@ -743,6 +745,12 @@ class Pbx:
         if near.conference is not None:
             self._hangup_event(far, cause)
             self._conf_leave(near, "HANGUP")
+            self._ev_chan("SoftHangupRequest", "call", near, [("Cause", c)])
+            self._hangup_event(near, cause)
+        elif near.in_amd:
+            # real 22.10.1 (issue 14 lab): ;2 goes first, then AMD() reports HANGUP on ;1
+            self._hangup_event(far, cause)
+            self._amd_hangup(near)
             self._ev_chan("SoftHangupRequest", "call", near, [("Cause", c)])
             self._hangup_event(near, cause)
         else:
@@ -896,9 +904,23 @@ class Pbx:
         truth: AmdTruth = (
             ch.call.customer.amd if ch.call is not None else AmdTruth("NOTSURE", "", 0)
         )
-        await self.clock.sleep(truth.seconds)
+        ch.in_amd = True
+        try:
+            await self.clock.sleep(truth.seconds)
+        finally:
+            ch.in_amd = False
         self.setvar(ch, dp.VAR_AMDSTATUS, truth.status)
         self.setvar(ch, dp.VAR_AMDCAUSE, truth.cause)
+
+    def _amd_hangup(self, ch: Channel) -> None:
+        """The far end hung up while ``AMD()`` listened: it sets ``AMDSTATUS=HANGUP`` and an
+        empty ``AMDCAUSE`` before the leg hangs up (observed on 22.10.1, issue 14 lab)."""
+        if not ch.in_amd:
+            return
+        ch.in_amd = False
+        self._cancel_task(ch)
+        self.setvar(ch, dp.VAR_AMDSTATUS, "HANGUP")
+        self.setvar(ch, dp.VAR_AMDCAUSE, "")
 
     async def _dp_outbound(self, ch: Channel) -> tuple[str, str] | None:
         attempt = self._var(ch, dp.VAR_ATTEMPT)

@@ -229,6 +229,9 @@ async def test_hang_up_during_amd_is_not_an_abandon(
         outcome = attempt.outcome
         assert outcome is not None and outcome.value == "early_hangup", attempt.detail
         assert not outcome.is_live_answer  # not in the abandon-rate denominator
+        # as on Asterisk 22.10.1: AMD() reports the hang-up before the leg goes down
+        assert attempt.amd_status == "HANGUP" and attempt.detail is not None
+        assert "during AMD (HANGUP)" in attempt.detail
         assert r.agent_state() is AgentState.READY
 
 
