@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge import dialplan
+from ami_bridge.errors import AMIError
 from ami_bridge.events import ConfbridgeJoin
 from ami_bridge.tracker import CallAbandoning, CallAnswered, CallConnected, CallEnded, CallHeld
 from dialer.db.models import CallAttempt, Campaign, Lead, LeadClaim, Phone
@@ -367,3 +368,49 @@ async def test_redirect_losing_the_race_with_safe_harbor_frees_the_agent(
     async with sessionmaker() as s:
         attempt = (await s.scalars(sa.select(CallAttempt))).one()
     assert attempt.outcome is CallOutcome.ABANDONED and attempt.agent_id is None
+
+
+async def test_agent_joining_the_room_takes_a_call_waiting_in_hold(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    engine, tel, clock = await _engine(sessionmaker, redis, keys)
+    camp = await make_campaign(sessionmaker)
+    await make_lead(sessionmaker, camp.id, 1)
+    await _ready_agent(engine, tel, camp.id)
+    await engine.step()
+    uuid = tel.originates[-1][1].channel_id
+    await engine.agent_command(7, "logout")
+    await engine.handle(TelephonyItem("sim", CallAnswered(uuid, clock.now(), "Local/x;1", uuid)))
+    await engine.handle(TelephonyItem("sim", CallHeld(uuid, clock.now(), "Local/x;1", uuid)))
+    assert tel.redirects == []
+    await make_agent(sessionmaker, 8, "1002")
+    await engine.agent_login(8, "1002", camp.id)
+    login = tel.originates[-1][1]
+    assert tel.redirects == []  # still connecting: not in the room yet
+    await engine.handle(TelephonyItem("sim", _join(login.channel_id, "agent-1002")))
+    assert tel.redirects == [("sim", "Local/x;1", dialplan.CTX_AGENT_ROOM, "1002")]
+    assert _state(engine, 8) is AgentState.RESERVED
+
+
+async def test_failed_redirect_frees_the_agent_and_the_call_is_not_offered_again(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    engine, tel, clock = await _engine(sessionmaker, redis, keys)
+    camp = await make_campaign(sessionmaker)
+    await make_lead(sessionmaker, camp.id, 1)
+    await _ready_agent(engine, tel, camp.id)
+    await engine.step()
+    uuid = tel.originates[-1][1].channel_id
+
+    async def gone(server: str, channel: str, context: str, exten: str) -> None:
+        tel.redirects.append((server, channel, context, exten))
+        raise AMIError("Channel does not exist")
+
+    tel.redirect = gone  # type: ignore[method-assign]
+    await engine.handle(TelephonyItem("sim", CallAnswered(uuid, clock.now(), "Local/x;1", uuid)))
+    await engine.handle(TelephonyItem("sim", CallHeld(uuid, clock.now(), "Local/x;1", uuid)))
+    assert len(tel.redirects) == 1
+    assert _state(engine) is AgentState.READY
+    await engine.agent_command(7, "pause", code="break")
+    await engine.agent_command(7, "ready")
+    assert len(tel.redirects) == 1
