@@ -100,15 +100,16 @@ async def rig(
     customers: dict[int, Customer],
     *,
     amd: bool,
+    speed: float = SPEED,
 ) -> AsyncIterator[Rig]:
     cfg = SimulatorConfig(
-        speed=SPEED,
+        speed=speed,
         seed=5,
         agents=[Agent(EXT, answer_delay=0.5)],
         customers={_number(n): c for n, c in customers.items()},
         population=None,
     )
-    clock = ScaledClock(MONDAY_10AM, speed=SPEED)
+    clock = ScaledClock(MONDAY_10AM, speed=speed)
     async with dialer_runtime(settings, clock, simulator_config=cfg) as rt:
         assert rt.simulator is not None
         camp = await make_campaign(sm, name=f"Hold {id(cfg)}", amd_enabled=amd)
@@ -166,7 +167,8 @@ async def test_machine_is_never_put_through_to_a_free_agent(
 async def test_human_is_connected_only_after_the_amd_verdict(
     settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]
 ) -> None:
-    async with rig(settings, sessionmaker, {2: human()}, amd=True) as r:
+    # slower clock: the human's patience (8 s) must outlast AMD plus a loaded machine
+    async with rig(settings, sessionmaker, {2: human()}, amd=True, speed=5.0) as r:
         await _login(r)
 
         async def connected() -> bool:
@@ -191,7 +193,8 @@ async def test_waiting_customer_gets_the_agent_who_becomes_ready(
 ) -> None:
     """Seen on the real PBX: the agent became ready 36 ms after the customer entered hold and
     the customer was still abandoned 2 s later. Now the agent takes the waiting customer."""
-    async with rig(settings, sessionmaker, {3: human()}, amd=False) as r:
+    # slower clock: the 2 s hold timer must leave room for a loaded machine's DB writes
+    async with rig(settings, sessionmaker, {3: human()}, amd=False, speed=2.0) as r:
         await _set_status(sessionmaker, r.campaign_id, CampaignStatus.PAUSED)  # no pacing
         await _login(r)
         await r.engine.agent_command(AGENT_ID, "pause", code="break")
@@ -204,7 +207,7 @@ async def test_waiting_customer_gets_the_agent_who_becomes_ready(
             return r.in_hold()
 
         await r.until("the customer in hold", held, 10.0)
-        await asyncio.sleep(0.5 / SPEED)  # 0.5 s of hold (the 2 s timer still runs)
+        await asyncio.sleep(0.5 / 2.0)  # 0.5 s of hold (the 2 s timer still runs)
         await r.engine.agent_command(AGENT_ID, "ready")
 
         async def connected() -> bool:
@@ -242,7 +245,8 @@ async def test_redirect_racing_the_safe_harbor_leaves_one_outcome(
     """A Redirect that arrives once the safe-harbor path has started (MARCADOR_ABANDONED set)
     is sent back to the safe harbor by ``marcador-agent-room``: the customer never joins the
     agent's room and the call is ABANDONED, with the message played."""
-    async with rig(settings, sessionmaker, {5: human()}, amd=False) as r:
+    # slower clock: the Redirect must land while the 4 s safe-harbor message plays
+    async with rig(settings, sessionmaker, {5: human()}, amd=False, speed=4.0) as r:
         await _set_status(sessionmaker, r.campaign_id, CampaignStatus.PAUSED)
         await _login(r)
         await r.engine.agent_command(AGENT_ID, "pause", code="break")
