@@ -10,15 +10,15 @@ Usage (the connection manager / engine)::
                   ring_timeout=timedelta(seconds=30))
     # send: Originate Async=true ActionID=orig-42 ChannelId=att-42 OtherChannelId=att-42;2 ...
     for event in events:                       # typed events from ami_bridge.events.to_event
-        for out in tracker.feed(event, now):   # CallRinging|CallAnswered|CallConnected|CallEnded
-            ...
+        for out in tracker.feed(event, now):   # CallRinging|CallAnswered|CallHeld|
+            ...                                #   CallAbandoning|CallConnected|CallEnded
     tracker.tick(now)                          # call every ~1 s: resolves stuck calls
     tracker.cancel("attempt-42", now)          # BEFORE sending Hangup for a call we drop
     tracker.reconcile(live_uniqueids, now)     # after a reconnect, with CoreShowChannels' Uniqueids
 
 Each tracked call yields exactly one :class:`CallEnded` (and at most one each of
-``CallRinging``, ``CallAnswered``, ``CallConnected``); afterwards it is forgotten and late
-events for it are ignored.
+``CallRinging``, ``CallAnswered``, ``CallHeld``, ``CallAbandoning``, ``CallConnected``);
+afterwards it is forgotten and late events for it are ignored.
 
 Correlation
 -----------
@@ -39,8 +39,11 @@ Answered = ``OriginateResponse`` Reason 4, or ``Newstate`` Up on the ``;1`` leg.
 
 1. connected to an agent (see below) -> ``ANSWERED_CONNECTED``
 2. else ``AMDSTATUS=MACHINE`` (``VarSet`` on any leg) -> ``MACHINE``
-3. else -> ``ABANDONED`` (a live answer that never reached an agent: the safe-harbor path, the
-   customer hanging up while held, the dialer dropping it, or a PBX outage).
+3. else the safe-harbor path ran, or the dialer dropped it -> ``ABANDONED``
+4. else the leg ran ``marcador-outbound`` but never reached ``marcador-hold`` (the customer
+   hung up during AMD) -> ``EARLY_HANGUP``: never offered to an agent, not a live answer
+5. else -> ``ABANDONED`` (a live answer that never reached an agent: the customer hanging up
+   while held, or a PBX outage).
 
 Not answered:
 
@@ -77,6 +80,12 @@ Dialplan signals relied upon (see ``deploy/asterisk/extensions.conf``, design.md
   (``abandon_variable``) as the detail of the ``ABANDONED`` outcome; the outcome itself only
   needs "answered and never connected".
 * **AMD**: ``AMD()`` in ``marcador-outbound`` sets ``AMDSTATUS``/``AMDCAUSE`` (``VarSet``).
+* **Ready for an agent**: the ``;1`` leg's ``Newexten`` at ``marcador-hold,s,1`` (``read =
+  dialplan``): AMD said "not a machine" (or was off). The tracker emits :class:`CallHeld`
+  once; the dialer connects only then (``CallAnswered`` is the bare answer, while ``AMD()``
+  may still be listening).
+* **Safe harbor started**: the first ``MARCADOR_ABANDONED`` ``VarSet`` emits
+  :class:`CallAbandoning` (an agent reserved for this call can be released at once).
 
 Timeouts (no call stays pending forever)
 ----------------------------------------
@@ -104,6 +113,7 @@ from ami_bridge.events import (
     DialEnd,
     Hangup,
     Newchannel,
+    Newexten,
     Newstate,
     OriginateResponse,
     Response,
@@ -114,9 +124,11 @@ from ami_bridge.events import (
 from dialer.domain.outcomes import CallOutcome
 
 __all__ = [
+    "CallAbandoning",
     "CallAnswered",
     "CallConnected",
     "CallEnded",
+    "CallHeld",
     "CallRinging",
     "CallTracker",
     "DuplicateCallError",
@@ -183,6 +195,13 @@ class TrackerConfig:
     amd_status_variable: str = "AMDSTATUS"
     amd_cause_variable: str = "AMDCAUSE"
     dial_status_variable: str = "DIALSTATUS"
+    #: the answered leg's entry context (optional AMD): a hang-up seen there, before the hold,
+    #: is ``EARLY_HANGUP``
+    outbound_context: str = dialplan.CTX_OUTBOUND
+    #: the hold context: its first line (``s``, priority 1) is the dialplan's "ready for an
+    #: agent" verdict (AMD passed or off) -> :class:`CallHeld`
+    hold_context: str = dialplan.CTX_HOLD
+    hold_exten: str = dialplan.EXTEN_START
     #: extra time after ``ring_timeout`` before an unanswered call counts as stuck
     originate_grace: timedelta = timedelta(seconds=30)
     #: wait this long for a missing fact (OriginateResponse or a leg's Hangup) before resolving
@@ -203,6 +222,31 @@ class CallAnswered:
     at: datetime
     channel: str | None  # the ;1 leg's channel name (target for Redirect)
     uniqueid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallHeld:
+    """The answered leg reached ``marcador-hold``: the dialplan's verdict (AMD passed or off).
+
+    The only moment the dialer may Redirect the customer to an agent: before it, ``AMD()`` is
+    still listening (a Redirect would cut it short and put machines through to agents).
+    """
+
+    call_id: str
+    at: datetime
+    channel: str | None  # the ;1 leg's channel name (target for Redirect)
+    uniqueid: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallAbandoning:
+    """The safe-harbor path started (``MARCADOR_ABANDONED`` set): the call will not connect.
+
+    An agent reserved for it (a Redirect that lost the race with the hold timeout) is free.
+    """
+
+    call_id: str
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,9 +279,10 @@ class CallEnded:
     #: Why the call ended when the PBX, not a party, ended it: :data:`END_PBX_RESTART` when a
     #: ``SoftHangupRequest`` with Cause 4 (or ``Shutdown``) was seen before its Hangup.
     end_reason: str | None = None
+    held_at: datetime | None = None  # reached marcador-hold (ready for an agent)
 
 
-TrackerOutput = CallRinging | CallAnswered | CallConnected | CallEnded
+TrackerOutput = CallRinging | CallAnswered | CallHeld | CallAbandoning | CallConnected | CallEnded
 
 
 class _Call:
@@ -256,6 +301,8 @@ class _Call:
         "connected_at",
         "deadline",
         "dial_status",
+        "held_at",
+        "in_outbound",
         "legs",
         "match",
         "other_cause",
@@ -306,6 +353,8 @@ class _Call:
         self.ringing_at: datetime | None = None
         self.answered_at: datetime | None = None
         self.connected_at: datetime | None = None
+        self.held_at: datetime | None = None
+        self.in_outbound = False  # the ;1 leg ran the outbound (AMD) context
         self.agent_channel: str | None = None
         self.conference: str | None = None
         self.bridge_id: str | None = None
@@ -335,6 +384,7 @@ class CallTracker:
             Newstate: self._on_newstate,  # type: ignore[dict-item]
             Hangup: self._on_hangup,  # type: ignore[dict-item]
             VarSet: self._on_varset,  # type: ignore[dict-item]
+            Newexten: self._on_newexten,  # type: ignore[dict-item]
             BridgeEnter: self._on_bridge_enter,  # type: ignore[dict-item]
             BridgeLeave: self._on_bridge_leave,  # type: ignore[dict-item]
             ConfbridgeJoin: self._on_confbridge_join,  # type: ignore[dict-item]
@@ -616,7 +666,10 @@ class CallTracker:
         elif var == cfg.amd_cause_variable:
             call.amd_cause = ev.value or None
         elif var == cfg.abandon_variable:
+            first = call.abandon_signal is None
             call.abandon_signal = ev.value or None
+            if first and call.abandon_signal and call.connected_at is None:
+                return [CallAbandoning(call.call_id, now)]
         elif (
             var == cfg.dial_status_variable
             and ev.value
@@ -627,6 +680,30 @@ class CallTracker:
             if ev.value == "ANSWER":
                 return self._connected(call, now, None, None, None)
         return []
+
+    def _on_newexten(self, call: _Call | None, ev: Newexten, now: datetime) -> list[TrackerOutput]:
+        if call is None or call.preview or ev.uniqueid != call.primary_uid:
+            return []
+        cfg = self.config
+        if ev.context == cfg.outbound_context:
+            call.in_outbound = True
+            return []
+        if (
+            ev.context != cfg.hold_context
+            or ev.exten != cfg.hold_exten
+            or ev.priority != 1
+            or call.held_at is not None
+            or call.connected_at is not None
+        ):
+            return []
+        if call.channel is None:
+            call.channel = ev.channel
+        out: list[TrackerOutput] = []
+        if call.answered_at is None:  # OriginateResponse/Newstate not seen (yet): it is up
+            out.extend(self._answered(call, now))
+        call.held_at = now
+        out.append(CallHeld(call.call_id, now, call.channel, call.primary_uid))
+        return out
 
     def _on_bridge_enter(
         self, call: _Call | None, ev: BridgeEnter, now: datetime
@@ -781,6 +858,9 @@ class CallTracker:
                 return CallOutcome.ABANDONED, f"safe-harbor ({call.abandon_signal})"
             if call.cancel_requested:
                 return CallOutcome.ABANDONED, "hung up by the dialer before connect"
+            if call.in_outbound and call.held_at is None:
+                during = f"during AMD ({amd})" if amd else "before the hold"
+                return CallOutcome.EARLY_HANGUP, f"hung up {during}: never offered to an agent"
             return CallOutcome.ABANDONED, "hung up before an agent connected"
         if call.cancel_requested:
             return CallOutcome.CANCELLED, "cancelled by the dialer"
@@ -838,6 +918,7 @@ class CallTracker:
             uniqueid=call.primary_uid,
             action_id=call.action_id,
             end_reason=END_PBX_RESTART if call.pbx_shutdown else None,
+            held_at=call.held_at,
         )
 
     def _forget(self, call: _Call) -> None:

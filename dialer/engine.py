@@ -36,7 +36,15 @@ from ami_bridge import dialplan
 from ami_bridge.actions import OriginateRequest, spy_agent
 from ami_bridge.errors import AMIError
 from ami_bridge.events import AMIEvent, ConfbridgeJoin, Hangup
-from ami_bridge.tracker import CallAnswered, CallConnected, CallEnded, CallRinging, TrackerOutput
+from ami_bridge.tracker import (
+    CallAbandoning,
+    CallAnswered,
+    CallConnected,
+    CallEnded,
+    CallHeld,
+    CallRinging,
+    TrackerOutput,
+)
 from dialer.db.models import AgentStateLog, Campaign
 from dialer.domain.agents import AgentSession, InvalidAgentTransition, longest_idle
 from dialer.domain.clock import Clock
@@ -134,6 +142,14 @@ class LiveCall:
     answered_at: datetime | None = None
     agent_id: int | None = None
     preview: bool = False
+    #: reached marcador-hold: the dialplan's verdict, the customer waits for an agent
+    held_at: datetime | None = None
+    #: the safe-harbor path started, or a Redirect failed: no agent may be given to it
+    unroutable: bool = False
+
+    @property
+    def waiting_in_hold(self) -> bool:
+        return self.held_at is not None and self.agent_id is None and not self.unroutable
 
 
 @dataclass(slots=True)
@@ -721,7 +737,11 @@ class Engine:
             if isinstance(it, CallAnswered | CallEnded) and it.call_id.startswith(SPY_PREFIX):
                 await self._on_spy_call(it)
             elif isinstance(it, CallAnswered):
-                await self._on_answered(item.server, it)
+                await self._on_answered(it)
+            elif isinstance(it, CallHeld):
+                await self._on_held(item.server, it)
+            elif isinstance(it, CallAbandoning):
+                await self._on_abandoning(it)
             elif isinstance(it, CallConnected):
                 await self._on_connected(it)
             elif isinstance(it, CallEnded):
@@ -736,30 +756,102 @@ class Engine:
         except Exception as exc:
             log.exception("bridge_item_failed", item=type(it).__name__, error=str(exc))
 
-    async def _on_answered(self, server: str, ev: CallAnswered) -> None:
+    async def _on_answered(self, ev: CallAnswered) -> None:
+        """The customer picked up. Not yet a connect decision: ``AMD()`` may still be listening.
+
+        The dialer connects on :class:`CallHeld` (the leg reached ``marcador-hold``), never on
+        the bare answer: a Redirect now would cut AMD short and put machines through.
+        """
         call = self.calls.get(ev.call_id)
         if call is None:
             return
         call.answered_at = ev.at
-        call.channel = ev.channel
-        if call.preview:
-            return  # the preview dialplan puts the customer straight into the agent's room
-        rt = self.campaigns.get(call.campaign_id)
-        agent = longest_idle(self._campaign_agents(call.campaign_id))
-        if agent is None or ev.channel is None or agent.extension is None:
-            # Nobody free: the dialplan's connect_timeout plays the safe-harbor message.
+        call.channel = ev.channel or call.channel
+
+    async def _on_held(self, server: str, ev: CallHeld) -> None:
+        """The dialplan's verdict: the customer waits in hold. Give them the longest-idle agent;
+        with none free they wait, and the first agent to become READY takes the oldest one
+        (:meth:`_agent_ready`) until the dialplan's connect timeout plays the safe harbor."""
+        call = self.calls.get(ev.call_id)
+        if call is None or call.preview:
             return
+        if call.answered_at is None:
+            call.answered_at = ev.at
+        call.held_at = ev.at
+        call.channel = ev.channel or call.channel
+        agent = longest_idle(self._campaign_agents(call.campaign_id))
+        if agent is None:
+            log.info("call_waiting_in_hold", attempt=call.uuid)
+            return
+        await self._connect(call, agent)
+
+    async def _connect(self, call: LiveCall, agent: AgentSession) -> bool:
+        """Reserve ``agent`` for ``call`` and Redirect the customer into the agent's room.
+
+        Both are decided before the first ``await``: no other task can pick the same agent or
+        the same call meanwhile.
+        """
+        if call.channel is None or agent.extension is None or not agent.is_available:
+            return False
         self.agents[agent.agent_id] = agent.reserve(call.uuid, self._now())
         call.agent_id = agent.agent_id
         try:
-            await self.tel.redirect(server, ev.channel, dialplan.CTX_AGENT_ROOM, agent.extension)
+            await self.tel.redirect(
+                call.server, call.channel, dialplan.CTX_AGENT_ROOM, agent.extension
+            )
         except AMIError as exc:
             log.warning("redirect_failed", attempt=call.uuid, error=type(exc).__name__)
-            self.agents[agent.agent_id] = self.agents[agent.agent_id].release_reservation(
-                self._now()
-            )
             call.agent_id = None
-        del rt
+            call.unroutable = True  # gone or unreachable: do not offer it to the next agent
+            current = self.agents.get(agent.agent_id)
+            if current is not None and current.state is AgentState.RESERVED:
+                self.agents[agent.agent_id] = current.release_reservation(self._now())
+                await self._agent_ready(agent.agent_id)
+            return False
+        await self._log_agent(agent.agent_id)
+        return True
+
+    async def _on_abandoning(self, ev: CallAbandoning) -> None:
+        """The safe-harbor path started (hold timeout, or the agent's room was empty).
+
+        A Redirect that lost the race with the timeout lands in ``marcador-agent-room``, whose
+        first check sends a customer with ``MARCADOR_ABANDONED=1`` back to the safe harbor: the
+        reserved agent will never see them, so the reservation is released now.
+        """
+        call = self.calls.get(ev.call_id)
+        if call is None:
+            return
+        call.unroutable = True
+        agent_id, call.agent_id = call.agent_id, None
+        if agent_id is None:
+            return
+        agent = self.agents.get(agent_id)
+        if (
+            agent is not None
+            and agent.state is AgentState.RESERVED
+            and agent.call_attempt == call.uuid
+        ):
+            self.agents[agent_id] = agent.release_reservation(self._now())
+            log.info("reservation_released_safe_harbor", attempt=call.uuid, agent=agent_id)
+            await self._log_agent(agent_id)
+            await self._agent_ready(agent_id)
+
+    async def _agent_ready(self, agent_id: int) -> None:
+        """Agent ``agent_id`` may have just become READY: give them the oldest customer of
+        their campaign waiting in hold, if any (design.md §4)."""
+        agent = self.agents.get(agent_id)
+        if agent is None or not agent.is_available or agent.campaign_id is None:
+            return
+        waiting = [
+            c
+            for c in self.calls.values()
+            if c.campaign_id == agent.campaign_id and c.waiting_in_hold and not c.preview
+        ]
+        if not waiting:
+            return
+        call = min(waiting, key=lambda c: (c.held_at, c.dialed_at, c.uuid))
+        log.info("waiting_call_to_ready_agent", attempt=call.uuid, agent=agent_id)
+        await self._connect(call, agent)
 
     async def _on_connected(self, ev: CallConnected) -> None:
         call = self.calls.get(ev.call_id)
@@ -843,6 +935,7 @@ class Engine:
         elif agent.state is AgentState.RESERVED:
             self.agents[agent_id] = agent.release_reservation(now)
         await self._log_agent(agent_id)
+        await self._agent_ready(agent_id)
 
     async def _after_finish(self, finished: FinishResult, ev: CallEnded) -> None:
         if finished.already_finished:
@@ -883,6 +976,7 @@ class Engine:
             return
         self.agents[agent_id] = agent.room_joined_event(ev.uniqueid or "", self._now())
         await self._log_agent(agent_id)
+        await self._agent_ready(agent_id)
 
     async def _on_agent_hangup(self, ev: Hangup) -> None:
         agent_id = self.agent_channel.pop(ev.uniqueid or "", None)
@@ -1000,6 +1094,8 @@ class Engine:
             raise ValueError(f"unknown agent action {action!r}")
         self.agents[agent_id] = agent
         await self._log_agent(agent_id)
+        if action in ("ready", "dispositioned"):
+            await self._agent_ready(agent_id)
 
     async def _log_agent(self, agent_id: int) -> None:
         agent = self.agents[agent_id]

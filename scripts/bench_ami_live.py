@@ -52,7 +52,7 @@ from ami_bridge import dialplan as dp  # noqa: E402
 from ami_bridge.actions import OriginateRequest  # noqa: E402
 from ami_bridge.connection import AmiBridge, LinkOptions, ServerSpec  # noqa: E402
 from ami_bridge.simulator import Population, SimulatorConfig, serve  # noqa: E402
-from ami_bridge.tracker import CallAnswered, CallEnded, TrackerOutput  # noqa: E402
+from ami_bridge.tracker import CallEnded, CallHeld, TrackerOutput  # noqa: E402
 from dialer.logging import configure_logging  # noqa: E402
 
 Rows = list[tuple[str, str, str]]
@@ -176,7 +176,7 @@ async def _run_redirect(ports: list[int], calls: int) -> dict[str, Any]:
     redirects: set[asyncio.Task[None]] = set()
     bridge: AmiBridge
 
-    async def redirect(server: str, out: CallAnswered) -> None:
+    async def redirect(server: str, out: CallHeld) -> None:
         if out.channel is None:
             failures.append(f"{out.call_id}: no channel")
             return
@@ -187,7 +187,7 @@ async def _run_redirect(ports: list[int], calls: int) -> dict[str, Any]:
 
     def on_output(server: str, out: TrackerOutput) -> None:
         nonlocal ended
-        if isinstance(out, CallAnswered):
+        if isinstance(out, CallHeld):  # the dialplan verdict, as the engine does
             task = loop.create_task(redirect(server, out))
             redirects.add(task)
             task.add_done_callback(redirects.discard)

@@ -119,6 +119,7 @@ class Channel:
     hungup: bool = False
     device: str = ""
     playing: bool = False  # a Playback is running (interrupted -> PLAYBACKSTATUS, file 11)
+    in_amd: bool = False  # AMD() is listening (a far hang-up -> AMDSTATUS=HANGUP)
 
 
 @dataclass(eq=False)
@@ -764,6 +765,7 @@ class Pbx:
             self._ev_chan("HangupRequest", "call", near, [("Cause", c)])
             if near.conference is not None:
                 self._conf_leave(near, "HANGUP")
+            self._amd_hangup(near)
             self._hangup_event(near, cause)
             return
         # files 03/26: ;2 soft-hangs-up, ;1 is asked to hang up.
@@ -773,6 +775,12 @@ class Pbx:
         if near.conference is not None:
             self._hangup_event(far, cause)
             self._conf_leave(near, "HANGUP")
+            self._ev_chan("SoftHangupRequest", "call", near, [("Cause", c)])
+            self._hangup_event(near, cause)
+        elif near.in_amd:
+            # real 22.10.1 (issue 14 lab): ;2 goes first, then AMD() reports HANGUP on ;1
+            self._hangup_event(far, cause)
+            self._amd_hangup(near)
             self._ev_chan("SoftHangupRequest", "call", near, [("Cause", c)])
             self._hangup_event(near, cause)
         else:
@@ -918,9 +926,23 @@ class Pbx:
         truth: AmdTruth = (
             ch.call.customer.amd if ch.call is not None else AmdTruth("NOTSURE", "", 0)
         )
-        await self.clock.sleep(truth.seconds)
+        ch.in_amd = True
+        try:
+            await self.clock.sleep(truth.seconds)
+        finally:
+            ch.in_amd = False
         self.setvar(ch, dp.VAR_AMDSTATUS, truth.status)
         self.setvar(ch, dp.VAR_AMDCAUSE, truth.cause)
+
+    def _amd_hangup(self, ch: Channel) -> None:
+        """The far end hung up while ``AMD()`` listened: it sets ``AMDSTATUS=HANGUP`` and an
+        empty ``AMDCAUSE`` before the leg hangs up (observed on 22.10.1, issue 14 lab)."""
+        if not ch.in_amd:
+            return
+        ch.in_amd = False
+        self._cancel_task(ch)
+        self.setvar(ch, dp.VAR_AMDSTATUS, "HANGUP")
+        self.setvar(ch, dp.VAR_AMDCAUSE, "")
 
     async def _dp_outbound(self, ch: Channel) -> tuple[str, str] | None:
         attempt = self._var(ch, dp.VAR_ATTEMPT)
@@ -1001,13 +1023,18 @@ class Pbx:
         room = dp.agent_room(ext)
         attempt = self._var(ch, dp.VAR_ATTEMPT)
         self._newexten(ch, 1, "NoOp", f"MARCADOR connect attempt={attempt} agent={ext}")
+        # a Redirect that lost the race with the hold timeout: back to the safe harbor
+        abandoned = self._var(ch, dp.VAR_ABANDONED) == "1"
+        self._newexten(ch, 2, "GotoIf", f"{int(abandoned)}?{dp.CTX_HOLD},{dp.EXTEN_SAFE_HARBOR},1")
+        if abandoned:
+            return dp.CTX_HOLD, dp.EXTEN_SAFE_HARBOR
         conf = self.conferences.get(room)
         empty = conf is None or not conf.members
-        self._newexten(ch, 2, "GotoIf", f"{int(empty)}?{dp.CTX_HOLD},{dp.EXTEN_SAFE_HARBOR},1")
+        self._newexten(ch, 3, "GotoIf", f"{int(empty)}?{dp.CTX_HOLD},{dp.EXTEN_SAFE_HARBOR},1")
         if empty:
             return dp.CTX_HOLD, dp.EXTEN_SAFE_HARBOR
-        await self._confbridge(ch, 3, room, dp.USER_PROFILE_CUSTOMER)
-        self._newexten(ch, 4, "Hangup", "16")
+        await self._confbridge(ch, 4, room, dp.USER_PROFILE_CUSTOMER)
+        self._newexten(ch, 5, "Hangup", "16")
         self._dialplan_hangup(ch, 16)
         return None
 

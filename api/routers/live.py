@@ -48,7 +48,12 @@ BUCKET_MINUTES = 15
 #: The day's series changes slowly: it is recomputed at most this often.
 TODAY_CACHE_S = 5.0
 
-_ANSWERED = (CallOutcome.ANSWERED_CONNECTED, CallOutcome.ABANDONED, CallOutcome.MACHINE)
+_ANSWERED = (
+    CallOutcome.ANSWERED_CONNECTED,
+    CallOutcome.ABANDONED,
+    CallOutcome.MACHINE,
+    CallOutcome.EARLY_HANGUP,
+)
 _LIVE = (CallOutcome.ANSWERED_CONNECTED, CallOutcome.ABANDONED)
 _ACTIVE = (LeadStatus.NEW, LeadStatus.PENDING, LeadStatus.IN_PROGRESS)
 

@@ -242,6 +242,7 @@ export const OUTCOMES = {
   answered_connected: "Contestó (conectada)",
   abandoned: "Abandonada",
   machine: "Contestadora",
+  early_hangup: "Colgó al contestar",
   busy: "Ocupado",
   no_answer: "No contestó",
   congestion: "Congestión",

@@ -14,6 +14,10 @@ class CallOutcome(StrEnum):
     ANSWERED_CONNECTED = "answered_connected"  # live answer, bridged to an agent
     ABANDONED = "abandoned"  # live answer, no agent within connect_timeout (safe-harbor)
     MACHINE = "machine"  # answering machine detected (AMD)
+    #: answered, then hung up before the dialplan's verdict (during AMD, before the hold):
+    #: never offered to an agent, never heard the safe-harbor message; not a live answer
+    #: (docs/outcomes.md)
+    EARLY_HANGUP = "early_hangup"
     BUSY = "busy"
     NO_ANSWER = "no_answer"
     CONGESTION = "congestion"

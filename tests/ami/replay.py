@@ -111,7 +111,7 @@ def replay(
     tracker (tracker fuzzing); originates are then all tracked before any event is fed, so use
     it only on scenarios whose calls do not depend on ``cancel``/reused LEAD_IDs.
     """
-    tr = tracker or CallTracker()
+    tr = tracker if tracker is not None else CallTracker()  # (an empty tracker is falsy)
     result = Replay()
     parsers: dict[str, AMIParser] = {}
     current: str | None = None

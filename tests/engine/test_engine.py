@@ -8,8 +8,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge import dialplan
+from ami_bridge.errors import AMIError
 from ami_bridge.events import ConfbridgeJoin
-from ami_bridge.tracker import CallAnswered, CallConnected, CallEnded
+from ami_bridge.tracker import CallAbandoning, CallAnswered, CallConnected, CallEnded, CallHeld
 from dialer.db.models import CallAttempt, Campaign, Lead, LeadClaim, Phone
 from dialer.domain.clock import FakeClock
 from dialer.domain.errors import NoDialablePhone
@@ -66,13 +67,15 @@ async def _engine(
     return engine, tel, clock
 
 
-async def _ready_agent(engine: Engine, tel: FakeTelephony, campaign_id: int) -> None:
-    await make_agent(engine.store.sm, 7, "1001")
-    await engine.agent_login(7, "1001", campaign_id)
+async def _ready_agent(
+    engine: Engine, tel: FakeTelephony, campaign_id: int, agent_id: int = 7, ext: str = "1001"
+) -> None:
+    await make_agent(engine.store.sm, agent_id, ext)
+    await engine.agent_login(agent_id, ext, campaign_id)
     login = tel.originates[-1][1]
-    assert login.channel == "PJSIP/1001" and login.context == dialplan.CTX_AGENT
-    await engine.handle(TelephonyItem("sim", _join(login.channel_id, "agent-1001")))
-    assert _state(engine) is AgentState.READY
+    assert login.channel == f"PJSIP/{ext}" and login.context == dialplan.CTX_AGENT
+    await engine.handle(TelephonyItem("sim", _join(login.channel_id, f"agent-{ext}")))
+    assert _state(engine, agent_id) is AgentState.READY
 
 
 async def test_progressive_call_connects_to_longest_idle_agent(
@@ -98,6 +101,10 @@ async def test_progressive_call_connects_to_longest_idle_agent(
 
     clock.advance(8)
     await engine.handle(TelephonyItem("sim", CallAnswered(uuid, clock.now(), "Local/x;1", uuid)))
+    assert tel.redirects == []  # AMD may still be listening: no Redirect on the bare answer
+    assert _state(engine) is AgentState.READY
+    clock.advance(2)
+    await engine.handle(TelephonyItem("sim", CallHeld(uuid, clock.now(), "Local/x;1", uuid)))
     assert tel.redirects == [("sim", "Local/x;1", dialplan.CTX_AGENT_ROOM, "1001")]
     assert _state(engine) is AgentState.RESERVED
     await engine.handle(
@@ -141,6 +148,7 @@ async def test_no_agent_on_answer_leaves_abandon_to_dialplan(
     uuid = tel.originates[-1][1].channel_id
     await engine.agent_command(7, "pause", code="break")
     await engine.handle(TelephonyItem("sim", CallAnswered(uuid, clock.now(), "Local/x;1", uuid)))
+    await engine.handle(TelephonyItem("sim", CallHeld(uuid, clock.now(), "Local/x;1", uuid)))
     assert tel.redirects == []
     clock.advance(3)
     await engine.handle(
@@ -389,3 +397,135 @@ async def test_lead_without_a_dialable_phone_is_closed_not_retried(
     assert closed.status_reason == "no_dialable_phone"
     assert bad.id not in claims
     assert dialed == [good.id]  # the round went on with the next lead
+
+
+async def test_agent_who_becomes_ready_takes_the_oldest_call_waiting_in_hold(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    """Issue 14 defect 2: a customer in hold gets the agent who frees up (ready, disposition)."""
+    engine, tel, clock = await _engine(sessionmaker, redis, keys)
+    camp = await make_campaign(sessionmaker)
+    for n in range(2):
+        await make_lead(sessionmaker, camp.id, n)
+    await _ready_agent(engine, tel, camp.id)
+    await _ready_agent(engine, tel, camp.id, 8, "1002")
+    await engine.step()  # progressive: one call per READY agent
+    uuids = [r.channel_id for _, r in tel.originates if r.context == dialplan.CTX_OUTBOUND]
+    assert len(uuids) == 2
+    first, second = uuids
+    await engine.agent_command(7, "pause", code="break")
+    await engine.agent_command(8, "pause", code="lunch")
+    # two customers reach hold while the only agent is on a break: they wait
+    for i, uuid in enumerate((second, first)):  # `second` has waited longer
+        clock.advance(0.3)
+        chan = f"Local/{uuid};1"
+        await engine.handle(TelephonyItem("sim", CallAnswered(uuid, clock.now(), chan, uuid)))
+        await engine.handle(TelephonyItem("sim", CallHeld(uuid, clock.now(), chan, uuid)))
+        del i
+    assert tel.redirects == []
+    clock.advance(0.5)
+    await engine.agent_command(7, "ready")
+    assert tel.redirects == [("sim", f"Local/{second};1", dialplan.CTX_AGENT_ROOM, "1001")]
+    assert _state(engine) is AgentState.RESERVED
+    assert engine.agents[7].call_attempt == second
+    # connected, ended, dispositioned -> the other waiting customer (still in hold) is next
+    await engine.handle(
+        TelephonyItem("sim", CallConnected(second, clock.now(), None, "agent-1001", None))
+    )
+    clock.advance(1)
+    await engine.handle(
+        TelephonyItem(
+            "sim",
+            _ended(
+                second,
+                CallOutcome.ANSWERED_CONNECTED,
+                clock,
+                answered_at=clock.now(),
+                connected_at=clock.now(),
+            ),
+        )
+    )
+    assert _state(engine) is AgentState.WRAP_UP
+    assert len(tel.redirects) == 1
+    await engine.agent_command(7, "dispositioned")
+    assert tel.redirects[-1] == ("sim", f"Local/{first};1", dialplan.CTX_AGENT_ROOM, "1001")
+    assert engine.agents[7].call_attempt == first
+
+
+async def test_redirect_losing_the_race_with_safe_harbor_frees_the_agent(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    """The safe-harbor path starts as the Redirect is sent: the call is ABANDONED, the agent is
+    released at once (the dialplan sends the customer back to the safe harbor) and is not
+    recorded on the call."""
+    engine, tel, clock = await _engine(sessionmaker, redis, keys)
+    camp = await make_campaign(sessionmaker)
+    await make_lead(sessionmaker, camp.id, 1)
+    await _ready_agent(engine, tel, camp.id)
+    await engine.step()
+    uuid = tel.originates[-1][1].channel_id
+    await engine.agent_command(7, "pause", code="break")
+    await engine.handle(TelephonyItem("sim", CallAnswered(uuid, clock.now(), "Local/x;1", uuid)))
+    await engine.handle(TelephonyItem("sim", CallHeld(uuid, clock.now(), "Local/x;1", uuid)))
+    clock.advance(1.99)
+    await engine.agent_command(7, "ready")
+    assert len(tel.redirects) == 1 and _state(engine) is AgentState.RESERVED
+    clock.advance(0.02)
+    await engine.handle(TelephonyItem("sim", CallAbandoning(uuid, clock.now())))
+    assert _state(engine) is AgentState.READY
+    assert engine.agents[7].call_attempt is None
+    clock.advance(3)
+    await engine.handle(
+        TelephonyItem("sim", _ended(uuid, CallOutcome.ABANDONED, clock, answered_at=clock.now()))
+    )
+    assert _state(engine) is AgentState.READY
+    assert len(tel.redirects) == 1  # never offered again
+    async with sessionmaker() as s:
+        attempt = (await s.scalars(sa.select(CallAttempt))).one()
+    assert attempt.outcome is CallOutcome.ABANDONED and attempt.agent_id is None
+
+
+async def test_agent_joining_the_room_takes_a_call_waiting_in_hold(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    engine, tel, clock = await _engine(sessionmaker, redis, keys)
+    camp = await make_campaign(sessionmaker)
+    await make_lead(sessionmaker, camp.id, 1)
+    await _ready_agent(engine, tel, camp.id)
+    await engine.step()
+    uuid = tel.originates[-1][1].channel_id
+    await engine.agent_command(7, "logout")
+    await engine.handle(TelephonyItem("sim", CallAnswered(uuid, clock.now(), "Local/x;1", uuid)))
+    await engine.handle(TelephonyItem("sim", CallHeld(uuid, clock.now(), "Local/x;1", uuid)))
+    assert tel.redirects == []
+    await make_agent(sessionmaker, 8, "1002")
+    await engine.agent_login(8, "1002", camp.id)
+    login = tel.originates[-1][1]
+    assert tel.redirects == []  # still connecting: not in the room yet
+    await engine.handle(TelephonyItem("sim", _join(login.channel_id, "agent-1002")))
+    assert tel.redirects == [("sim", "Local/x;1", dialplan.CTX_AGENT_ROOM, "1002")]
+    assert _state(engine, 8) is AgentState.RESERVED
+
+
+async def test_failed_redirect_frees_the_agent_and_the_call_is_not_offered_again(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    engine, tel, clock = await _engine(sessionmaker, redis, keys)
+    camp = await make_campaign(sessionmaker)
+    await make_lead(sessionmaker, camp.id, 1)
+    await _ready_agent(engine, tel, camp.id)
+    await engine.step()
+    uuid = tel.originates[-1][1].channel_id
+
+    async def gone(server: str, channel: str, context: str, exten: str) -> None:
+        tel.redirects.append((server, channel, context, exten))
+        raise AMIError("Channel does not exist")
+
+    tel.redirect = gone  # type: ignore[method-assign]
+    await engine.handle(TelephonyItem("sim", CallAnswered(uuid, clock.now(), "Local/x;1", uuid)))
+    await engine.handle(TelephonyItem("sim", CallHeld(uuid, clock.now(), "Local/x;1", uuid)))
+    assert len(tel.redirects) == 1
+    assert _state(engine) is AgentState.READY
+    await engine.agent_command(7, "pause", code="break")
+    await engine.agent_command(7, "ready")
+    assert len(tel.redirects) == 1

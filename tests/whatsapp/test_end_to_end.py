@@ -13,7 +13,7 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from ami_bridge import dialplan
-from ami_bridge.tracker import CallAnswered, CallConnected
+from ami_bridge.tracker import CallAnswered, CallConnected, CallHeld
 from dialer.db.models import CallAttempt, Consent, Lead, Phone, WhatsAppMessage, WhatsAppStatus
 from dialer.domain.outcomes import AgentState, CallOutcome, Channel, DialMode, LeadStatus
 from dialer.engine import Engine, EngineConfig, TelephonyItem
@@ -136,6 +136,7 @@ async def test_exhausted_lead_to_whatsapp_to_reply_to_callback(h: Harness) -> No
     assert attempt.lead_id == lead_id and attempt.number == "+573104445566"
     uuid = dial.channel_id
     await engine.handle(TelephonyItem("sim", CallAnswered(uuid, h.clock.now(), "Local/x;1", uuid)))
+    await engine.handle(TelephonyItem("sim", CallHeld(uuid, h.clock.now(), "Local/x;1", uuid)))
     assert tel.redirects == [("sim", "Local/x;1", dialplan.CTX_AGENT_ROOM, "1001")]
     await engine.handle(
         TelephonyItem("sim", CallConnected(uuid, h.clock.now(), None, "agent-1001", None))
