@@ -124,10 +124,19 @@ class AgentClient:
         data: dict[str, Any] = r.json()
         return data
 
+    async def live(self) -> dict[str, Any]:
+        live = (await self.me()).get("state") or {}
+        return live if isinstance(live, dict) else {"state": live}
+
     async def state(self) -> str:
-        me = await self.me()
-        live = me.get("state") or {}
-        return str(live.get("state") if isinstance(live, dict) else live)
+        return str((await self.live()).get("state"))
+
+    async def logged_in(self) -> bool:
+        """In the room: any state but logged_out and the "connecting" pause of a login."""
+        live = await self.live()
+        if live.get("state") == "logged_out":
+            return False
+        return not (live.get("state") == "paused" and live.get("pause_code") == "connecting")
 
     async def login(self, campaign_id: int) -> None:
         r = await self.post("/agent/login", {"campaign_id": campaign_id})
@@ -380,7 +389,7 @@ class PbxStack:
         self, campaign_id: int, users: Iterable[AgentUser], *, within: float = 45.0
     ) -> list[AgentClient]:
         """Sign every agent in and log them in to the campaign (the dialer calls each phone);
-        return when all are ``ready``. Logins are retried while the dialer is still starting
+        return when all are in their rooms (ready, or already taking calls). Logins are retried while the dialer is still starting
         (it answers 202 but may not act before its command consumer is up: issue 14 item 7)."""
         clients = [await self.agent_client(u) for u in users]
         posted: dict[int, float] = {}
@@ -392,9 +401,9 @@ class PbxStack:
                     posted[c.user.id] = time.monotonic()
                     r = await c.post("/agent/login", {"campaign_id": campaign_id})
                     assert r.status_code in (202, 409), r.text
-            return all(st == "ready" for st in states)
+            return all(await asyncio.gather(*(c.logged_in() for c in clients)))
 
-        await wait_until(all_ready, within=within, what="agents ready", interval=0.5)
+        await wait_until(all_ready, within=within, what="agents logged in", interval=0.5)
         return clients
 
 
