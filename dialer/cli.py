@@ -116,6 +116,7 @@ def _register_subcommands() -> None:
     from api.cli import register as register_api
     from dialer.engine_cli import register as register_engine
     from dialer.importing.cli import register as register_import
+    from dialer.pbx_cli import register as register_pbx
     from dialer.reports.cli import register as register_reports
     from dialer.simulation.cli import register as register_simulate
     from dialer.whatsapp.cli import register as register_whatsapp
@@ -127,6 +128,7 @@ def _register_subcommands() -> None:
     register_reports(app)
     register_pbx_sim(app)
     register_simulate(app)
+    register_pbx(app)
 
 
 _register_subcommands()

@@ -389,8 +389,9 @@ class PbxStack:
         self, campaign_id: int, users: Iterable[AgentUser], *, within: float = 45.0
     ) -> list[AgentClient]:
         """Sign every agent in and log them in to the campaign (the dialer calls each phone);
-        return when all are in their rooms (ready, or already taking calls). Logins are retried while the dialer is still starting
-        (it answers 202 but may not act before its command consumer is up: issue 14 item 7)."""
+        return when all are in their rooms (ready, or already taking calls). Logins are retried
+        while the dialer is still starting (it answers 202 but may not act before its command
+        consumer is up: issue 14 item 7)."""
         clients = [await self.agent_client(u) for u in users]
         posted: dict[int, float] = {}
 
