@@ -16,6 +16,7 @@ Python API (tests use it)::
     lab.servers_json(virtual_agents=True)   # MARCADOR_ASTERISK__SERVERS value
     lab.cli("dialplan show marcador-hold")  # CLI output
     lab.log_problems()                      # WARNING/ERROR lines of the Asterisk log
+    lab.active_channels(); lab.hangup_all() # between tests
     lab.stop()
 
 Sounds are generated here as 8 kHz mono WAV with the standard library: no audio is committed.
@@ -34,6 +35,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import time
 import wave
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -467,6 +469,21 @@ class LabPbx:
             check=False,
         )
         return done.stdout
+
+    def active_channels(self) -> int:
+        out = self.cli("core show channels count")
+        m = re.search(r"(\d+) active channels?", out)
+        return int(m.group(1)) if m else -1
+
+    def hangup_all(self, within: float = 15.0) -> None:
+        """Hang up every channel (between tests: a stopped dialer leaves its agents' login
+        calls up, issue 14 item 6) and wait until none is left."""
+        deadline = time.monotonic() + within
+        while self.active_channels() != 0:
+            if time.monotonic() > deadline:
+                raise LabError(f"channels still up after {within:.0f} s")
+            self.cli("channel request hangup all")
+            time.sleep(0.2)  # polling another process's state; no event to await here
 
     def log_problems(self) -> list[str]:
         """WARNING and ERROR lines of ``messages.log`` (what a config mistake produces)."""

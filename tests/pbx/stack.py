@@ -255,6 +255,7 @@ class PbxStack:
         if self._engine is not None:
             await self._engine.dispose()
         self.stop_processes()
+        self.lab.hangup_all()  # the next test starts on an idle PBX
         if self._pg_db and self._pg_admin_url:
             with contextlib.suppress(Exception):
                 await _pg_exec(
