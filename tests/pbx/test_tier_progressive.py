@@ -66,7 +66,7 @@ async def test_progressive_campaign_records_every_behaviour(pbx_stack: PbxStack)
     async def all_final() -> dict[str, CallOutcome] | None:
         rows = await pbx_stack.attempts(camp)
         done = {a.number: a.outcome for a in rows if a.outcome is not None}
-        return done if len(done) == len(numbers) else None  # type: ignore[return-value]
+        return done if len(done) == len(numbers) else None
 
     outcomes = await wait_until(all_final, within=90, what="every attempt's outcome")
     got = {d: outcomes[n] for d, n in numbers.items()}
@@ -90,7 +90,7 @@ async def test_amd_on_machine_is_not_put_through(pbx_stack: PbxStack) -> None:
     async def all_final() -> dict[str, CallOutcome] | None:
         rows = await pbx_stack.attempts(camp)
         done = {a.number: a.outcome for a in rows if a.outcome is not None}
-        return done if len(done) == len(numbers) else None  # type: ignore[return-value]
+        return done if len(done) == len(numbers) else None
 
     outcomes = await wait_until(all_final, within=60, what="both outcomes")
     assert {d: outcomes[n] for d, n in numbers.items()} == {
