@@ -23,6 +23,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -238,7 +239,9 @@ class PbxStack:
         name = f"marcador_pbx_{int(time.time())}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
         base, _, _ = url.rpartition("/")
         self._pg_db, self._pg_admin_url = name, url
-        asyncio.run(_pg_exec(url, f'CREATE DATABASE "{name}"'))
+        # start() is synchronous but may be called from a running loop (an async fixture).
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, _pg_exec(url, f'CREATE DATABASE "{name}"')).result()
         return f"{base}/{name}"
 
     def log(self, name: str) -> str:
