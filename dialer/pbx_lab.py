@@ -376,11 +376,12 @@ class LabPbx:
         run_dir = run_dir.resolve()
         run_dir.mkdir(parents=True, exist_ok=True)
         run_dir.chmod(0o700)
-        existing = run_dir / STATE_FILE
-        if existing.exists():
+        if (run_dir / STATE_FILE).exists():
+            previous: LabPbx | None = None
             with contextlib.suppress(LabError):
-                if cls.load(run_dir).running():
-                    raise LabError(f"a lab is already running in {run_dir}")
+                previous = cls.load(run_dir)
+            if previous is not None and previous.running():
+                raise LabError(f"a lab is already running in {run_dir}: pbx-lab stop first")
         last: Exception | None = None
         for _ in range(3):  # a port may be taken by a parallel lab between choice and bind
             ports = choose_ports()
