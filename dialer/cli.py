@@ -88,6 +88,12 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
         "dialer.simulation.cli",
         "Simulate a campaign on a virtual clock and compare pacing policies.",
     ),
+    "pbx-lab": LazyCommand(
+        "dialer.pbx_cli",
+        "A lab Asterisk 22 (the prebuilt bundle) with Marcador's dialplan, lab customers, "
+        "virtual agents, generated secrets and free ports.",
+    ),
+    "pbx": LazyCommand("dialer.pbx_cli", "Checks of a real Asterisk for Marcador."),
 }
 
 

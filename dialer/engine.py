@@ -240,6 +240,9 @@ class EngineConfig:
     #: Dial-string template per server (``AsteriskServer.trunk``); {number} is the E.164 number.
     trunks: Mapping[str, str] = field(default_factory=dict)
     default_trunk: str = "PJSIP/{number}@trunk"
+    #: Agent phone dial-string per server (``AsteriskServer.agent_channel``); {extension}.
+    agent_channels: Mapping[str, str] = field(default_factory=dict)
+    default_agent_channel: str = "PJSIP/{extension}"
 
 
 class Engine:
@@ -1046,8 +1049,9 @@ class Engine:
         channel_id = f"{AGENT_SESSION_PREFIX}{agent_id}-{uuidlib.uuid4().hex[:12]}"
         self.agent_channel[channel_id] = agent_id
         self.agent_server[agent_id] = (server, channel_id)
+        template = self.config.agent_channels.get(server, self.config.default_agent_channel)
         req = OriginateRequest(
-            channel=f"PJSIP/{extension}",
+            channel=template.format(extension=extension),
             channel_id=channel_id,
             context=dialplan.CTX_AGENT,
             exten=extension,

@@ -110,6 +110,7 @@ async def dialer_runtime(
             dialer_id=f"{name}.{secrets.token_hex(3)}",
             dialer_name=name,
             trunks={s.name: s.trunk for s in settings.asterisk.servers},
+            agent_channels={s.name: s.agent_channel for s in settings.asterisk.servers},
         )
         engine = Engine(config, EngineStore(sm), redis.client, keys, telephony, clock)
         await telephony.start()

@@ -98,6 +98,13 @@ class AsteriskServer(BaseModel):
         default="PJSIP/{number}@trunk",
         description="Dial-string template for customers; {number} is the E.164 number.",
     )
+    agent_channel: str = Field(
+        default="PJSIP/{extension}",
+        description=(
+            "Dial-string template of an agent's phone for the login call; {extension} is the "
+            "agent's extension. Lab virtual agents: Local/{extension}@marcador-lab-vagent."
+        ),
+    )
     max_channels: int = Field(default=30, ge=1, description="Concurrent outbound calls allowed.")
 
     @field_validator("trunk")
@@ -105,6 +112,13 @@ class AsteriskServer(BaseModel):
     def _trunk_has_number(cls, value: str) -> str:
         if "{number}" not in value:
             raise ValueError("trunk template must contain '{number}'")
+        return value
+
+    @field_validator("agent_channel")
+    @classmethod
+    def _agent_channel_has_extension(cls, value: str) -> str:
+        if "{extension}" not in value:
+            raise ValueError("agent_channel template must contain '{extension}'")
         return value
 
 

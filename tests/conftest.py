@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 import redis.asyncio as aioredis
@@ -24,6 +25,9 @@ from dialer.db.models import Base
 from dialer.redis_client import EmbeddedRedis
 from dialer.redis_keys import Keys
 from dialer.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from dialer.pbx_lab import LabPbx
 
 
 @pytest.fixture(scope="session")
@@ -122,3 +126,21 @@ def _reset_logging() -> Iterator[None]:
 
     yield
     structlog.reset_defaults()
+
+
+# ------------------------------------------------------------------------------ real PBX lab
+
+
+@pytest.fixture(scope="session")
+def lab_pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabPbx]:
+    """One lab Asterisk (``marcador pbx-lab``) for the whole session, on free ports with
+    generated secrets. Skipped with the reason when the bundle is absent."""
+    from dialer.pbx_lab import LabPbx, bundle_dir, bundle_present
+
+    if not bundle_present():
+        pytest.skip(f"no Asterisk bundle at {bundle_dir()} (set MARCADOR_ASTERISK_BUNDLE)")
+    lab = LabPbx.start(tmp_path_factory.mktemp("pbx-lab"))
+    try:
+        yield lab
+    finally:
+        lab.stop()
