@@ -118,6 +118,7 @@ def _register_subcommands() -> None:
     from dialer.importing.cli import register as register_import
     from dialer.reports.cli import register as register_reports
     from dialer.simulation.cli import register as register_simulate
+    from dialer.softphone_cli import register as register_softphone
     from dialer.whatsapp.cli import register as register_whatsapp
 
     register_engine(app)
@@ -127,6 +128,7 @@ def _register_subcommands() -> None:
     register_reports(app)
     register_pbx_sim(app)
     register_simulate(app)
+    register_softphone(app)
 
 
 _register_subcommands()
