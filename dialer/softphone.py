@@ -389,7 +389,11 @@ class _SipClient(SIP.SIPClient):
     def recv_loop(self) -> None:
         if threading.current_thread() is not self._receiver:
             return  # pyVoIP's delayed receiver: ours already runs
-        super().recv_loop()
+        try:
+            super().recv_loop()
+        except OSError:
+            if self.NSD:  # the socket closed under us while stopping is expected
+                raise
 
 
 class _Call(VoIPCall):
@@ -441,6 +445,7 @@ class _Phone(VoIPPhone):
         self.extension = ext
         self.bye_acked: set[str] = set()
         self.bye_cond = threading.Condition()
+        self.held_rtp: dict[int, socket.socket] = {}
         self._rng = random.Random()
         super().__init__(
             ext.server,
@@ -461,9 +466,15 @@ class _Phone(VoIPPhone):
         self.calls[request.headers["Call-ID"]] = _Call(self, request, sess_id)
 
     def request_port(self, blocking: bool = True) -> int:
-        """A port of the range that is not ours already and that binds right now."""
+        """A port of the range that binds now, held bound until the call is answered.
+
+        pyVoIP binds the RTP port only at answer (1 s or more later), so a port merely probed
+        could be taken meanwhile by another phone; holding the socket makes the choice stick.
+        ``release_held_ports`` closes it right before pyVoIP binds it.
+        """
         with self.portsLock:
-            in_use = set(self.assignedPorts)
+            # Not pyVoIP's assignedPorts: it never forgets an answered call's port.
+            in_use = set(self.held_rtp)
             for call in list(self.calls.values()):
                 in_use.update(c.inPort for c in call.RTPClients)
             candidates = [
@@ -471,16 +482,26 @@ class _Phone(VoIPPhone):
             ]
             self._rng.shuffle(candidates)
             for port in candidates:
-                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-                    try:
-                        probe.bind((self.myIP, port))
-                    except OSError:
-                        continue
-                self.assignedPorts.append(port)
+                held = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                try:
+                    held.bind((self.myIP, port))
+                except OSError:
+                    held.close()
+                    continue
+                self.held_rtp[port] = held
                 return port
         raise NoPortsAvailableError(
             f"no free RTP port in {self.rtpPortLow}-{self.rtpPortHigh} for {self.username}"
         )
+
+    def release_held_ports(self, call: VoIPCall | None = None) -> None:
+        """Close the held sockets of ``call``'s RTP ports (all of them without a call)."""
+        with self.portsLock:
+            ports = [c.inPort for c in call.RTPClients] if call is not None else list(self.held_rtp)
+            for port in ports:
+                held = self.held_rtp.pop(port, None)
+                if held is not None:
+                    held.close()
 
     def callback(self, request: SIP.SIPMessage) -> None:
         if request.type == SIP.SIPMessageType.MESSAGE and request.method == "CANCEL":
@@ -637,13 +658,19 @@ class Softphone:
             if phone.sip.registerThread is not None:
                 phone.sip.registerThread.cancel()
                 phone.sip.registerThread = None  # so pyVoIP's stop() does not deregister again
-                if registered:
+                # pyVoIP takes the next SIP message it reads as the answer to its un-REGISTER
+                # (a late ACK or retransmission fools it): try again, a few times.
+                for _ in range(3 if registered else 0):
                     try:
                         ok = bool(phone.sip.deregister())
                     except Exception as exc:  # a dead server: report, keep stopping
                         log.warning("softphone.unregister_failed", extension=name, error=str(exc))
+                        break
+                    if ok:
+                        break
             with contextlib.suppress(Exception):
                 phone.stop()
+            phone.release_held_ports()
             if registered:
                 reason = None if ok else "no 200 OK to the un-REGISTER"
                 self._emit(SoftphoneEvent("unregistered", name, time.monotonic(), reason=reason))
@@ -692,6 +719,7 @@ class Softphone:
         wait = self.config.answer_delay - (time.monotonic() - call.invited_at)
         if wait > 0:
             call.ended.wait(wait)  # set early by a CANCEL or by stop()
+        phone.release_held_ports(call)  # pyVoIP binds them in answer(), next
         if self._stopping.is_set() or call.state != CallState.RINGING:
             if call.state == CallState.RINGING:  # stopping: refuse (pyVoIP can only say 486)
                 with contextlib.suppress(Exception):
