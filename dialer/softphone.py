@@ -21,8 +21,10 @@ narrow subclasses, each documented where it is made:
   it with 487. We also note the 200 OK to our BYE, so un-registering waits for it: pyVoIP's
   deregistration reads "the next message" as its answer and would take the BYE's 200 OK for it.
 * ``_Call.bye`` / ``_Call.hangup``: signal the end of the call (pyVoIP only flips a state).
-* ``_RtpClient.start``: idempotent; pyVoIP re-binds the RTP socket on a re-INVITE (session
-  timer refresh) and fails with EADDRINUSE, which leaves the re-INVITE unanswered.
+* ``_RtpClient.start``: idempotent; on a re-INVITE (e.g. a session-timer refresh) pyVoIP starts
+  the RTP client again: a new socket on the same port, which fails with EADDRINUSE (the
+  re-INVITE is left unanswered) or, when the old socket was already collected, adds a second
+  sender and receiver thread (double-rate, garbled audio).
 * ``_RtpClient.encode_packet``: pyVoIP encodes PCMA frames with the PCMU encoder.
 * ``_RtpClient.parse_pcmu/parse_pcma``: decode to 16-bit for the recorder instead of pyVoIP's
   8-bit buffer, which nothing reads here and which grows for the whole call.
@@ -349,7 +351,7 @@ class _RtpClient(RTP.RTPClient):
     _started = False
 
     def start(self) -> None:
-        if self._started:  # a re-INVITE: keep the socket and threads we have
+        if self._started:  # a re-INVITE: keep the one socket and thread pair we have
             return
         self._started = True
         super().start()

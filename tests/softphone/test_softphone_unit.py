@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import warnings
 import wave
 from pathlib import Path
@@ -172,12 +173,19 @@ def _free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_rtp_start_twice_keeps_the_socket() -> None:
-    """pyVoIP re-binds on a re-INVITE (EADDRINUSE); ours starts once."""
+def test_rtp_start_twice_keeps_one_sender() -> None:
+    """pyVoIP's start() on a re-INVITE adds a second sender and receiver thread (double-rate,
+    garbled audio); ours starts once."""
+
+    def senders() -> int:
+        return sum(t.name == "RTP Transmitter" for t in threading.enumerate())
+
+    before = senders()
     client = _rtp_client(_free_udp_port(), RTP.PayloadType.PCMU)
     client.start()
     try:
-        client.start()  # pyVoIP's own start() raises OSError here
+        client.start()
+        assert senders() - before == 1
     finally:
         client.stop()
 
