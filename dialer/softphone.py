@@ -193,11 +193,12 @@ def parse_port_range(text: str) -> tuple[int, int]:
 
 def load_wav_8k_mono(path: Path) -> bytes:
     """Read a WAV and return 16-bit signed 8 kHz mono PCM (converted/resampled if needed)."""
-    with wave.open(str(path), "rb") as wav:
-        channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
-        if wav.getcomptype() != "NONE":
-            raise SoftphoneError(f"{path.name}: only PCM WAV files are supported")
-        data = wav.readframes(wav.getnframes())
+    try:
+        with wave.open(str(path), "rb") as wav:
+            channels, width, rate = wav.getnchannels(), wav.getsampwidth(), wav.getframerate()
+            data = wav.readframes(wav.getnframes())
+    except (OSError, EOFError, wave.Error) as exc:
+        raise SoftphoneError(f"{path}: not a readable PCM WAV ({exc})") from None
     if width == 1:  # 8-bit WAV is unsigned
         data = audioop.bias(data, 1, -128)
     if width != 2:
@@ -402,6 +403,7 @@ class _Call(VoIPCall):
     def __init__(self, phone: _Phone, request: SIP.SIPMessage, session_id: int) -> None:
         self.invited_at = time.monotonic()
         self.ended = threading.Event()
+        self.finished = threading.Event()  # our call thread has emitted its last event
         self.end_reason = ""
         self.recorder: WavRecorder | None = None
         super().__init__(
@@ -678,22 +680,26 @@ class Softphone:
                 self._emit(SoftphoneEvent("unregistered", name, time.monotonic(), reason=reason))
 
     def _hangup_phone(self, phone: _Phone) -> list[str]:
-        sent: list[str] = []
-        for call_id, call in list(phone.calls.items()):
-            if call.state == CallState.ANSWERED:
+        """BYE the answered calls; wait (bounded) for their 200 OK and their "ended" event."""
+        sent: list[_Call] = []
+        for call in list(phone.calls.values()):
+            if isinstance(call, _Call) and call.state == CallState.ANSWERED:
                 with contextlib.suppress(Exception):
                     call.hangup()
-                    sent.append(call_id)
+                    sent.append(call)
         if sent:
             deadline = time.monotonic() + self.config.bye_timeout
+            ids = {c.call_id for c in sent}
             with phone.bye_cond:
-                while not set(sent) <= phone.bye_acked:
+                while not ids <= phone.bye_acked:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         log.warning("softphone.bye_unanswered", extension=phone.extension.username)
                         break
                     phone.bye_cond.wait(left)
-        return sent
+            for call in sent:
+                call.finished.wait(max(0.0, deadline - time.monotonic()))
+        return [c.call_id for c in sent]
 
     def hangup(self, extension: str | None = None) -> int:
         """Hang up (BYE) the answered calls of one extension, or of all; returns how many."""
@@ -712,6 +718,14 @@ class Softphone:
     def _on_call(self, call: VoIPCall) -> None:
         """pyVoIP calls this in its own thread ~1 s after the INVITE; it lives for the call."""
         assert isinstance(call, _Call)
+        try:
+            self._run_call(call)
+        except Exception as exc:
+            log.error("softphone.call_failed", call_id=call.call_id, error=str(exc))
+        finally:
+            call.finished.set()
+
+    def _run_call(self, call: _Call) -> None:
         phone = call.phone
         assert isinstance(phone, _Phone)
         ext = phone.extension.username
@@ -738,6 +752,8 @@ class Softphone:
             log.error("softphone.answer_failed", extension=ext, error=str(exc))
             if call.recorder is not None:
                 call.recorder.close()
+            with contextlib.suppress(Exception):
+                call.deny()  # do not leave the PBX waiting for an answer
             return
         delay = time.monotonic() - call.invited_at
         self._emit(

@@ -389,6 +389,10 @@ async def test_two_extensions_remote_bye_and_cancel(
             resp = await ami.event("OriginateResponse", within=15, ActionID=aid)
             assert resp.get("Response") == "Success", resp
         for ext in ("7101", "7102"):
+            answered = await phone.wait_for_async("answered", ext, within=15, since=mark)
+            assert answered.answer_delay is not None
+            assert 1.0 <= answered.answer_delay < 1.5, answered.answer_delay
+            print(f"answer delay {ext} (answer_delay=1.0): {answered.answer_delay:.3f} s")
             ended = await phone.wait_for_async("ended", ext, within=15, since=mark)
             assert ended.reason == "remote_bye"
         assert phone.active_calls() == []
