@@ -404,6 +404,7 @@ class _Call(VoIPCall):
         self.invited_at = time.monotonic()
         self.ended = threading.Event()
         self.finished = threading.Event()  # our call thread has emitted its last event
+        self.renegotiated = threading.Event()  # a re-INVITE was answered
         self.end_reason = ""
         self.recorder: WavRecorder | None = None
         super().__init__(
@@ -423,6 +424,10 @@ class _Call(VoIPCall):
         for client in self.RTPClients[before:]:
             client.__class__ = _RtpClient
             client.sink = self._on_audio  # type: ignore[attr-defined]
+
+    def renegotiate(self, request: SIP.SIPMessage) -> None:
+        super().renegotiate(request)  # answers the re-INVITE (200 OK with our SDP)
+        self.renegotiated.set()
 
     def _on_audio(self, ssrc: int, timestamp: int, pcm: bytes) -> None:
         recorder = self.recorder

@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import wave
 from collections.abc import AsyncIterator, Iterator
@@ -187,6 +188,14 @@ exten => talk,1,MixMonitor(${{RECDIR}}/mix-${{UNIQUEID}}.wav,r(${{RECDIR}}/rx-${
  same => n,UserEvent(SpPlayed,Uniqueid: ${{UNIQUEID}})
  same => n,Wait(120)
  same => n,Hangup()
+; A re-INVITE mid-call (as a session-timer refresh sends): the phone must answer it and keep
+; one RTP stream.
+exten => reinvite,1,Playback(sptest/tone)
+ same => n,Set(PJSIP_MEDIA_OFFER(audio)=ulaw)
+ same => n,Set(PJSIP_SEND_SESSION_REFRESH()=invite)
+ same => n,UserEvent(SpRefreshed,Uniqueid: ${{UNIQUEID}})
+ same => n,Wait(120)
+ same => n,Hangup()
 ; The PBX hangs up first (the phone gets a BYE).
 exten => short,1,Playback(sptest/tone)
  same => n,Hangup()
@@ -334,8 +343,9 @@ async def test_register_answer_audio_both_ways_bye_and_unregister(
         assert resp.get("Response") == "Success", resp
         answered = await phone.wait_for_async("answered", "7101", within=10, since=mark)
         assert answered.answer_delay is not None
-        assert delay <= answered.answer_delay < delay + 0.5, answered.answer_delay
-        assert delay <= pbx_delay < delay + 0.5, pbx_delay
+        # Upper bounds leave room for a loaded CI machine (typically +0.01-0.02 s).
+        assert delay <= answered.answer_delay < delay + 1.0, answered.answer_delay
+        assert delay <= pbx_delay < delay + 1.0, pbx_delay
         print(f"answer delay: phone {answered.answer_delay:.3f} s, PBX {pbx_delay:.3f} s")
         channel = resp.get("Channel") or ""
         uniqueid = resp.get("Uniqueid") or ""
@@ -391,7 +401,7 @@ async def test_two_extensions_remote_bye_and_cancel(
         for ext in ("7101", "7102"):
             answered = await phone.wait_for_async("answered", ext, within=15, since=mark)
             assert answered.answer_delay is not None
-            assert 1.0 <= answered.answer_delay < 1.5, answered.answer_delay
+            assert 1.0 <= answered.answer_delay < 2.0, answered.answer_delay
             print(f"answer delay {ext} (answer_delay=1.0): {answered.answer_delay:.3f} s")
             ended = await phone.wait_for_async("ended", ext, within=15, since=mark)
             assert ended.reason == "remote_bye"
@@ -469,3 +479,24 @@ async def test_cli_registers_answers_and_exits_on_sigterm(
     assert any(line.startswith("call ended 7102 (local_hangup)") for line in lines), lines
     assert any(line.startswith("unregistered 7102") for line in lines), lines
     assert EXTS["7102"] not in out + err
+
+
+async def test_reinvite_keeps_one_rtp_stream(
+    pbx: Pbx, ami: AmiTestClient, phone_rtp: tuple[int, int]
+) -> None:
+    def senders() -> int:
+        return sum(t.name == "RTP Transmitter" for t in threading.enumerate())
+
+    before = senders()
+    with Softphone(_config(pbx, ["7101"], phone_rtp)) as phone:
+        aid = await _originate(ami, "7101", "reinvite")
+        resp = await ami.event("OriginateResponse", within=15, ActionID=aid)
+        assert resp.get("Response") == "Success", resp
+        await ami.event("UserEvent", within=20, UserEvent="SpRefreshed")
+        (call,) = phone._phones["7101"].calls.values()
+        # pyVoIP answers the re-INVITE only if restarting the RTP client does not fail.
+        assert await asyncio.to_thread(call.renegotiated.wait, 10)  # type: ignore[attr-defined]
+        status = await ami.action("Status", ("Channel", resp.get("Channel") or ""), within=10)
+        assert status.response == "Success", status
+        assert phone.active_calls("7101")
+        assert senders() - before == 1  # one RTP stream, not two
