@@ -6,7 +6,9 @@ dir on free ports (AMI, SIP, RTP): two PJSIP endpoints with qualify off and ulaw
 dialplan that plays a generated 440 Hz tone to the phone while MixMonitor records what the phone
 sends. The phone plays a 1000 Hz tone, so each recording is checked for the OTHER side's tone.
 
-Nothing sleeps to wait: every step awaits an AMI event or a softphone event with a timeout.
+Fixtures are named ``sp_pbx``/``sp_ami`` so they do not shadow the shared lab fixtures of
+``tests/pbx/conftest.py``. Nothing sleeps to wait: every step awaits an AMI event or a
+softphone event with a timeout (MixMonitor's file close, which has no event, is polled).
 """
 
 from __future__ import annotations
@@ -208,7 +210,7 @@ exten => short,1,Playback(sptest/tone)
 
 
 @pytest.fixture(scope="module")
-def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
+def sp_pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
     base = tmp_path_factory.mktemp("sp-pbx")
     conf, run, rec = base / "conf", base / "run", base / "rec"
     conf.mkdir()
@@ -234,8 +236,8 @@ def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pbx]:
 
 
 @pytest.fixture
-async def ami(pbx: Pbx) -> AsyncIterator[AmiTestClient]:
-    client = await AmiTestClient.connect("127.0.0.1", pbx.ami_port)
+async def sp_ami(sp_pbx: Pbx) -> AsyncIterator[AmiTestClient]:
+    client = await AmiTestClient.connect("127.0.0.1", sp_pbx.ami_port)
     resp = await client.login(AMI_USER, AMI_SECRET)
     assert resp.response == "Success", resp
     yield client
@@ -247,10 +249,10 @@ def phone_rtp() -> tuple[int, int]:
     return _free_udp_block(20)
 
 
-def _config(pbx: Pbx, exts: list[str], rtp: tuple[int, int], **kw: object) -> SoftphoneConfig:
+def _config(sp_pbx: Pbx, exts: list[str], rtp: tuple[int, int], **kw: object) -> SoftphoneConfig:
     return SoftphoneConfig(
         extensions=tuple(
-            Extension(e, EXTS[e], server="127.0.0.1", port=pbx.sip_port) for e in exts
+            Extension(e, EXTS[e], server="127.0.0.1", port=sp_pbx.sip_port) for e in exts
         ),
         rtp_port_low=rtp[0],
         rtp_port_high=rtp[1],
@@ -259,25 +261,25 @@ def _config(pbx: Pbx, exts: list[str], rtp: tuple[int, int], **kw: object) -> So
     )
 
 
-async def _contacts(ami: AmiTestClient, aor: str) -> list[Message]:
-    start = len(ami.messages)
-    aid = ami.send("PJSIPShowContacts")
-    first = await ami.response(aid, within=10)
+async def _contacts(sp_ami: AmiTestClient, aor: str) -> list[Message]:
+    start = len(sp_ami.messages)
+    aid = sp_ami.send("PJSIPShowContacts")
+    first = await sp_ami.response(aid, within=10)
     if first.response != "Success":  # "No Contacts found" when there is none at all
         return []
-    await ami.wait_for(
+    await sp_ami.wait_for(
         lambda m: m.event == "ContactListComplete" and m.get("ActionID") == aid, 10, start
     )
     return [
         m
-        for m in ami.messages[start:]
+        for m in sp_ami.messages[start:]
         if m.event == "ContactList" and m.get("ActionID") == aid and m.get("Endpoint") == aor
     ]
 
 
-async def _contact_status(ami: AmiTestClient, aor: str, *statuses: str) -> Message:
+async def _contact_status(sp_ami: AmiTestClient, aor: str, *statuses: str) -> Message:
     """A ContactStatus event for ``aor`` (registration: Created/NonQualified; un-: Removed)."""
-    return await ami.wait_for(
+    return await sp_ami.wait_for(
         lambda m: (
             m.event == "ContactStatus"
             and m.get("AOR") == aor
@@ -302,8 +304,8 @@ async def _closed_wav(path: Path, within: float = 10.0) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _originate(ami: AmiTestClient, ext: str, exten: str, timeout_ms: int = 15000) -> str:
-    return ami.send(
+async def _originate(sp_ami: AmiTestClient, ext: str, exten: str, timeout_ms: int = 15000) -> str:
+    return sp_ami.send(
         "Originate",
         ("Channel", f"PJSIP/{ext}"),
         ("Context", "sp-test"),
@@ -315,30 +317,30 @@ async def _originate(ami: AmiTestClient, ext: str, exten: str, timeout_ms: int =
 
 
 async def test_register_answer_audio_both_ways_bye_and_unregister(
-    pbx: Pbx, ami: AmiTestClient, phone_rtp: tuple[int, int], tmp_path: Path
+    sp_pbx: Pbx, sp_ami: AmiTestClient, phone_rtp: tuple[int, int], tmp_path: Path
 ) -> None:
     play = tmp_path / "agent.wav"
     write_tone_wav(play, 6.0, PHONE_TONE_HZ)
     delay = 1.5
     phone = Softphone(
         _config(
-            pbx, ["7101"], phone_rtp, answer_delay=delay, play=play, record_dir=tmp_path / "rec"
+            sp_pbx, ["7101"], phone_rtp, answer_delay=delay, play=play, record_dir=tmp_path / "rec"
         )
     )
     phone.start()
     try:
         # Registered: the PBX holds a contact for the phone's SIP port.
-        created = await _contact_status(ami, "7101", "Created", "NonQualified")
+        created = await _contact_status(sp_ami, "7101", "Created", "NonQualified")
         assert f":{phone.local_sip_port('7101')}" in (created.get("URI") or "")
-        assert len(await _contacts(ami, "7101")) == 1
+        assert len(await _contacts(sp_ami, "7101")) == 1
 
         # Auto-answer after the delay.
         # Auto-answer after the delay, measured by the phone (INVITE -> 200 OK) and by the PBX
         # side (Originate sent -> OriginateResponse; includes the INVITE's trip).
         mark = phone.mark()
         sent = time.monotonic()
-        aid = await _originate(ami, "7101", "talk")
-        resp = await ami.event("OriginateResponse", within=15, ActionID=aid)
+        aid = await _originate(sp_ami, "7101", "talk")
+        resp = await sp_ami.event("OriginateResponse", within=15, ActionID=aid)
         pbx_delay = time.monotonic() - sent
         assert resp.get("Response") == "Success", resp
         answered = await phone.wait_for_async("answered", "7101", within=10, since=mark)
@@ -352,17 +354,17 @@ async def test_register_answer_audio_both_ways_bye_and_unregister(
         assert channel.startswith("PJSIP/7101-")
 
         # The tone was played to the phone; meanwhile the phone played its WAV to the PBX.
-        await ami.event("UserEvent", within=20, UserEvent="SpPlayed", Uniqueid=uniqueid)
+        await sp_ami.event("UserEvent", within=20, UserEvent="SpPlayed", Uniqueid=uniqueid)
         assert phone.active_calls("7101")
     finally:
         phone.stop()
 
     # Clean exit: BYE first (the PBX hangs the channel up; Asterisk reports cause 0 for a BYE
     # without a Reason header on an unbridged channel), then the un-REGISTER.
-    hangup = await ami.event("Hangup", within=10, Channel=channel)
-    removed = await _contact_status(ami, "7101", "Removed")
-    assert ami.messages.index(hangup) < ami.messages.index(removed)
-    assert await _contacts(ami, "7101") == []
+    hangup = await sp_ami.event("Hangup", within=10, Channel=channel)
+    removed = await _contact_status(sp_ami, "7101", "Removed")
+    assert sp_ami.messages.index(hangup) < sp_ami.messages.index(removed)
+    assert await _contacts(sp_ami, "7101") == []
     kinds = [e.kind for e in phone.events]
     assert kinds[-2:] == ["ended", "unregistered"], kinds
     unreg = phone.events[-1]
@@ -376,27 +378,30 @@ async def test_register_answer_audio_both_ways_bye_and_unregister(
     assert goertzel(ended.recording, PBX_TONE_HZ) > 5 * goertzel(ended.recording, PHONE_TONE_HZ)
 
     # What the PBX heard from the phone (MixMonitor's receive feed): non-silent, 1000 Hz.
-    rx = pbx.rec_dir / f"rx-{uniqueid}.wav"
+    rx = sp_pbx.rec_dir / f"rx-{uniqueid}.wav"
     await _closed_wav(rx)
     assert wav_rms(rx) > MIN_RMS
     assert goertzel(rx, PHONE_TONE_HZ) > 5 * goertzel(rx, PBX_TONE_HZ)
 
 
 async def test_two_extensions_remote_bye_and_cancel(
-    pbx: Pbx, ami: AmiTestClient, phone_rtp: tuple[int, int]
+    sp_pbx: Pbx, sp_ami: AmiTestClient, phone_rtp: tuple[int, int]
 ) -> None:
-    phone = Softphone(_config(pbx, ["7101", "7102"], phone_rtp, answer_delay=1.0))
+    phone = Softphone(_config(sp_pbx, ["7101", "7102"], phone_rtp, answer_delay=1.0))
     with phone:
         for ext in ("7101", "7102"):
             phone.wait_for("registered", ext, timeout=1)
             # The contact may predate this AMI session's events: ask the PBX.
-            assert len(await _contacts(ami, ext)) == 1
+            assert len(await _contacts(sp_ami, ext)) == 1
 
         # Both answer; the PBX hangs up first and the phone sees the BYE.
         mark = phone.mark()
-        a1, a2 = await _originate(ami, "7101", "short"), await _originate(ami, "7102", "short")
+        a1, a2 = (
+            await _originate(sp_ami, "7101", "short"),
+            await _originate(sp_ami, "7102", "short"),
+        )
         for aid in (a1, a2):
-            resp = await ami.event("OriginateResponse", within=15, ActionID=aid)
+            resp = await sp_ami.event("OriginateResponse", within=15, ActionID=aid)
             assert resp.get("Response") == "Success", resp
         for ext in ("7101", "7102"):
             answered = await phone.wait_for_async("answered", ext, within=15, since=mark)
@@ -408,18 +413,20 @@ async def test_two_extensions_remote_bye_and_cancel(
         assert phone.active_calls() == []
 
     # A call cancelled while ringing (PBX timeout shorter than the answer delay) is not answered.
-    slow = Softphone(_config(pbx, ["7102"], phone_rtp, answer_delay=4.0))
+    slow = Softphone(_config(sp_pbx, ["7102"], phone_rtp, answer_delay=4.0))
     with slow:
-        aid = await _originate(ami, "7102", "talk", timeout_ms=1500)
-        resp = await ami.event("OriginateResponse", within=15, ActionID=aid)
+        aid = await _originate(sp_ami, "7102", "talk", timeout_ms=1500)
+        resp = await sp_ami.event("OriginateResponse", within=15, ActionID=aid)
         assert resp.get("Response") == "Failure", resp
         await slow.wait_for_async("cancelled", "7102", within=10)
         assert [e.kind for e in slow.events].count("answered") == 0
 
 
-async def test_bad_password_is_a_registration_error(pbx: Pbx, phone_rtp: tuple[int, int]) -> None:
+async def test_bad_password_is_a_registration_error(
+    sp_pbx: Pbx, phone_rtp: tuple[int, int]
+) -> None:
     cfg = SoftphoneConfig(
-        extensions=(Extension("7101", "wrong", server="127.0.0.1", port=pbx.sip_port),),
+        extensions=(Extension("7101", "wrong", server="127.0.0.1", port=sp_pbx.sip_port),),
         rtp_port_low=phone_rtp[0],
         rtp_port_high=phone_rtp[1],
         bind_ip="127.0.0.1",
@@ -432,14 +439,14 @@ async def test_bad_password_is_a_registration_error(pbx: Pbx, phone_rtp: tuple[i
 
 
 async def test_cli_registers_answers_and_exits_on_sigterm(
-    pbx: Pbx, ami: AmiTestClient, phone_rtp: tuple[int, int], tmp_path: Path
+    sp_pbx: Pbx, sp_ami: AmiTestClient, phone_rtp: tuple[int, int], tmp_path: Path
 ) -> None:
     spec = tmp_path / "spec.json"
     spec.write_text(
         json.dumps(
             {
                 "server": "127.0.0.1",
-                "port": pbx.sip_port,
+                "port": sp_pbx.sip_port,
                 "extensions": [{"username": "7102", "password": EXTS["7102"]}],
             }
         ),
@@ -457,15 +464,15 @@ async def test_cli_registers_answers_and_exits_on_sigterm(
         env={**os.environ, "MARCADOR_SOFTPHONE_SPEC": str(spec)},
     )
     try:
-        await _contact_status(ami, "7102", "Created", "NonQualified")
-        aid = await _originate(ami, "7102", "talk")
-        resp = await ami.event("OriginateResponse", within=15, ActionID=aid)
+        await _contact_status(sp_ami, "7102", "Created", "NonQualified")
+        aid = await _originate(sp_ami, "7102", "talk")
+        resp = await sp_ami.event("OriginateResponse", within=15, ActionID=aid)
         assert resp.get("Response") == "Success", resp
         channel = resp.get("Channel") or ""
-        await ami.event("UserEvent", within=20, UserEvent="SpPlayed")
+        await sp_ami.event("UserEvent", within=20, UserEvent="SpPlayed")
         proc.send_signal(signal.SIGTERM)
-        await ami.event("Hangup", within=10, Channel=channel)
-        await _contact_status(ami, "7102", "Removed")
+        await sp_ami.event("Hangup", within=10, Channel=channel)
+        await _contact_status(sp_ami, "7102", "Removed")
         out_b, err_b = await asyncio.wait_for(proc.communicate(), 20)
     finally:
         if proc.returncode is None:
@@ -482,21 +489,21 @@ async def test_cli_registers_answers_and_exits_on_sigterm(
 
 
 async def test_reinvite_keeps_one_rtp_stream(
-    pbx: Pbx, ami: AmiTestClient, phone_rtp: tuple[int, int]
+    sp_pbx: Pbx, sp_ami: AmiTestClient, phone_rtp: tuple[int, int]
 ) -> None:
     def senders() -> int:
         return sum(t.name == "RTP Transmitter" for t in threading.enumerate())
 
     before = senders()
-    with Softphone(_config(pbx, ["7101"], phone_rtp)) as phone:
-        aid = await _originate(ami, "7101", "reinvite")
-        resp = await ami.event("OriginateResponse", within=15, ActionID=aid)
+    with Softphone(_config(sp_pbx, ["7101"], phone_rtp)) as phone:
+        aid = await _originate(sp_ami, "7101", "reinvite")
+        resp = await sp_ami.event("OriginateResponse", within=15, ActionID=aid)
         assert resp.get("Response") == "Success", resp
-        await ami.event("UserEvent", within=20, UserEvent="SpRefreshed")
+        await sp_ami.event("UserEvent", within=20, UserEvent="SpRefreshed")
         (call,) = phone._phones["7101"].calls.values()
         # pyVoIP answers the re-INVITE only if restarting the RTP client does not fail.
         assert await asyncio.to_thread(call.renegotiated.wait, 10)  # type: ignore[attr-defined]
-        status = await ami.action("Status", ("Channel", resp.get("Channel") or ""), within=10)
+        status = await sp_ami.action("Status", ("Channel", resp.get("Channel") or ""), within=10)
         assert status.response == "Success", status
         assert phone.active_calls("7101")
         assert senders() - before == 1  # one RTP stream, not two
