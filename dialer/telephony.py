@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 import redis.asyncio as aioredis
 
-from ami_bridge.actions import OriginateRequest
+from ami_bridge.actions import ChannelInfo, OriginateRequest
 from ami_bridge.connection import AmiBridge, LinkStatus, ServerSpec
 from ami_bridge.events import AMIEvent, ConfbridgeJoin, Hangup
 from ami_bridge.tracker import TrackerOutput
@@ -129,6 +129,30 @@ class BridgeTelephony:
 
     async def live_channel_ids(self, server: str) -> set[str]:
         return {c.uniqueid for c in await self.bridge.link(server).core_show_channels()}
+
+    async def live_channels(self, server: str) -> list[ChannelInfo]:
+        return await self.bridge.link(server).core_show_channels()
+
+    def adopt(
+        self,
+        server: str,
+        call_id: str,
+        *,
+        uniqueid: str,
+        channel: str,
+        answered_at: datetime | None,
+        conference: str | None,
+        connected_at: datetime | None,
+    ) -> None:
+        self.bridge.adopt(
+            server,
+            call_id,
+            uniqueid=uniqueid,
+            channel=channel,
+            answered_at=answered_at,
+            conference=conference,
+            connected_at=connected_at,
+        )
 
     async def spy(self, server: str, supervisor_channel: str, agent_ext: str, mode: str) -> None:
         await self.bridge.link(server).spy(supervisor_channel, agent_ext, mode)
