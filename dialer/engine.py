@@ -270,7 +270,7 @@ class Engine:
         for cid, camp in running.items():
             owned = await self.leases.acquire(
                 self.keys.campaign_lease(cid), self.config.dialer_id, self.config.campaign_lease_ms
-            )
+            ) or await self._take_from_predecessor(self.keys.campaign_lease(cid))
             if not owned:
                 self.campaigns.pop(cid, None)
                 continue
@@ -282,6 +282,16 @@ class Engine:
                 await self.restore_agents(cid)
             else:
                 rt.campaign = camp
+
+    async def _take_from_predecessor(self, key: str) -> bool:
+        """Take a lease an earlier (dead) run of this dialer still holds, without waiting for
+        it to expire: a restarted dialer resumes its campaigns and agents at once."""
+        prefix = self._predecessor_prefix()
+        holder = await self.leases.owner(key) if prefix else None
+        if holder is None or not holder.startswith(prefix) or holder == self.config.dialer_id:
+            return False
+        await self.leases.force_release(key)
+        return await self.leases.acquire(key, self.config.dialer_id, self.config.campaign_lease_ms)
 
     async def step(self) -> None:
         """One pacing round over every owned campaign (called every ~0.5 s)."""
