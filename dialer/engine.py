@@ -1121,6 +1121,7 @@ class Engine:
             "code": code,
             "message": message[:300],
             "dialer": self.config.dialer_id,
+            "agent_id": entry.data.get("agent_id"),
         }
         try:
             written = await self.redis.set(
@@ -1133,8 +1134,7 @@ class Engine:
             log.warning("command_result_failed", error=type(exc).__name__)
             return
         if written:
-            agent = entry.data.get("agent_id")
-            await self.publish("command_result", {**body, "agent_id": agent})
+            await self.publish("command_result", body)
 
     async def maintenance(self) -> None:
         """Recover what dead dialers left: expired claims and orphaned attempts.
