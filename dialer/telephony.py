@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
@@ -25,8 +26,12 @@ from dialer.settings import Settings
 
 log = get_logger("marcador.telephony")
 
-#: Lifetime of a ``Keys.ami_link`` hash; every running dialer refreshes it at a third of this.
+#: Lifetime of a ``Keys.ami_link`` hash (what the dashboard shows of a gone dialer's link).
 LINK_STATUS_TTL_S = 30
+#: Every running dialer re-publishes its links this often, with ``heartbeat_at`` (UNIX time):
+#: ``/readyz`` counts a link whose heartbeat is older than ``api.metrics.LINK_STALE_S`` (5 s)
+#: as down, so a killed dialer's "connected" is believed for a few seconds at most.
+LINK_HEARTBEAT_S = 1.0
 #: How long close() waits for link-status writes already in flight.
 PUBLISH_DRAIN_S = 2.0
 
@@ -81,7 +86,7 @@ class BridgeTelephony:
         self._publishing += 1
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping=status.as_mapping())
+                pipe.hset(key, mapping={**status.as_mapping(), "heartbeat_at": f"{time.time()}"})
                 pipe.expire(key, LINK_STATUS_TTL_S)
                 await pipe.execute()
         except Exception as exc:
@@ -100,7 +105,7 @@ class BridgeTelephony:
     async def _heartbeat(self) -> None:
         """Re-publish every link's status before its hash expires."""
         while True:
-            await asyncio.sleep(LINK_STATUS_TTL_S / 3)
+            await asyncio.sleep(LINK_HEARTBEAT_S)
             for status in list(self.bridge.statuses().values()):
                 await self._publish_status(status)
 
