@@ -969,6 +969,50 @@ class DispositionConflict(Exception):
         self.code = code
 
 
+async def reschedule_deferred(s: AsyncSession, campaign_id: int, now: datetime, reason: str) -> int:
+    """Make leads deferred by the campaign's rules due now, after the rules changed.
+
+    A deferral (``LeadEvent`` kind ``deferred``) moved ``next_attempt_at`` to when every rule
+    would pass, computed in the campaign's time zone and window. When the zone or the window
+    changes, those times are wrong: such leads (the deferral is still what set their
+    ``next_attempt_at``) become due now, and the next claim evaluates them under the new
+    settings (and defers them again if needed). Times set by the retry policy are kept.
+    Returns the number of leads rescheduled.
+    """
+    leads = {
+        lead.id: lead
+        for lead in await s.scalars(
+            sa.select(Lead).where(
+                Lead.campaign_id == campaign_id,
+                Lead.status.in_((LeadStatus.NEW, LeadStatus.PENDING)),
+                Lead.next_attempt_at > now,
+            )
+        )
+    }
+    if not leads:
+        return 0
+    latest: dict[int, LeadEvent] = {}
+    for event in await s.scalars(
+        sa.select(LeadEvent)
+        .where(LeadEvent.lead_id.in_(list(leads)), LeadEvent.kind == "deferred")
+        .order_by(LeadEvent.at, LeadEvent.id)
+    ):
+        latest[event.lead_id] = event
+    count = 0
+    for lead_id, event in latest.items():
+        lead = leads[lead_id]
+        try:
+            until = datetime.fromisoformat(str((event.detail or {}).get("until")))
+        except ValueError:
+            continue
+        if until.tzinfo is None or lead.next_attempt_at != until:
+            continue  # something else scheduled it since (a retry, a callback)
+        lead.next_attempt_at = now
+        s.add(LeadEvent(lead_id=lead_id, at=now, kind="rescheduled", reason=reason))
+        count += 1
+    return count
+
+
 async def add_dnc(s: AsyncSession, numbers: Sequence[str], reason: str, now: datetime) -> int:
     """Add numbers to the internal DNC list (idempotent)."""
     added = 0
