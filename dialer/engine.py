@@ -872,11 +872,16 @@ class Engine:
         """The agent's session calls on the PBX: ours by ChannelId, or anyone's login call to
         the extension (``marcador-agent`` context), whoever placed it."""
         prefix = f"{AGENT_SESSION_PREFIX}{agent_id}-"
-        return [
+        found = [
             c
             for c in chans
             if c.uniqueid.startswith(prefix)
             or (extension and c.context == dialplan.CTX_AGENT and c.exten == extension)
+        ]
+        names = {c.channel for c in found}
+        # A Local channel's ;2 leg goes with its ;1 leg: hang up only the ;1.
+        return [
+            c for c in found if not (c.channel.endswith(";2") and c.channel[:-1] + "1" in names)
         ]
 
     async def _hangup_sessions(
