@@ -1043,8 +1043,9 @@ class Engine:
                 return int(d["campaign_id"]) in self.campaigns
             if entry.type == "hangup_call":
                 return str(d.get("attempt")) in self.calls
-            if "agent_id" in d:
-                return int(d["agent_id"]) in self.agents
+            if "agent_id" in d:  # a logged-out session left in memory is nobody's
+                agent = self.agents.get(int(d["agent_id"]))
+                return agent is not None and agent.is_logged_in
         except (TypeError, ValueError):
             return False
         return False
