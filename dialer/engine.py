@@ -869,14 +869,20 @@ class Engine:
     def _session_channels(
         self, chans: Sequence[ChannelInfo], agent_id: int, extension: str | None
     ) -> list[ChannelInfo]:
-        """The agent's session calls on the PBX: ours by ChannelId, or anyone's login call to
-        the extension (``marcador-agent`` context), whoever placed it."""
+        """The agent's session calls on the PBX: theirs by ChannelId (``agent-<id>-…``,
+        whichever dialer run placed it), or a login call to the extension (``marcador-agent``
+        context) that is no other agent's session."""
         prefix = f"{AGENT_SESSION_PREFIX}{agent_id}-"
         found = [
             c
             for c in chans
             if c.uniqueid.startswith(prefix)
-            or (extension and c.context == dialplan.CTX_AGENT and c.exten == extension)
+            or (
+                extension
+                and c.context == dialplan.CTX_AGENT
+                and c.exten == extension
+                and not c.uniqueid.startswith(AGENT_SESSION_PREFIX)
+            )
         ]
         names = {c.channel for c in found}
         # A Local channel's ;2 leg goes with its ;1 leg: hang up only the ;1.

@@ -282,9 +282,13 @@ async def test_logout_after_restart_hangs_up_the_session_call_found_on_the_pbx(
     assert {f"PJSIP/{EXT}-00000001", f"PJSIP/{EXT}-00000009"} <= hung
     # Log in again while a leftover is still there: it is hung up before the new call.
     tel.hangups.clear()
-    tel.channels = [leftover]
+    colleague = channel_info(
+        "agent-8-0123456789ab", channel="PJSIP/1002-0000000a", context=dialplan.CTX_AGENT, exten=EXT
+    )
+    tel.channels = [leftover, colleague]
     await engine.agent_login(AGENT, EXT, camp_id)
     assert ("sim", f"PJSIP/{EXT}-00000009") in tel.hangups
+    assert ("sim", "PJSIP/1002-0000000a") not in tel.hangups  # another agent's session
     assert tel.originates[-1][1].channel == f"PJSIP/{EXT}"
 
 
