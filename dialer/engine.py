@@ -658,6 +658,7 @@ class Engine:
         if ev.call_id.startswith(AGENT_SESSION_PREFIX):  # an agent's nailed-up session ended
             owner = self.agent_channel.pop(ev.call_id, None)
             if owner is not None and owner in self.agents:
+                await self._leave_wrap_up(self.agents[owner])
                 self.agents[owner] = self.agents[owner].logout(self._now())
                 self.agent_server.pop(owner, None)
                 await self._log_agent(owner)
@@ -757,6 +758,7 @@ class Engine:
         agent = self.agents.get(agent_id)
         if agent is None:
             return
+        await self._leave_wrap_up(agent)
         self.agents[agent_id] = agent.logout(self._now())
         await self._log_agent(agent_id)
         log.info("agent_channel_hung_up", agent=agent_id)
@@ -851,6 +853,19 @@ class Engine:
             )
             return AgentState.WRAP_UP, status.uuid
         return AgentState.READY, None
+
+    async def _leave_wrap_up(self, agent: AgentSession) -> None:
+        """An agent logs out in WRAP_UP without a disposition: their call's lead must not stay
+        claimed (``in_progress``) for a disposition that will not come. It returns to the pool
+        (the contact-frequency rules defer it); a late disposition still decides it."""
+        if agent.state is not AgentState.WRAP_UP or not agent.call_attempt:
+            return
+        status = await self.store.call_status(agent.call_attempt)
+        if status is None or status.disposed:
+            return
+        await self.store.release_claim(status.lead_id)
+        await self.leases.force_release(self.keys.lead_lease(status.lead_id))
+        log.info("wrap_up_left_without_disposition", agent=agent.agent_id, lead=status.lead_id)
 
     async def _pbx_channels(
         self, server: str, cache: dict[str, list[ChannelInfo] | None]
@@ -964,6 +979,7 @@ class Engine:
                 agent = agent.dispositioned(now, pause_code=pause_code)
         elif action == "logout":
             previous_ext = agent.extension
+            await self._leave_wrap_up(agent)
             agent = agent.logout(now)
             offer = self.previews.pop(agent_id, None)
             if offer is not None:

@@ -339,3 +339,22 @@ async def test_login_for_a_campaign_no_dialer_runs_is_refused_with_a_reason(
     stored = json.loads(await redis.get(keys.command_result(refused)) or "{}")
     assert stored == no
     assert tel.originates[-1][1].channel == "PJSIP/1002"
+
+
+async def test_logout_in_wrap_up_without_disposition_frees_the_lead(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    """The reconciled call's lead is claimed for the agent's disposition; if the agent leaves
+    instead, the lead must not stay ``in_progress`` for ever (found by scripts/chaos.py)."""
+    _, _, clock, _, uuid, session = await _connected_call(sessionmaker, redis, keys)
+    engine, tel = _new(sessionmaker, redis, keys, "bbb", clock)
+    tel.channels = [_session_channel(session)]
+    await engine.step()
+    await engine.maintenance()
+    assert engine.agents[AGENT].state is AgentState.WRAP_UP
+    await engine.agent_command(AGENT, "logout")
+    async with sessionmaker() as s:
+        att = (await s.scalars(sa.select(CallAttempt).where(CallAttempt.uuid == uuid))).one()
+        lead = await s.get_one(Lead, att.lead_id)
+        claim = await s.get(LeadClaim, att.lead_id)
+    assert claim is None and lead.status is LeadStatus.PENDING
