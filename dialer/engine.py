@@ -1129,7 +1129,13 @@ class Engine:
                 reason = "no dialer holds this agent's session (log in again)"
             else:
                 reason = "no dialer holds the subject of this command"
-        log.warning("command_not_owned", type=entry.type, command_id=entry.id, reason=reason)
+        try:
+            if await self.redis.exists(self.keys.command_result(entry.id)):
+                return  # another dialer acted on it (fan-out: every dialer sees every command)
+        except Exception as exc:
+            log.warning("command_result_failed", error=type(exc).__name__)
+            return
+        log.warning("command_not_owned", type=entry.type, reason=reason)
         await self._command_result(entry, "rejected", "not_owned", reason, only_if_new=True)
 
     async def _command_result(
