@@ -37,6 +37,7 @@ from api.authcache import AuthCache
 from api.errors import error_response, install_error_handlers
 from api.events import Broadcaster
 from api.metrics import MetricsCollector
+from api.netguard import GuardedResolver, Resolver, networks
 from api.timing import RequestTiming, TimingMetrics, freeze_gc_after, watch_loop_lag
 from api.webhooks import WebhookWorker
 from dialer.db.engine import make_engine, make_sessionmaker
@@ -194,6 +195,7 @@ def create_app(
     redis: aioredis.Redis | None = None,
     keys: Keys | None = None,
     webhook_transport: httpx.AsyncBaseTransport | None = None,
+    webhook_resolver: Resolver | None = None,
     start_workers: bool = True,
     password_hasher: PasswordHasher | None = None,
     gc_freeze_after_s: float | None = None,
@@ -226,8 +228,10 @@ def create_app(
         from api.routers.agent import prefetch_screen_pops
 
         app.state.broadcaster.listeners.append(prefetch_screen_pops(app.state))
-        http = httpx.AsyncClient(transport=webhook_transport, timeout=10.0)
-        worker = WebhookWorker(sm, client, app.state.keys, http)
+        http = httpx.AsyncClient(transport=webhook_transport, timeout=10.0, follow_redirects=False)
+        guard = GuardedResolver(networks(settings.webhooks.allowed_networks), webhook_resolver)
+        app.state.webhook_guard = guard
+        worker = WebhookWorker(sm, client, app.state.keys, http, guard=guard)
         app.state.webhook_worker = worker
         stop = asyncio.Event()
         tasks: list[asyncio.Task[Any]] = [
