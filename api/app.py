@@ -38,6 +38,7 @@ from api.errors import error_response, install_error_handlers
 from api.events import Broadcaster
 from api.metrics import MetricsCollector
 from api.netguard import GuardedResolver, Resolver, networks
+from api.nul import RefuseNul
 from api.timing import RequestTiming, TimingMetrics, freeze_gc_after, watch_loop_lag
 from api.webhooks import WebhookWorker
 from dialer.db.engine import make_engine, make_sessionmaker
@@ -289,6 +290,7 @@ def create_app(
     app.state.password_hasher = password_hasher or PasswordHasher()
     app.state.import_sync_max_bytes = 512 * 1024
     install_error_handlers(app)
+    app.add_middleware(RefuseNul)  # inside BodySizeLimit: the body it buffers is bounded
     app.add_middleware(BodySizeLimit, upload_limit=settings.api.max_upload_mb * 1024 * 1024)
     # Added last, so outermost of the two: the Server-Timing header covers the body limit too.
     app.state.timing = TimingMetrics(app.state.metrics.registry)
