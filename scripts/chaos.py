@@ -59,6 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
+from fastapi import Request  # noqa: E402  (module level: FastAPI resolves the hook's annotation)
 from sqlalchemy.orm import selectinload  # noqa: E402
 
 from ami_bridge.simulator.cli import send_control  # noqa: E402
@@ -392,7 +393,10 @@ class Chaos:
                     ring_timeout=15,
                     wrap_up_seconds=5,
                     whatsapp_enabled=True,
-                    whatsapp_template="recordatorio_mantenimiento",
+                    # a template the fake Graph API knows (an unknown one is 132001: the
+                    # campaign's WhatsApp is held and nothing is ever sent)
+                    whatsapp_template="contacto_proactivo",
+                    whatsapp_image="https://example.com/promo.jpg",  # its IMAGE header
                     retry_rules={
                         name: "PT5S"
                         for name in (
@@ -834,7 +838,6 @@ def pg_reachable() -> bool:
 def serve_fake_graph(port: int) -> None:
     """The fake Graph API as its own process (plus a sink for the chaos webhook)."""
     import uvicorn
-    from fastapi import Request
 
     from dialer.whatsapp.fake_graph import build_from_settings
 
