@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 async def test_nul_characters_refused_on_every_backend(app: FastAPI, admin: ApiClient) -> None:
-    body = {"name": "Cam\x00paña", "type": "recuperacion"}
+    body = {"name": "Cam\x00paña", "type": "recuperacion_clientes"}
     r = await admin.post("/api/v1/campaigns", json=body)
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_value", r.text
     r = await admin.get("/api/v1/leads", params={"q": "ab\x00c"})
@@ -27,17 +27,24 @@ async def test_nul_characters_refused_on_every_backend(app: FastAPI, admin: ApiC
     assert r.status_code == 422
     r = await admin.get("/api/v1/leads", params={"q": "Cliente"})
     assert r.status_code == 200  # ordinary requests pass through
+    r = await admin.post("/api/v1/campaigns", json={**body, "name": "Campaña"})
+    assert r.status_code == 201, r.text
 
 
 async def test_blank_campaign_name_refused(app: FastAPI, admin: ApiClient) -> None:
     for name in ("   ", "\t\n", ""):
-        r = await admin.post("/api/v1/campaigns", json={"name": name, "type": "recuperacion"})
+        r = await admin.post(
+            "/api/v1/campaigns", json={"name": name, "type": "recuperacion_clientes"}
+        )
         assert r.status_code == 422, (name, r.text)
     cid = await make_campaign(app.state.sessionmaker)
     r = await admin.patch(f"/api/v1/campaigns/{cid}", json={"name": "  "})
     assert r.status_code == 422, r.text
     r = await admin.patch(f"/api/v1/campaigns/{cid}", json={"name": "  Nueva  "})
     assert r.status_code == 200 and r.json()["name"] == "Nueva"
+    body = {"name": "  Otra  ", "type": "recuperacion_clientes"}
+    r = await admin.post("/api/v1/campaigns", json=body)
+    assert r.status_code == 201 and r.json()["name"] == "Otra", r.text
 
 
 async def _client_seen(options: dict[str, Any], peer: str, forwarded: str) -> str:
