@@ -23,8 +23,9 @@ Afterwards it lets the system settle, checks the invariants against the database
 table (``--json``: one JSON object). Every invariant must be 0 **and its path must have been
 exercised** (a count above 0, e.g. WhatsApp messages the fake Graph API received for
 ``whatsapp_duplicates``): a run that never reached a path proves nothing about it, so it
-fails too (exit status 1). A slice of the leads (``--veterans``) starts one attempt short of
-the limit, first in line, so exhaustion and the WhatsApp fallback happen in short runs.
+fails too (exit status 1). A slice of the leads (``--veterans``) starts first in line, one or
+two attempts short of the limit, so retries, exhaustion and the WhatsApp fallback happen in
+short runs.
 
     .venv/bin/python scripts/chaos.py --duration 120
     .venv/bin/python scripts/chaos.py --backend postgres --duration 600 --json
@@ -426,16 +427,19 @@ class Chaos:
                     number = f"+573{rng.randrange(10**9):09d}"
                     lead.phones = [Phone(e164=number, kind="mobile")]
                     veteran = i % 20 != 7 and i < self.args.leads * self.args.veterans
-                    if veteran:  # one attempt short of the limit, first in line
+                    # first in line, one attempt short of the limit (exhaustion, WhatsApp) or,
+                    # every other one, two short (the dialers' own retries)
+                    prior = camp.max_attempts - 1 - i % 2
+                    if veteran:
                         lead.status = LeadStatus.PENDING
                         lead.priority = 10
-                        lead.attempts = camp.max_attempts - 1
+                        lead.attempts = prior
                         lead.last_outcome = CallOutcome.NO_ANSWER
                         lead.next_attempt_at = now - timedelta(minutes=1)
                     s.add(lead)
                     if veteran:
                         await s.flush()
-                        for n in range(1, camp.max_attempts):
+                        for n in range(1, prior + 1):
                             at = now - timedelta(seconds=60 - 10 * n)
                             s.add(
                                 CallAttempt(
