@@ -133,6 +133,7 @@ def _routers() -> list[Any]:
         auth,
         calls,
         campaigns,
+        clock,
         dnc,
         events,
         imports,
@@ -162,6 +163,7 @@ def _routers() -> list[Any]:
         agents.router,
         webhooks.router,
         audit.router,
+        clock.router,
     ]
 
 
@@ -223,9 +225,10 @@ def create_app(
         app.state.keys = keys or Keys(prefix=settings.redis.key_prefix)
         app.state.background = set()
         app.state.broadcaster = Broadcaster(client, app.state.keys)
-        from api.routers.agent import prefetch_screen_pops
+        from api.routers.agent import apply_disposition_drafts, prefetch_screen_pops
 
         app.state.broadcaster.listeners.append(prefetch_screen_pops(app.state))
+        app.state.broadcaster.listeners.append(apply_disposition_drafts(app.state))
         http = httpx.AsyncClient(transport=webhook_transport, timeout=10.0)
         worker = WebhookWorker(sm, client, app.state.keys, http)
         app.state.webhook_worker = worker

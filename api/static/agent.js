@@ -14,10 +14,14 @@ import {
   fmtDate,
   fmtDuration,
   liveEvents,
+  loadClock,
   messageEs,
   onSignOut,
   serverClock,
+  setZone,
   throttle,
+  zone,
+  zoneParts,
   toast,
 } from "./common.js";
 
@@ -122,25 +126,38 @@ function pad(n) {
   return String(n).padStart(2, "0");
 }
 
-// datetime-local value for a Date (browser local time).
-function localInput(date) {
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
-}
+// Date and time fields: dd/mm/aaaa and 24 h (HH:MM) text inputs in the campaign's time zone,
+// never the browser's locale (an <input type=datetime-local> shows AM/PM under en-US).
+const DATE_RE = /^(\d{1,2})\/(\d{1,2})\/(\d{4})$/;
+const TIME_RE = /^([01]?\d|2[0-3]):([0-5]\d)$/;
 
-// "2026-11-25T09:00" (local) -> "2026-11-25T09:00:00-05:00" (with the browser's offset).
-function isoWithOffset(value) {
-  if (!value) return null;
-  const d = new Date(value);
-  if (Number.isNaN(d.getTime())) return null;
-  const off = -d.getTimezoneOffset();
+// "25/11/2026", "09:00" -> "2026-11-25T09:00:00-05:00" (the display zone's offset at that
+// moment), or null when either is not a valid date / 24 h time.
+export function zonedIso(dateText, timeText) {
+  const dm = DATE_RE.exec((dateText || "").trim());
+  const tm = TIME_RE.exec((timeText || "").trim());
+  if (!dm || !tm) return null;
+  const [day, month, year, hour, minute] = [dm[1], dm[2], dm[3], tm[1], tm[2]].map(Number);
+  const wall = Date.UTC(year, month - 1, day, hour, minute);
+  const check = new Date(wall);
+  if (check.getUTCDate() !== day || check.getUTCMonth() !== month - 1) return null;
+  let t = wall;
+  for (let i = 0; i < 3; i++) {
+    const p = zoneParts(new Date(t));
+    t += wall - Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute);
+  }
+  const off = Math.round((wall - t) / 60000);
   const sign = off >= 0 ? "+" : "-";
   const abs = Math.abs(off);
-  return `${value.length === 16 ? `${value}:00` : value}${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
+  return `${year}-${pad(month)}-${pad(day)}T${pad(hour)}:${pad(minute)}:00${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
 }
 
-function campaignName(id) {
-  const c = view.me && view.me.campaigns.find((x) => x.id === id);
-  return c ? c.name : id ? `Campaña ${id}` : "";
+// {date: "dd/mm/aaaa", time: "HH:MM"} of an ISO time in the display zone (a saved draft).
+function splitIso(iso) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return null;
+  const p = zoneParts(d);
+  return { date: `${p.day}/${p.month}/${p.year}`, time: `${p.hour}:${p.minute}` };
 }
 
 async function campaignDetails(id) {
@@ -438,14 +455,27 @@ function field(id, label, input, hint) {
   return el("div", { class: "field", id: `campo-${id}` }, el("label", { for: `f-${id}` }, label), input, hint ? el("div", { class: "muted small" }, hint) : null);
 }
 
+// A default date and time in the display zone: `hoursAhead` from now, at `atHour` o'clock or
+// rounded up to the quarter hour.
 function defaultDate(hoursAhead, atHour) {
-  const d = new Date(serverClock.now() + hoursAhead * 3600 * 1000);
-  if (atHour !== undefined) {
-    d.setHours(atHour, 0, 0, 0);
-  } else {
-    d.setMinutes(Math.ceil(d.getMinutes() / 15) * 15, 0, 0);
-  }
-  return localInput(d);
+  let t = serverClock.now() + hoursAhead * 3600 * 1000;
+  if (atHour === undefined) t = Math.ceil(t / 900000) * 900000;
+  const p = zoneParts(new Date(t));
+  return { date: `${p.day}/${p.month}/${p.year}`, time: atHour === undefined ? `${p.hour}:${p.minute}` : `${pad(atHour)}:00` };
+}
+
+function dateTimeField(id, label, value) {
+  const date = el("input", { id: `f-${id}`, type: "text", inputmode: "numeric", required: true, placeholder: "dd/mm/aaaa", pattern: "\\d{1,2}/\\d{1,2}/\\d{4}", maxlength: 10, size: 10, value: value.date, "aria-label": `${label}: fecha (dd/mm/aaaa)` });
+  const time = el("input", { id: `f-${id}-hora`, type: "text", inputmode: "numeric", required: true, placeholder: "HH:MM", pattern: "([01]?\\d|2[0-3]):[0-5]\\d", maxlength: 5, size: 5, value: value.time, "aria-label": `${label}: hora (24 h)` });
+  const row = el("div", { class: "datetime" }, date, time, el("span", { class: "muted small" }, `hora de ${zone.label}, 24 h`));
+  return field(id, label, row, "Fecha dd/mm/aaaa y hora de 24 h (por ejemplo 14:30).");
+}
+
+function readDateTime(id) {
+  const date = $(`f-${id}`);
+  const time = $(`f-${id}-hora`);
+  if (!date || !time) return null;
+  return zonedIso(date.value, time.value);
 }
 
 function buildFields(def) {
@@ -454,7 +484,7 @@ function buildFields(def) {
   const call = view.me.call;
   const req = new Set(def.required);
   if (req.has("appointment_at")) {
-    box.append(field("appointment_at", "Fecha y hora de la cita *", el("input", { id: "f-appointment_at", type: "datetime-local", required: true, value: defaultDate(24, 9) })));
+    box.append(dateTimeField("appointment_at", "Fecha y hora de la cita *", defaultDate(24, 9)));
   }
   if (req.has("branch")) {
     const select = el("select", { id: "f-branch", required: true });
@@ -467,7 +497,7 @@ function buildFields(def) {
     box.append(field("service", "Servicio *", el("input", { id: "f-service", list: "servicios", required: true, maxlength: 200, value: SERVICES[0] })), list);
   }
   if (req.has("callback_at")) {
-    box.append(field("callback_at", "Volver a llamar el *", el("input", { id: "f-callback_at", type: "datetime-local", required: true, value: defaultDate(2) })));
+    box.append(dateTimeField("callback_at", "Volver a llamar el *", defaultDate(2)));
   }
   if (req.has("callback_scope")) {
     const group = el("div", { class: "radios", id: "f-callback_scope" });
@@ -552,10 +582,10 @@ function collectDetails(def) {
     const node = $(id);
     return node ? node.value.trim() : "";
   };
-  if (req.has("appointment_at")) details.appointment_at = isoWithOffset(val("f-appointment_at"));
+  if (req.has("appointment_at")) details.appointment_at = readDateTime("appointment_at");
   if (req.has("branch")) details.branch = val("f-branch");
   if (req.has("service")) details.service = val("f-service");
-  if (req.has("callback_at")) details.callback_at = isoWithOffset(val("f-callback_at"));
+  if (req.has("callback_at")) details.callback_at = readDateTime("callback_at");
   if (req.has("callback_scope")) {
     const checked = document.querySelector('input[name="callback_scope"]:checked');
     details.callback_scope = checked ? checked.value : null;
