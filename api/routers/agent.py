@@ -715,7 +715,12 @@ async def _check_draft(ctx: RequestContext, me: int, body: DispositionIn) -> Non
     if body.pause_code is not None and body.pause_code not in PAUSE_CODES:
         raise ApiError(422, "unknown_pause_code", f"unknown pause code {body.pause_code!r}")
     attempt = await ctx.db.scalar(sa.select(CallAttempt).where(CallAttempt.uuid == body.attempt))
-    if attempt is None or attempt.agent_id != me:
+    # During the call the row may not name the agent yet: the agent's live state does.
+    mine = attempt is not None and (
+        attempt.agent_id == me
+        or (attempt.agent_id is None and (await _state(ctx, me)).attempt == body.attempt)
+    )
+    if attempt is None or not mine:
         raise not_found("call", body.attempt)
     campaign = await ctx.db.get_one(Campaign, attempt.campaign_id)
     validate_disposition(campaign.type, body.code, body.details, ctx.now())

@@ -160,6 +160,11 @@ function splitIso(iso) {
   return { date: `${p.day}/${p.month}/${p.year}`, time: `${p.hour}:${p.minute}` };
 }
 
+function campaignName(id) {
+  const c = view.me && view.me.campaigns.find((x) => x.id === id);
+  return c ? c.name : id ? `Campaña ${id}` : "";
+}
+
 async function campaignDetails(id) {
   if (!id) return null;
   if (!view.campaigns.has(id)) {
@@ -568,11 +573,14 @@ function buildForm(me) {
   clear($("campos"));
   $("notas").value = "";
   $("error-tipificacion").hidden = true;
+  resetSubmitLabel();
+  delete document.body.dataset.draft;
   const after = clear($("despues"));
   after.append(el("option", { value: "" }, "Pasar a disponible"));
   for (const p of me.pause_codes) {
     if (p.code !== "supervisor") after.append(el("option", { value: p.code }, `Pausa: ${p.label_es}`));
   }
+  restoreDraft(call.attempt.uuid);
 }
 
 function collectDetails(def) {
@@ -621,27 +629,19 @@ async function submitDisposition() {
     error.hidden = false;
     return;
   }
-  if (me.state.state === "in_call" || me.state.state === "reserved") {
-    view.pendingSubmit = true;
-    toast("La tipificación se guardará cuando el cliente cuelgue.", "info", 4000);
-    $("btn-guardar").textContent = "Se guardará al colgar…";
-    return;
-  }
   const body = { attempt: me.call.attempt.uuid, code: def.code, details };
   const after = $("despues").value;
   if (after) body.pause_code = after;
+  if (me.state.state === "in_call" || me.state.state === "reserved") {
+    await saveDraft(body, def);
+    return;
+  }
   view.saving = true;
   $("btn-guardar").disabled = true;
   try {
     const out = await api("POST", `${API}/agent/disposition`, body);
     view.pendingSubmit = false;
-    let text = `Tipificación guardada: ${def.label_es}.`;
-    if (out.appointment_id) text += ` Cita #${out.appointment_id} agendada.`;
-    if (out.pqrs_id) text += ` PQRS #${out.pqrs_id} creada.`;
-    toast(text, "ok");
-    document.body.dataset.lastDisposition = def.code;
-    if (out.appointment_id) document.body.dataset.lastAppointment = String(out.appointment_id);
-    document.title = view.baseTitle;
+    recorded(def, out);
   } catch (err) {
     view.pendingSubmit = false;
     error.textContent = messageEs(err);
@@ -652,6 +652,100 @@ async function submitDisposition() {
     resetSubmitLabel();
   }
   refreshSoon();
+}
+
+function recorded(def, out) {
+  let text = `Tipificación guardada: ${def.label_es}.`;
+  if (out.appointment_id) text += ` Cita #${out.appointment_id} agendada.`;
+  if (out.pqrs_id) text += ` PQRS #${out.pqrs_id} creada.`;
+  toast(text, "ok");
+  document.body.dataset.lastDisposition = def.code;
+  if (out.appointment_id) document.body.dataset.lastAppointment = String(out.appointment_id);
+  document.title = view.baseTitle;
+}
+
+// During the call the disposition is saved on the server as a draft: the API records it when
+// the customer hangs up, even with this tab closed (PUT /agent/disposition/draft).
+async function saveDraft(body, def) {
+  const error = $("error-tipificacion");
+  view.saving = true;
+  $("btn-guardar").disabled = true;
+  try {
+    const out = await api("PUT", `${API}/agent/disposition/draft`, body);
+    if (out.status === "applied") {
+      view.pendingSubmit = false;
+      resetSubmitLabel();
+      recorded(def, out.outcome);
+      refreshSoon();
+      return;
+    }
+    view.pendingSubmit = true;
+    view.pendingSince = Date.now();
+    document.body.dataset.draft = body.attempt;
+    toast("La tipificación quedó guardada: se registra cuando el cliente cuelgue, aunque cierre esta pestaña.", "info", 5000);
+    $("btn-guardar").textContent = "Se guardará al colgar…";
+  } catch (err) {
+    view.pendingSubmit = false;
+    error.textContent = messageEs(err);
+    error.hidden = false;
+    resetSubmitLabel();
+  } finally {
+    view.saving = false;
+    $("btn-guardar").disabled = false;
+  }
+}
+
+// A reloaded page: the draft saved during this call (if any) fills the form again.
+async function restoreDraft(attempt) {
+  let out;
+  try {
+    out = await api("GET", `${API}/agent/disposition/draft?attempt=${encodeURIComponent(attempt)}`);
+  } catch {
+    return; // 404: none
+  }
+  if (view.formFor !== attempt) return;
+  const draft = out.draft;
+  selectDisposition(draft.code);
+  const d = draft.details || {};
+  const put = (id, v) => {
+    if ($(id) && v !== undefined && v !== null) $(id).value = v;
+  };
+  for (const f of ["appointment_at", "callback_at"]) {
+    const parts = d[f] ? splitIso(d[f]) : null;
+    if (parts) {
+      put(`f-${f}`, parts.date);
+      put(`f-${f}-hora`, parts.time);
+    }
+  }
+  put("f-branch", d.branch);
+  put("f-service", d.service);
+  put("f-reason", d.reason);
+  put("f-description", d.description);
+  put("notas", d.notes);
+  if (d.callback_scope) {
+    for (const r of document.querySelectorAll('input[name="callback_scope"]')) r.checked = r.value === d.callback_scope;
+  }
+  for (const c of document.querySelectorAll("#f-opportunity_areas input")) c.checked = (d.opportunity_areas || []).includes(c.value);
+  put("despues", draft.pause_code || "");
+  view.pendingSubmit = true;
+  view.pendingSince = Date.now();
+  document.body.dataset.draft = attempt;
+  $("btn-guardar").textContent = "Se guardará al colgar…";
+}
+
+// The call ended and the draft is still there (no API process saw the hang-up): send it
+// again, now it is recorded at once.
+async function flushDraft(me) {
+  if (view.saving || Date.now() - (view.pendingSince || 0) < 3000) return;
+  view.pendingSince = Date.now();
+  let out;
+  try {
+    out = await api("GET", `${API}/agent/disposition/draft?attempt=${encodeURIComponent(me.call.attempt.uuid)}`);
+  } catch {
+    return; // recorded (or failed: command_rejected says so)
+  }
+  const def = me.call.dispositions.find((d) => d.code === out.draft.code) || { label_es: out.draft.code };
+  await saveDraft(out.draft, def);
 }
 
 function resetSubmitLabel() {
@@ -703,6 +797,11 @@ async function refresh() {
   }
   view.me = me;
   serverClock.sync(me.state.since, me.state.seconds_in_state);
+  const campaignId = (me.call && me.call.campaign.id) || me.state.campaign_id;
+  if (campaignId) {
+    const camp = await campaignDetails(campaignId);
+    if (camp) setZone(camp.timezone);
+  }
   renderStatus(me);
   renderLogin(me);
   renderIdle(me);
@@ -712,7 +811,7 @@ async function refresh() {
   await renderWrap(me);
   tick();
   document.body.dataset.ready = "1";
-  if (view.pendingSubmit && me.state.state === "wrap_up") submitDisposition();
+  if (view.pendingSubmit && me.state.state === "wrap_up" && me.call) flushDraft(me);
 }
 
 const refreshSoon = throttle(refresh, 150);
@@ -727,8 +826,20 @@ liveEvents(
         agent_pause: "No se pudo poner en pausa",
         agent_logout: "No se pudo desconectar",
         agent_dispositioned: "El marcador no aceptó el cierre de la llamada",
+        disposition_draft: "No se pudo registrar la tipificación guardada al colgar; revísela y guárdela de nuevo",
       }[data.command] || "El marcador rechazó la acción";
-      toast(`${what}: ${data.error || "error"}`, "error", 8000);
+      if (data.command === "disposition_draft" && data.attempt === view.formFor) {
+        view.pendingSubmit = false;
+        resetSubmitLabel();
+      }
+      toast(data.error ? `${what}: ${data.error}` : what, "error", 8000);
+    }
+    if (type === "disposition_recorded" && view.pendingSubmit && data.attempt === view.formFor) {
+      // The draft saved during the call was recorded at hang-up by the server.
+      view.pendingSubmit = false;
+      resetSubmitLabel();
+      const def = (view.me && view.me.call && view.me.call.dispositions.find((d) => d.code === data.code)) || { label_es: data.code };
+      recorded(def, {});
     }
     refreshSoon();
   },
@@ -769,4 +880,4 @@ document.addEventListener("keydown", (ev) => {
   }
 });
 
-refresh();
+loadClock().then(refresh);

@@ -164,3 +164,24 @@ async def test_clock_tells_the_pages_time_speed_and_zone(
     demo = ScaledClock(MONDAY_10AM, speed=5)
     app.dependency_overrides[get_clock] = lambda: demo
     assert (await sup.get("/api/v1/clock")).json()["speed"] == 5.0
+
+
+async def test_draft_during_the_call_before_the_row_names_the_agent(
+    app: FastAPI,
+    clients: Callable[..., Awaitable[ApiClient]],
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    """While the call is up the attempt row may not name the agent yet: the agent's live
+    state (this call) is enough; another agent still cannot save a draft for it."""
+    sm = app.state.sessionmaker
+    cid = await make_campaign(sm)
+    lead_id = await make_lead(sm, cid, 4)
+    agent = await clients("ana", Role.AGENT, campaigns=(cid,), extension="1001")
+    other = await clients("beto", Role.AGENT, campaigns=(cid,), extension="1002")
+    attempt = await make_connected_attempt(sm, cid, lead_id, None, outcome=None)
+    await _set_state(redis, keys, agent.user_id, "in_call", attempt=attempt, cid=cid)
+    assert (await other.put(DRAFT, json=_body(attempt))).status_code == 404
+    r = await agent.put(DRAFT, json=_body(attempt))
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "saved"
