@@ -134,6 +134,12 @@ def test_agent_logs_in_takes_a_call_and_books_an_appointment(
     set_value(browser, "f-service", "Alineación y balanceo")
     Select(browser.find_element(By.ID, "f-branch")).select_by_value("Tunja")
     browser.find_element(By.ID, "notas").send_keys("Prefiere en la mañana.")
+    # The call on screen fits a phone and a tablet (no horizontal scroll).
+    from tests.web.test_responsive import WIDTHS, fits
+
+    for width in WIDTHS:
+        fits(browser, "/agente (call)", width)
+    browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     browser.execute_script("document.activeElement.blur(); window.scrollTo(0, 0);")
     shot(browser, "agent-screen.png", tmp_path)
 
