@@ -27,7 +27,8 @@ const clipped = (e) => {
 for (const e of document.querySelectorAll('body *')) {
   const r = e.getBoundingClientRect();
   if (r.width && r.right > w + 0.5 && getComputedStyle(e).position !== 'fixed' && !clipped(e)) {
-    out.push([Math.round(r.right), `${e.tagName.toLowerCase()}#${e.id}.${[...e.classList].join('.')}`]);
+    const name = `${e.tagName.toLowerCase()}#${e.id}.${[...e.classList].join('.')}`;
+    out.push([Math.round(r.right), name]);
   }
 }
 out.sort((a, b) => b[0] - a[0]);
