@@ -74,26 +74,27 @@ function wrap(text, width, lines = 2) {
 // differ ("…por precio"), numbered only if the whole labels are the same.
 export function distinctLabels(labels, width, lines = 2) {
   const out = labels.map((l) => wrap(l, width, lines));
-  const groups = new Map();
-  out.forEach((ls, i) => groups.set(ls.join("\n"), [...(groups.get(ls.join("\n")) || []), i]));
-  for (const idx of groups.values()) {
-    if (idx.length < 2) continue;
+  const key = (ls) => ls.join("\n");
+  const clip = (text, w) => (text.length > w ? `${text.slice(0, Math.max(1, w - 1))}…` : text);
+  const groupsOf = (ids) => {
+    const groups = new Map();
+    for (const i of ids) groups.set(key(out[i]), [...(groups.get(key(out[i])) || []), i]);
+    return [...groups.values()].filter((g) => g.length > 1);
+  };
+  for (const idx of groupsOf(labels.map((_, i) => i))) {
     const words = idx.map((i) => String(labels[i]).split(/\s+/));
     let common = 0;
     while (words.every((w) => w.length > common + 1 && w[common] === words[0][common])) common++;
-    idx.forEach((i, j) => {
-      const tail = words[j].slice(common).join(" ");
-      const short = tail.length > width - 1 ? `${tail.slice(0, width - 2)}…` : tail;
-      const head = wrap(words[j].slice(0, common).join(" ") || labels[i], width, 1)[0];
-      out[i] = common ? [head, `…${short}`] : wrap(labels[i], width, lines);
-    });
-    const seen = new Map();
-    idx.forEach((i) => {
-      const k = out[i].join("\n");
-      const n = (seen.get(k) || 0) + 1;
-      seen.set(k, n);
-      if (idx.filter((x) => out[x].join("\n") === k).length > 1) out[i] = [...out[i].slice(0, lines - 1), `${out[i][lines - 1] || ""} (${n})`.trim()];
-    });
+    if (common) {
+      idx.forEach((i, j) => {
+        out[i] = [clip(words[j].slice(0, common).join(" "), width), `…${clip(words[j].slice(common).join(" "), width - 1)}`];
+      });
+    }
+    for (const same of groupsOf(idx)) {
+      same.forEach((i, n) => {
+        out[i] = [...out[i].slice(0, -1), `${out[i][out[i].length - 1]} (${n + 1})`];
+      });
+    }
   }
   return out;
 }
