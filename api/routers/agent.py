@@ -734,7 +734,9 @@ async def _check_draft(ctx: RequestContext, me: int, body: DispositionIn) -> Non
 async def save_draft(body: DispositionIn, ctx: Ctx) -> DraftOut:
     me = _me(ctx)
     await _check_draft(ctx, me, body)
-    await ctx.request.app.state.broadcaster.start()  # this process sees the call end
+    app_state = ctx.request.app.state
+    await app_state.broadcaster.start()  # this process sees the call end
+    app_state.draft_clock = ctx.clock  # the requests' clock (a demo's scaled one), for then
     await ctx.redis.set(
         ctx.keys.disposition_draft(me, body.attempt), body.model_dump_json(), ex=DRAFT_TTL_S
     )
@@ -808,7 +810,7 @@ async def apply_draft(app_state: Any, agent_id: int, attempt: str) -> Dispositio
         if draft is None:
             return None
         _cache_of(app_state).pop(agent_id, None)
-        clock = getattr(app_state, "clock", None)
+        clock = getattr(app_state, "draft_clock", None) or getattr(app_state, "clock", None)
         now = clock.now() if clock is not None else datetime.now(UTC)
         async with app_state.sessionmaker() as db:
             return await record_disposition(

@@ -780,7 +780,9 @@ function tick() {
   const wrap = $("wrap");
   if (!wrap.hidden) {
     const limit = Number(wrap.dataset.limit || 0);
-    wrap.textContent = limit ? `Tipificando ${fmtDuration(secs)} / ${fmtDuration(limit)}` : `Tipificando ${fmtDuration(secs)}`;
+    // Timers run on the API's clock: in the demo (×N) they run N times faster, like the dialer's.
+    const demo = serverClock.speed !== 1 ? ` · reloj de la demo ×${String(serverClock.speed).replace(".", ",")}` : "";
+    wrap.textContent = (limit ? `Tipificando ${fmtDuration(secs)} / ${fmtDuration(limit)}` : `Tipificando ${fmtDuration(secs)}`) + demo;
     wrap.classList.toggle("over", !!limit && secs > limit);
   }
 }

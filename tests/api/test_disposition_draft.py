@@ -63,7 +63,6 @@ async def test_draft_saved_during_the_call_is_recorded_when_it_ends(
     keys: Keys,
     clock: FakeClock,
 ) -> None:
-    app.state.clock = clock
     sm = app.state.sessionmaker
     cid = await make_campaign(sm)
     lead_id = await make_lead(sm, cid, 1)

@@ -77,6 +77,19 @@ def test_agent_logs_in_takes_a_call_and_books_an_appointment(
         lambda d: d.current_url.endswith("/agente") and body_data(d, "ready") == "1"
     )
     assert browser.find_element(By.ID, "ingreso").is_displayed()
+    # The stack runs at demo speed ×4: said on screen, and the timers run on that clock
+    # (6 real seconds are 24 on the agent's timers, as for the dialer).
+    badge = browser.find_element(By.ID, "reloj-demo")
+    assert badge.is_displayed() and badge.text == "Reloj de la demo ×4"
+    speed, seconds = browser.execute_async_script(
+        "import('/static/common.js').then((m) => {"
+        " const c = m.serverClock; const real = Date.now; const t0 = real();"
+        " const since = new Date(c.now()).toISOString();"
+        " Date.now = () => t0 + 6000; const s = c.secondsSince(since); Date.now = real;"
+        " arguments[0]([c.speed, s]); });"
+    )
+    assert speed == 4
+    assert 23 <= seconds <= 24.5
     campaigns = Select(browser.find_element(By.ID, "sel-campana"))
     assert campaigns.first_selected_option.text.startswith("Contacto proactivo · Tunja")
     assert browser.find_element(By.ID, "txt-extension").get_attribute("value") == "1001"
