@@ -17,10 +17,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import redis.asyncio as aioredis
 import sqlalchemy as sa
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import Scope
 from api.cache import CAMPAIGN_LIST, cache_ttl, cached
@@ -463,8 +464,8 @@ async def agent_disposition(body: DispositionIn, ctx: Ctx) -> DispositionOutcome
 
 async def record_disposition(
     db: AsyncSession,
-    sessionmaker: Any,
-    redis: Any,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis: aioredis.Redis,
     keys: Keys,
     me: int,
     body: DispositionIn,
@@ -693,11 +694,13 @@ class DraftOut(BaseModel):
     outcome: DispositionOutcome | None = None
 
 
-async def drop_draft(redis: Any, keys: Keys, agent_id: int, attempt: str) -> None:
+async def drop_draft(redis: aioredis.Redis, keys: Keys, agent_id: int, attempt: str) -> None:
     await redis.delete(keys.disposition_draft(agent_id, attempt))
 
 
-async def take_draft(redis: Any, keys: Keys, agent_id: int, attempt: str) -> DispositionIn | None:
+async def take_draft(
+    redis: aioredis.Redis, keys: Keys, agent_id: int, attempt: str
+) -> DispositionIn | None:
     """Remove and return the agent's draft for ``attempt`` (None: none, or taken already)."""
     key = keys.disposition_draft(agent_id, attempt)
     async with redis.pipeline(transaction=True) as pipe:
@@ -803,8 +806,10 @@ def apply_disposition_drafts(app_state: Any) -> Callable[[StreamEntry], None]:
 
 async def apply_draft(app_state: Any, agent_id: int, attempt: str) -> DispositionOutcome | None:
     """Record the agent's draft for ``attempt`` if there is one (None: none, or failed: the
-    failure is logged and published as ``command_rejected`` for the agent's screen)."""
+    failure is logged and published as ``command_rejected`` for the agent's screen, and the
+    draft is kept so the page can show it again to be fixed)."""
     redis, keys = app_state.redis, app_state.keys
+    draft: DispositionIn | None = None
     try:
         draft = await take_draft(redis, keys, agent_id, attempt)
         if draft is None:
@@ -819,6 +824,12 @@ async def apply_draft(app_state: Any, agent_id: int, attempt: str) -> Dispositio
     except Exception as exc:
         log.warning("disposition_draft_failed", agent=agent_id, error=repr(exc))
         with contextlib.suppress(Exception):
+            if draft is not None:  # kept: the agent's page restores the form to fix it
+                await redis.set(
+                    keys.disposition_draft(agent_id, attempt),
+                    draft.model_dump_json(),
+                    ex=DRAFT_TTL_S,
+                )
             await publish_event(
                 redis,
                 keys,

@@ -184,3 +184,41 @@ async def test_draft_during_the_call_before_the_row_names_the_agent(
     r = await agent.put(DRAFT, json=_body(attempt))
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "saved"
+
+
+async def test_draft_that_fails_at_hang_up_is_kept_and_reported(
+    app: FastAPI,
+    clients: Callable[..., Awaitable[ApiClient]],
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    """The store refuses the draft (here: the attempt row has no outcome yet): the agent's
+    screen is told (``command_rejected``) and the draft stays for the page to show again."""
+    sm = app.state.sessionmaker
+    cid = await make_campaign(sm)
+    lead_id = await make_lead(sm, cid, 5)
+    agent = await clients("ana", Role.AGENT, campaigns=(cid,), extension="1001")
+    attempt = await make_connected_attempt(sm, cid, lead_id, agent.user_id, outcome=None)
+    await _set_state(redis, keys, agent.user_id, "in_call", attempt=attempt, cid=cid)
+    assert (await agent.put(DRAFT, json=_body(attempt))).status_code == 200
+    event = StreamEntry(
+        keys.events_stream,
+        "1-1",
+        "agent_state",
+        {"agent_id": agent.user_id, "state": "wrap_up", "attempt": attempt},
+    )
+    app.state.broadcaster.dispatch([event])
+    tasks = [t for t in app.state.background if t.get_name() == "disposition-draft"]
+    async with asyncio.timeout(10):
+        assert await asyncio.gather(*tasks) == [None]
+    assert await _dispositions(app) == 0
+    events = await Streams(redis).read(keys.events_stream, "0")
+    assert [(e.type, e.data) for e in events] == [
+        (
+            "command_rejected",
+            {"agent_id": agent.user_id, "command": "disposition_draft", "attempt": attempt},
+        )
+    ]
+    r = await agent.get(DRAFT, params={"attempt": attempt})
+    assert r.status_code == 200
+    assert r.json()["draft"]["code"] == "cita_agendada"
