@@ -624,6 +624,13 @@ async function submitDisposition() {
     return;
   }
   const { details, missing } = collectDetails(def);
+  const badDate = ["appointment_at", "callback_at"].find((f) => $(`f-${f}`) && ($(`f-${f}`).value.trim() || $(`f-${f}-hora`).value.trim()) && !details[f]);
+  if (badDate) {
+    error.textContent = "Fecha u hora no válida: escriba la fecha como dd/mm/aaaa y la hora de 24 h (por ejemplo 14:30).";
+    error.hidden = false;
+    $(`f-${badDate}`).focus();
+    return;
+  }
   if (missing.length) {
     error.textContent = messageEs(new ApiFailure(422, "invalid_disposition", "", { missing }));
     error.hidden = false;

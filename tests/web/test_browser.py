@@ -140,7 +140,18 @@ def test_agent_logs_in_takes_a_call_and_books_an_appointment(
     sim_now: datetime = stack.call(_sim_now(stack))
     day = (sim_now.astimezone(BOGOTA) + timedelta(days=2)).date()
     when = datetime(day.year, day.month, day.day, 10, 30, tzinfo=BOGOTA)
-    # dd/mm/aaaa and 24 h text fields (the browser's locale plays no part).
+    # dd/mm/aaaa and 24 h text fields (the browser's locale plays no part); a date that
+    # does not exist or a 12 h time is refused on the page.
+    set_value(browser, "f-service", "Alineación y balanceo")
+    for bad_date, bad_time in (
+        (f"31/02/{day.year}", "10:30"),
+        (when.strftime("%d/%m/%Y"), "10:30 AM"),
+    ):
+        set_value(browser, "f-appointment_at", bad_date)
+        set_value(browser, "f-appointment_at-hora", bad_time)
+        browser.find_element(By.ID, "btn-guardar").click()
+        error = browser.find_element(By.ID, "error-tipificacion")
+        assert error.is_displayed() and "dd/mm/aaaa" in error.text
     set_value(browser, "f-appointment_at", when.strftime("%d/%m/%Y"))
     set_value(browser, "f-appointment_at-hora", "10:30")
     assert "Bogotá" in browser.find_element(By.ID, "campo-appointment_at").text
