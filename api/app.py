@@ -138,6 +138,7 @@ def _routers() -> list[Any]:
         auth,
         calls,
         campaigns,
+        clock,
         dnc,
         events,
         imports,
@@ -167,6 +168,7 @@ def _routers() -> list[Any]:
         agents.router,
         webhooks.router,
         audit.router,
+        clock.router,
     ]
 
 
@@ -229,9 +231,10 @@ def create_app(
         app.state.keys = keys or Keys(prefix=settings.redis.key_prefix)
         app.state.background = set()
         app.state.broadcaster = Broadcaster(client, app.state.keys)
-        from api.routers.agent import prefetch_screen_pops
+        from api.routers.agent import apply_disposition_drafts, prefetch_screen_pops
 
         app.state.broadcaster.listeners.append(prefetch_screen_pops(app.state))
+        app.state.broadcaster.listeners.append(apply_disposition_drafts(app.state))
         http = httpx.AsyncClient(transport=webhook_transport, timeout=10.0, follow_redirects=False)
         guard = GuardedResolver(networks(settings.webhooks.allowed_networks), webhook_resolver)
         app.state.webhook_guard = guard

@@ -18,10 +18,12 @@ import {
   fmtTime,
   fmtWhen,
   liveEvents,
+  loadClock,
   messageEs,
   pacingReason,
   pct,
   serverClock,
+  setZone,
   throttle,
   toast,
 } from "./common.js";
@@ -158,6 +160,7 @@ function renderLive(panel, d) {
   serverClock.setNow(d.now);
   const root = panel.root;
   const c = d.campaign;
+  setZone(c.timezone);
   root.dataset.status = c.status;
   root.querySelector(".campaign-name").textContent = c.name;
   root.querySelector(".campaign-meta").textContent = `${DIAL_MODES[c.dial_mode] || c.dial_mode} · máx. ${c.max_attempts} intentos · tipificación ${c.wrap_up_seconds} s`;
@@ -207,7 +210,7 @@ function renderLive(panel, d) {
   for (const a of shown) body.append(agentRow(panel, a));
   if (hidden) body.append(el("tr", { class: "muted" }, el("td", { colspan: 7 }, `${hidden} agente(s) desconectado(s)`)));
   if (!d.agents.length) body.append(el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No hay agentes asignados.")));
-  $("actualizado").textContent = `Actualizado ${new Date().toLocaleTimeString("es-CO")}`;
+  $("actualizado").textContent = `Actualizado ${fmtTime(d.now, { seconds: true })}`;
 }
 
 function renderToday(panel, today) {
@@ -403,7 +406,7 @@ const EVENT_TEXT = {
 function logEvent(type, data) {
   const text = (EVENT_TEXT[type] || (() => type))(data);
   const list = $("eventos");
-  list.prepend(el("li", { dataset: { type } }, el("time", {}, new Date().toLocaleTimeString("es-CO")), " ", text));
+  list.prepend(el("li", { dataset: { type } }, el("time", {}, fmtTime(serverClock.now(), { seconds: true })), " ", text));
   while (list.children.length > 25) list.lastElementChild.remove();
 }
 
@@ -442,4 +445,4 @@ setInterval(() => {
 }, TODAY_MS);
 setInterval(loadCampaigns, 30000);
 $("ver-todas").addEventListener("change", loadCampaigns);
-loadCampaigns();
+loadClock().then(loadCampaigns);
