@@ -427,14 +427,21 @@ def print_summary(report: ImportReport, console: Console) -> None:
             f"sin visitar el taller) · aún no: {recovery.not_yet} · sin fecha de última "
             f"visita: {recovery.no_visit_date}. Es el denominador del indicador (GSC-PRO-04)."
         )
-    rate = report.rows_total / report.seconds if report.seconds > 0 else 0.0
     console.print(
         f"Teléfonos agregados: {report.phones_added} · descartados por DNC: "
         f"{report.phones_dropped_dnc} · autorizaciones: +{report.consents_granted} / "
-        f"revocadas {report.consents_revoked} · {report.seconds:.1f} s ({rate:,.0f} filas/s)"
+        f"revocadas {report.consents_revoked} · {duration_es(report.seconds, report.rows_total)}"
     )
     if report.report_path is not None:
         console.print(f"Reporte por fila: [bold]{report.report_path}[/]")
+
+
+def duration_es(seconds: float, rows: int) -> str:
+    """"2,4 s (41.667 filas/s)"; under a tenth of a second no rate (it would be noise)."""
+    if seconds < 0.1:
+        return "menos de 0,1 s"
+    rate = f"{rows / seconds:,.0f}".replace(",", ".")
+    return f"{seconds:.1f} s ({rate} filas/s)".replace(".", ",", 1)
 
 
 @contextmanager
