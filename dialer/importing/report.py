@@ -437,7 +437,7 @@ def print_summary(report: ImportReport, console: Console) -> None:
 
 
 def duration_es(seconds: float, rows: int) -> str:
-    """"2,4 s (41.667 filas/s)"; under a tenth of a second no rate (it would be noise)."""
+    """Duration and rate in es-CO, e.g. ``2,4 s (41.667 filas/s)``; none under 0,1 s."""
     if seconds < 0.1:
         return "menos de 0,1 s"
     rate = f"{rows / seconds:,.0f}".replace(",", ".")
