@@ -262,6 +262,15 @@ async def list_campaigns(
 
 
 @router.get(
+    "/script-placeholders",
+    summary="Placeholders a campaign script (guion) may use, with what fills each",
+    dependencies=[Scoped(Scope.CAMPAIGNS_READ)],
+)
+async def script_placeholders() -> dict[str, str]:
+    return dict(PLACEHOLDERS)
+
+
+@router.get(
     "/presets",
     summary="Default settings per campaign type (from the seed procedures)",
     dependencies=[Scoped(Scope.CAMPAIGNS_READ)],

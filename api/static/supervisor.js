@@ -84,6 +84,7 @@ function buildPanel(campaign) {
       el("label", { class: "inline" }, "Meta de abandono (%) ", target),
       el("button", { type: "submit", class: "btn" }, "Guardar cambios"),
     ),
+    scriptEditor(campaign),
     el(
       "div",
       { class: "kpis" },
@@ -276,6 +277,62 @@ async function loadCampaigns() {
   }
   $("sin-campanas").hidden = wanted.length > 0;
   document.body.dataset.ready = "1";
+}
+
+// ------------------------------------------------------------------ script (guion) editor
+// The placeholders come from the API (dialer/domain/script.py): the server refuses any other.
+let placeholders = null;
+
+async function scriptPlaceholders() {
+  if (placeholders === null) placeholders = api("GET", `${API}/campaigns/script-placeholders`);
+  return placeholders;
+}
+
+function scriptEditor(campaign) {
+  const area = el("textarea", { class: "ctl-script", rows: 5, maxlength: 20000, "aria-label": "Guion de la campaña" });
+  area.value = campaign.script || "";
+  const chips = el("div", { class: "placeholder-list row wrap" });
+  scriptPlaceholders()
+    .then((all) => {
+      for (const [name, what] of Object.entries(all)) {
+        const token = `{${name}}`;
+        chips.append(
+          el("button", { type: "button", class: "btn btn-small placeholder", title: what, onclick: () => insertAtCursor(area, token) }, token),
+        );
+      }
+    })
+    .catch((err) => toast(messageEs(err), "error"));
+  return el(
+    "details",
+    { class: "script-editor" },
+    el("summary", {}, "Guion de la campaña"),
+    el(
+      "form",
+      { class: "script-form", onsubmit: (ev) => saveScript(ev, campaign.id, area) },
+      area,
+      el("p", { class: "muted small" }, "Marcadores que se llenan con los datos del cliente (clic para insertar):"),
+      chips,
+      el("button", { type: "submit", class: "btn" }, "Guardar guion"),
+    ),
+  );
+}
+
+function insertAtCursor(area, text) {
+  const start = area.selectionStart ?? area.value.length;
+  const end = area.selectionEnd ?? start;
+  area.value = area.value.slice(0, start) + text + area.value.slice(end);
+  area.focus();
+  area.selectionStart = area.selectionEnd = start + text.length;
+}
+
+async function saveScript(ev, id, area) {
+  ev.preventDefault();
+  try {
+    await api("PATCH", `${API}/campaigns/${id}`, { script: area.value });
+    toast("Guion guardado. Se verá en la próxima llamada.", "ok");
+  } catch (err) {
+    toast(messageEs(err), "error");
+  }
 }
 
 // ------------------------------------------------------------------ controls

@@ -254,3 +254,12 @@ async def test_time_zone_change_and_back_reschedules_deferred_leads(
     await admin.patch(f"{API}/{cid}", json={"timezone": "Asia/Tokyo"})
     async with sm() as s:
         assert (await s.get_one(Lead, lead_id)).next_attempt_at == later
+
+
+async def test_script_placeholders_are_listed_for_the_editor(admin: ApiClient) -> None:
+    """The supervisor's script editor lists the placeholders the server accepts."""
+    from dialer.domain.script import PLACEHOLDERS
+
+    r = await admin.get(f"{API}/script-placeholders")
+    assert r.status_code == 200, r.text
+    assert r.json() == dict(PLACEHOLDERS) and "asesor" in r.json()
