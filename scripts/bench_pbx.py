@@ -261,12 +261,18 @@ async def run_once(
         login_s = time.monotonic() - t_login
         say(f"agents in their rooms after {login_s:.1f} s")
 
+        # What the rooms alone cost Asterisk: N agents logged in, no call (5 s).
+        asterisk = psutil.Process(lab.pid)
+        idle0, idle_wall0 = _cpu(asterisk), time.monotonic()
+        await asyncio.sleep(5.0)  # a measuring window, not a wait for an event
+        idle_cpu = (_cpu(asterisk) - idle0) / (time.monotonic() - idle_wall0)
+        say(f"Asterisk with {calls} agents in their rooms, no call: {idle_cpu:.3f} of one core")
+
         rec = Recorder(calls)
         ready = asyncio.Event()
         watcher = asyncio.create_task(watch(lab.admin, rec, ready))
         await asyncio.wait_for(ready.wait(), 15.0)
         dialer = psutil.Process(stack.procs["dialer-1"].popen.pid)
-        asterisk = psutil.Process(lab.pid)
         load0 = os.getloadavg()
         cpu_d0, cpu_a0, wall0 = _cpu(dialer), _cpu(asterisk), time.monotonic()
         numbers = [lab_number("0", serial_base + i) for i in range(calls)]
@@ -303,6 +309,7 @@ async def run_once(
         "originates_per_s": round(ops, 1),
         "dialer_cpu_fraction": round(cpu_d / wall, 3),
         "asterisk_cpu_fraction": round(cpu_a / wall, 3),
+        "asterisk_idle_rooms_cpu_fraction": round(idle_cpu, 3),
         "window_s": round(wall, 2),
         "agent_login_s": round(login_s, 1),
         "load_avg_1m": round((load0[0] + load1[0]) / 2, 2),
@@ -359,6 +366,14 @@ def table(main: dict[str, Any], base: dict[str, Any] | None, cpus: int) -> str:
             "Asterisk CPU (fraction of one core)",
             f"{main['asterisk_cpu_fraction']:.3f}",
             _ratio(main["asterisk_cpu_fraction"], b.get("asterisk_cpu_fraction", 0.0)),
+        ),
+        (
+            "Asterisk CPU, agents in rooms, no call",
+            f"{main['asterisk_idle_rooms_cpu_fraction']:.3f}",
+            _ratio(
+                main["asterisk_idle_rooms_cpu_fraction"],
+                b.get("asterisk_idle_rooms_cpu_fraction", 0.0),
+            ),
         ),
         ("agent login (all rooms)", f"{main['agent_login_s']:.1f} s", ""),
         ("machine load (1 min avg)", f"{main['load_avg_1m']:.2f} on {cpus} CPUs", ""),
