@@ -26,6 +26,15 @@ table (``--json``: one JSON object). Every invariant must be 0; exit status 1 ot
     .venv/bin/python scripts/chaos.py --backend postgres --duration 600 --json
     .venv/bin/python scripts/chaos.py --backend pg-private --duration 600
     .venv/bin/python scripts/chaos.py --short --json   # ~60 s of faults; one JSON line on stdout
+    .venv/bin/python scripts/chaos.py --pbx asterisk --short   # the same against the lab Asterisk
+
+``--pbx asterisk`` replaces pbx-sim with the lab Asterisk 22 (``dialer.pbx_lab``; needs the
+bundle): virtual agents, lab numbers whose last digit is their behaviour (every digit but 0),
+real time (``--speed`` does not apply). Its PBX faults are ``core restart now``, SIGKILL plus a
+start on the same configuration, and a SIGSTOP of 8 s in place of an AMI disconnect. It adds the
+invariant ``outcome_mismatches``: every attempt's outcome is one its number's behaviour can
+produce (``dialer.lab_pstn.expected_outcome``; ``abandoned`` too for a number that answers),
+unless the call was live when a fault hit it (``outcomes_excused_by_fault``).
 """
 
 from __future__ import annotations
