@@ -562,7 +562,7 @@ class Chaos:
             f.pbx_restarts += 1
         elif fault == "pbx_kill":
             with contextlib.suppress(ProcessLookupError):
-                os.kill(lab.pid, signal.SIGKILL)
+                os.kill(self.lab_pid(), signal.SIGKILL)
             time.sleep(1.5)
             done = subprocess.run(
                 [str(lab.bundle / "start-asterisk"), str(lab.pbx_dir), str(lab.conf_dir)],
@@ -577,12 +577,26 @@ class Chaos:
                 f.notes.append(f"lab Asterisk did not restart: {done.stderr.strip()[-300:]}")
             f.pbx_kills += 1
         elif fault == "ami_disconnect":
-            os.kill(lab.pid, signal.SIGSTOP)
+            pid = self.lab_pid()
+            try:
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                f.notes.append("AMI cut skipped: no Asterisk process (restarting)")
+                return
             try:
                 time.sleep(8.0)
             finally:
-                os.kill(lab.pid, signal.SIGCONT)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
             f.ami_disconnects += 1
+
+    def lab_pid(self) -> int:
+        """Asterisk's current pid: its own pid file (``core restart now`` may change the pid
+        that ``start-asterisk`` reported), else the recorded one."""
+        try:
+            return int((self.lab.pbx_dir / "run" / "asterisk.pid").read_text().strip())
+        except (OSError, ValueError):
+            return int(self.lab.pid)
 
     def outcome_mismatches(
         self, attempts: list[CallAttempt], amd: bool
