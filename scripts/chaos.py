@@ -561,8 +561,12 @@ class Chaos:
             lab.cli("core restart now", timeout=30)
             f.pbx_restarts += 1
         elif fault == "pbx_kill":
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.lab_pid(), signal.SIGKILL)
+            pid = self.lab_pid()
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(Exception):
+                    psutil_wait(pid, 10.0)
             time.sleep(1.5)
             done = subprocess.run(
                 [str(lab.bundle / "start-asterisk"), str(lab.pbx_dir), str(lab.conf_dir)],
@@ -579,6 +583,8 @@ class Chaos:
         elif fault == "ami_disconnect":
             pid = self.lab_pid()
             try:
+                if not pid:
+                    raise ProcessLookupError(pid)
                 os.kill(pid, signal.SIGSTOP)
             except ProcessLookupError:
                 f.notes.append("AMI cut skipped: no Asterisk process (restarting)")
@@ -591,12 +597,17 @@ class Chaos:
             f.ami_disconnects += 1
 
     def lab_pid(self) -> int:
-        """Asterisk's current pid: its own pid file (``core restart now`` may change the pid
-        that ``start-asterisk`` reported), else the recorded one."""
-        try:
-            return int((self.lab.pbx_dir / "run" / "asterisk.pid").read_text().strip())
-        except (OSError, ValueError):
-            return int(self.lab.pid)
+        """The pid of THIS lab's Asterisk, found by its command line (``-C <run>/asterisk.conf``):
+        ``core restart now`` and a kill + start change the pid, and a pid file may be stale (a
+        signal must never reach another process). 0 when none is running."""
+        import psutil
+
+        conf = str(self.lab.pbx_dir / "asterisk.conf")
+        for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+            cmd = proc.info.get("cmdline") or []
+            if conf in cmd and any(part.endswith("/asterisk") for part in cmd[:1]):
+                return int(proc.info["pid"])
+        return 0
 
     def outcome_mismatches(
         self, attempts: list[CallAttempt], amd: bool
@@ -826,6 +837,14 @@ class Chaos:
 LAB_DIGITS = "123456789"
 #: Faults that can cut a live call (its outcome then depends on timing, not on the number).
 DISRUPTIVE = frozenset({"dialer_kill", "ami_disconnect", "pbx_restart", "pbx_kill"})
+
+
+def psutil_wait(pid: int, timeout: float) -> None:
+    """Wait until ``pid`` is gone (a SIGKILLed Asterisk releases its ports and pid file)."""
+    import psutil
+
+    with contextlib.suppress(psutil.NoSuchProcess):
+        psutil.Process(pid).wait(timeout)
 
 
 def _aware(at: datetime) -> datetime:
