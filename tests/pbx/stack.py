@@ -291,14 +291,13 @@ class PbxStack:
         whatsapp: bool = False,
         retry_rules: dict[str, str] | None = None,
         status: CampaignStatus = CampaignStatus.RUNNING,
+        dial_ratio: float = 1.0,
     ) -> tuple[int, dict[str, int]]:
         """A campaign in a time zone whose call window is open now, one lead per number.
         Returns (campaign id, number -> lead id)."""
         zone = _chaos().open_zone(datetime.now(UTC))
         if not zone:
             raise RuntimeError("no time zone has the legal call window open now")
-        now = datetime.now(UTC)
-        leads: dict[str, int] = {}
         async with make_sessionmaker(self.engine).begin() as s:
             camp = Campaign(
                 name=name or f"PBX {uuid.uuid4().hex[:8]}",
@@ -315,13 +314,26 @@ class PbxStack:
                 whatsapp_enabled=whatsapp,
                 whatsapp_template="recordatorio_mantenimiento" if whatsapp else "",
                 retry_rules=retry_rules or {},
+                dial_ratio=dial_ratio,
             )
             s.add(camp)
             await s.flush()
-            for i, number in enumerate(numbers):
-                nid = f"{camp.id}{i:06d}"
+            camp_id = camp.id
+        return camp_id, await self.add_leads(camp_id, numbers)
+
+    async def add_leads(self, campaign_id: int, numbers: Iterable[str]) -> dict[str, int]:
+        """One lead per number (one mobile phone, voice and WhatsApp consent) in a campaign;
+        returns number -> lead id. The dialer picks them up on its next claim."""
+        now = datetime.now(UTC)
+        leads: dict[str, int] = {}
+        async with make_sessionmaker(self.engine).begin() as s:
+            first = await s.scalar(
+                sa.select(sa.func.count(Lead.id)).where(Lead.campaign_id == campaign_id)
+            )
+            for i, number in enumerate(numbers, start=first or 0):
+                nid = f"{campaign_id}{i:06d}"
                 lead = Lead(
-                    campaign_id=camp.id,
+                    campaign_id=campaign_id,
                     dedupe_key=f"cc:{nid}",
                     national_id=nid,
                     customer_name=f"Cliente {i}",
@@ -343,7 +355,7 @@ class PbxStack:
                     )
                 await s.flush()
                 leads[number] = lead.id
-            return camp.id, leads
+        return leads
 
     async def add_agents(
         self, campaign_id: int, extensions: Iterable[str], *, role: Role = Role.AGENT
@@ -373,6 +385,84 @@ class PbxStack:
                 .order_by(CallAttempt.id)
             )
             return list(rows)
+
+    async def final_attempts(
+        self, campaign_id: int, numbers: Iterable[str]
+    ) -> dict[str, CallAttempt] | None:
+        """number -> its latest attempt, once every number's latest attempt has an outcome."""
+        latest: dict[str, CallAttempt] = {}
+        for a in await self.attempts(campaign_id):
+            latest[a.number] = a
+        wanted = list(numbers)
+        if all(n in latest and latest[n].outcome is not None for n in wanted):
+            return {n: latest[n] for n in wanted}
+        return None
+
+    async def wait_final(
+        self, campaign_id: int, numbers: Iterable[str], *, within: float = 60.0
+    ) -> dict[str, CallAttempt]:
+        wanted = list(numbers)
+        return await wait_until(
+            lambda: self.final_attempts(campaign_id, wanted),
+            within=within,
+            what=f"the outcomes of {len(wanted)} call(s)",
+        )
+
+    async def attempt_of(self, campaign_id: int, number: str) -> CallAttempt | None:
+        """The latest attempt on ``number`` (its row exists from before the Originate)."""
+        rows = [a for a in await self.attempts(campaign_id) if a.number == number]
+        return rows[-1] if rows else None
+
+    async def lead(self, lead_id: int) -> Lead:
+        async with make_sessionmaker(self.engine)() as s:
+            lead = await s.get(Lead, lead_id)
+            assert lead is not None
+            return lead
+
+    async def phones(self, lead_id: int) -> list[Phone]:
+        async with make_sessionmaker(self.engine)() as s:
+            return list(await s.scalars(sa.select(Phone).where(Phone.lead_id == lead_id)))
+
+    # ------------------------------------------------------------------ PBX
+    def channels(self) -> list[dict[str, str]]:
+        """``core show channels concise``: one dict per channel (name, context, exten,
+        state, app, data, uniqueid)."""
+        out = []
+        for line in self.lab.cli("core show channels concise").splitlines():
+            f = line.split("!")
+            if len(f) < 14:
+                continue
+            out.append(
+                {
+                    "name": f[0],
+                    "context": f[1],
+                    "exten": f[2],
+                    "state": f[4],
+                    "app": f[5],
+                    "data": f[6],
+                    "uniqueid": f[13],
+                }
+            )
+        return out
+
+    def customer_channels(self, number: str) -> list[dict[str, str]]:
+        """The lab customer legs of ``number`` (``Local/{number}@marcador-lab-pstn``)."""
+        return [c for c in self.channels() if c["name"].startswith(f"Local/{number}@")]
+
+    def hangup_customer(self, number: str) -> bool:
+        """The lab customer ``number`` hangs up (every leg of it); False if it had none."""
+        legs = self.customer_channels(number)
+        for leg in legs:
+            self.lab.cli(f"channel request hangup {leg['name']}")
+        return bool(legs)
+
+    async def agent_on(self, clients: Iterable[AgentClient], attempt: str) -> AgentClient | None:
+        """The agent whose live state is in_call with ``attempt``, if any."""
+        for c in clients:
+            live = await c.live()
+            if live.get("state") == "in_call" and live.get("attempt") == attempt:
+                return c
+        return None
 
     async def whatsapp_rows(self, campaign_id: int) -> list[WhatsAppMessage]:
         async with make_sessionmaker(self.engine)() as s:
