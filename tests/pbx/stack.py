@@ -119,6 +119,9 @@ class AgentClient:
             f"/api/v1{path}", json=body or {}, headers={"X-CSRF-Token": self.csrf}
         )
 
+    async def delete(self, path: str) -> httpx.Response:
+        return await self.http.delete(f"/api/v1{path}", headers={"X-CSRF-Token": self.csrf})
+
     async def me(self) -> dict[str, Any]:
         r = await self.http.get("/api/v1/agent/me")
         assert r.status_code == 200, r.text
