@@ -46,6 +46,10 @@ class Keys:
     def dialer_heartbeat(self, dialer_id: str) -> str:
         return f"{self.prefix}:dialer:{dialer_id}:heartbeat"
 
+    def command_result(self, command_id: str) -> str:
+        """String (JSON): what the dialer did with a command (accepted or rejected, and why)."""
+        return f"{self.prefix}:command:{command_id}:result"
+
     # ---- hoppers --------------------------------------------------------------------------
     def hopper(self, campaign_id: int) -> str:
         """Sorted set of ready lead ids for a campaign (score: order of dialing)."""

@@ -187,6 +187,16 @@ class ApiSettings(BaseModel):
             "(60 s on most), so the server never closes a connection a client is about to reuse."
         ),
     )
+    command_wait_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=30,
+        description=(
+            "How long `POST /agent/login` waits for the dialer's answer to the command before "
+            "it answers 202 (the result is then at `GET /agent/commands/{id}`). A refusal "
+            "(e.g. no dialer runs the campaign) is answered 409 with the reason."
+        ),
+    )
     gc_freeze_after_s: float = Field(
         default=10.0,
         ge=0,

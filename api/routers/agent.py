@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -93,10 +94,21 @@ class DispositionIn(BaseModel):
     )
 
 
+class CommandResult(BaseModel):
+    """What the dialer did with a command: ``pending`` (no answer yet), ``accepted`` (acted
+    on) or ``rejected`` (with ``code`` and ``message``: why)."""
+
+    command_id: str
+    status: str
+    code: str = ""
+    message: str = ""
+
+
 class Accepted(BaseModel):
     status: str = "accepted"
     command: str
     command_id: str
+    result: CommandResult | None = None
 
 
 class DispositionOutcome(BaseModel):
@@ -375,6 +387,27 @@ async def _command(ctx: RequestContext, type_: str, data: dict[str, Any]) -> Acc
     return Accepted(command=type_, command_id=command_id)
 
 
+async def _command_result(ctx: RequestContext, command_id: str) -> dict[str, Any] | None:
+    raw = await ctx.redis.get(ctx.keys.command_result(command_id))
+    if not raw:
+        return None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+async def _await_result(ctx: RequestContext, command_id: str) -> dict[str, Any] | None:
+    """The dialer's answer to a command, waiting up to ``api.command_wait_s``."""
+    deadline = time.monotonic() + ctx.settings.api.command_wait_s
+    while True:
+        body = await _command_result(ctx, command_id)
+        if body is not None or time.monotonic() >= deadline:
+            return body
+        await asyncio.sleep(0.05)
+
+
 def _require_logged_in(state: LiveState, action: str) -> None:
     if state.state == AgentState.LOGGED_OUT.value:
         raise ApiError(409, "not_logged_in", f"log in with an extension before you {action}")
@@ -404,8 +437,41 @@ async def agent_login(body: LoginIn, ctx: Ctx) -> Accepted:
     state = await _state(ctx, me)
     if state.state != AgentState.LOGGED_OUT.value:
         raise ApiError(409, "already_logged_in", f"you are already logged in ({state.state})")
-    return await _command(
+    accepted = await _command(
         ctx, "agent_login", {"agent_id": me, "extension": extension, "campaign_id": campaign.id}
+    )
+    answer = await _await_result(ctx, accepted.command_id)
+    if answer is not None and answer.get("status") == "rejected":
+        raise ApiError(
+            409,
+            "login_refused",
+            str(answer.get("message") or "the dialer refused the login"),
+            {"command_id": accepted.command_id, "reason": answer.get("code") or ""},
+        )
+    accepted.result = CommandResult(
+        command_id=accepted.command_id,
+        status=str(answer.get("status")) if answer else "pending",
+    )
+    return accepted
+
+
+@router.get(
+    "/commands/{command_id}",
+    summary="What the dialer did with one of your commands (pending, accepted, rejected)",
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_command_result(command_id: str, ctx: Ctx) -> CommandResult:
+    me = _me(ctx)
+    body = await _command_result(ctx, command_id)
+    if body is None:
+        return CommandResult(command_id=command_id, status="pending")
+    if str(body.get("agent_id")) != str(me):
+        raise not_found("command", command_id)
+    return CommandResult(
+        command_id=command_id,
+        status=str(body.get("status") or "pending"),
+        code=str(body.get("code") or ""),
+        message=str(body.get("message") or ""),
     )
 
 
@@ -418,6 +484,12 @@ async def agent_ready(ctx: Ctx) -> Accepted:
     _require_logged_in(state, "go ready")
     if state.state == AgentState.WRAP_UP.value:
         raise ApiError(409, "disposition_required", "submit the call's disposition first")
+    if state.state == AgentState.PAUSED.value and state.pause_code == "connecting":
+        raise ApiError(
+            409,
+            "connecting",
+            "your softphone is not in the room yet: answer the call, you go ready on joining",
+        )
     return await _command(ctx, "agent_ready", {"agent_id": me})
 
 

@@ -31,7 +31,7 @@ from dialer.db.models import Campaign, UserCampaign
 from dialer.domain.dispositions import catalogue_for
 from dialer.domain.outcomes import CampaignStatus, CampaignType, DialMode
 from dialer.domain.script import PLACEHOLDERS, unknown_placeholders
-from dialer.store import EngineStore, campaign_abandon_stats
+from dialer.store import EngineStore, campaign_abandon_stats, reschedule_deferred
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 
@@ -316,7 +316,12 @@ async def update_campaign(campaign_id: PathId, body: CampaignUpdate, ctx: Ctx) -
         dup = await ctx.db.scalar(sa.select(Campaign.id).where(Campaign.name == values["name"]))
         if dup is not None:
             raise ApiError(409, "duplicate_name", f"a campaign named {values['name']!r} exists")
+    before = (campaign.timezone, campaign.call_window)
     changed = _apply(campaign, values, campaign.type)
+    if (campaign.timezone, campaign.call_window) != before:
+        # Leads deferred by the old zone/window are re-evaluated under the new one.
+        await ctx.db.flush()
+        await reschedule_deferred(ctx.db, campaign.id, ctx.now(), "campaign_zone_or_window_changed")
     ctx.audit("campaign.update", "campaign", campaign.id, fields=changed)
     await ctx.commit()
     forget(ctx.request.app.state, campaign.id)

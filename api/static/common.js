@@ -141,6 +141,10 @@ export function messageEs(err) {
       return "Escriba la extensión de su softphone.";
     case "disposition_required":
       return "Guarde la tipificación de la llamada antes de pasar a disponible.";
+    case "connecting":
+      return "Su extensión aún no está en la sala: conteste la llamada del marcador y quedará disponible al entrar.";
+    case "login_refused":
+      return "El marcador no aceptó el ingreso: ningún marcador atiende esta campaña en este momento. Intente de nuevo en unos segundos o avise al supervisor.";
     case "unknown_pause_code":
       return "Ese motivo de pausa no existe.";
     case "invalid_transition":
