@@ -60,6 +60,11 @@ class Keys:
         """Hash: state, since, extension, campaign, pause_code, call."""
         return f"{self.prefix}:agent:{user_id}"
 
+    def disposition_draft(self, user_id: int, attempt: str) -> str:
+        """String (JSON): the disposition an agent saved during a call, applied when the call
+        ends (api/routers/agent.py; expires after ``DRAFT_TTL_S``)."""
+        return f"{self.prefix}:agent:{user_id}:draft:{attempt}"
+
     @property
     def agents_online(self) -> str:
         """Set of user ids with a live agent session."""

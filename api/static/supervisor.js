@@ -18,9 +18,12 @@ import {
   fmtTime,
   fmtWhen,
   liveEvents,
+  loadClock,
   messageEs,
+  pacingReason,
   pct,
   serverClock,
+  setZone,
   throttle,
   toast,
 } from "./common.js";
@@ -157,6 +160,7 @@ function renderLive(panel, d) {
   serverClock.setNow(d.now);
   const root = panel.root;
   const c = d.campaign;
+  setZone(c.timezone);
   root.dataset.status = c.status;
   root.querySelector(".campaign-name").textContent = c.name;
   root.querySelector(".campaign-meta").textContent = `${DIAL_MODES[c.dial_mode] || c.dial_mode} · máx. ${c.max_attempts} intentos · tipificación ${c.wrap_up_seconds} s`;
@@ -179,7 +183,8 @@ function renderLive(panel, d) {
   setKpi(panel, "answered", d.calls.answered);
   setKpi(panel, "connected", d.calls.connected);
   const level = d.pacing.dial_level;
-  setKpi(panel, "dial_level", level === null ? "–" : level.toFixed(2).replace(".", ","), `${DIAL_MODES[d.pacing.mode] || d.pacing.mode}${d.pacing.reason ? ` · ${d.pacing.reason}` : ""}`);
+  const why = pacingReason(d.pacing.reason);
+  setKpi(panel, "dial_level", level === null ? "–" : level.toFixed(2).replace(".", ","), `${DIAL_MODES[d.pacing.mode] || d.pacing.mode}${why ? ` · ${why}` : ""}`);
   const ab = d.abandon;
   const lvl = (r) => (r >= ab.cap * 0.9 ? "danger" : r >= ab.cap * 0.66 ? "warning" : "ok");
   setKpi(panel, "abandon_today", pct(ab.rate_today), `${ab.today} de ${ab.live_answers_today} · tope ${pct(ab.cap, 0)}`, lvl(ab.rate_today));
@@ -205,7 +210,7 @@ function renderLive(panel, d) {
   for (const a of shown) body.append(agentRow(panel, a));
   if (hidden) body.append(el("tr", { class: "muted" }, el("td", { colspan: 7 }, `${hidden} agente(s) desconectado(s)`)));
   if (!d.agents.length) body.append(el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No hay agentes asignados.")));
-  $("actualizado").textContent = `Actualizado ${new Date().toLocaleTimeString("es-CO")}`;
+  $("actualizado").textContent = `Actualizado ${fmtTime(d.now, { seconds: true })}`;
 }
 
 function renderToday(panel, today) {
@@ -401,7 +406,7 @@ const EVENT_TEXT = {
 function logEvent(type, data) {
   const text = (EVENT_TEXT[type] || (() => type))(data);
   const list = $("eventos");
-  list.prepend(el("li", { dataset: { type } }, el("time", {}, new Date().toLocaleTimeString("es-CO")), " ", text));
+  list.prepend(el("li", { dataset: { type } }, el("time", {}, fmtTime(serverClock.now(), { seconds: true })), " ", text));
   while (list.children.length > 25) list.lastElementChild.remove();
 }
 
@@ -440,4 +445,4 @@ setInterval(() => {
 }, TODAY_MS);
 setInterval(loadCampaigns, 30000);
 $("ver-todas").addEventListener("change", loadCampaigns);
-loadCampaigns();
+loadClock().then(loadCampaigns);

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import dialer.engine as engine_mod
 from ami_bridge import dialplan
 from ami_bridge.actions import ChannelInfo
-from ami_bridge.tracker import CallAnswered, CallConnected
+from ami_bridge.tracker import CallAnswered, CallConnected, CallHeld
 from dialer.db.models import CallAttempt, Campaign, Lead, LeadClaim
 from dialer.domain.clock import FakeClock
 from dialer.domain.dispositions import DispositionRecord, validate_disposition
@@ -83,6 +83,8 @@ async def _connected_call(
     await engine.handle(
         TelephonyItem("sim", CallAnswered(uuid, clock.now(), "PJSIP/trunk-1", uuid))
     )
+    # The dialplan's verdict (hold reached): only now does the engine pick the agent.
+    await engine.handle(TelephonyItem("sim", CallHeld(uuid, clock.now(), "PJSIP/trunk-1", uuid)))
     await engine.handle(
         TelephonyItem("sim", CallConnected(uuid, clock.now(), None, dialplan.agent_room(EXT), None))
     )
