@@ -47,7 +47,14 @@ from dialer.db.models import (
     UserCampaign,
     WhatsAppMessage,
 )
-from dialer.domain.outcomes import CampaignStatus, CampaignType, Channel, DialMode
+from dialer.domain.outcomes import (
+    CallOutcome,
+    CampaignStatus,
+    CampaignType,
+    Channel,
+    DialMode,
+    LeadStatus,
+)
 from dialer.pbx_lab import LabPbx
 from dialer.settings import load_settings
 
@@ -230,7 +237,7 @@ class PbxStack:
             argv = [MARCADOR, "dialer", "--name", f"pbx-d{i + 1}"]
             self.procs[name] = chaos.Proc(name, argv, env, logs / f"{name}.log")
             self.procs[name].start()
-        if not chaos.wait_port(self.api_port, timeout=60):
+        if not chaos.wait_port(self.api_port, timeout=120):  # a loaded CI machine
             raise RuntimeError(f"marcador api did not listen (see {logs / 'api.log'})")
         return self
 
@@ -388,6 +395,39 @@ class PbxStack:
                 .order_by(CallAttempt.id)
             )
             return list(rows)
+
+    async def seed_history(self, campaign_id: int, answers: int) -> None:
+        """``answers`` live answers earlier today (``answered_connected``, no abandon) on a
+        closed lead: a campaign with a track record. The legal abandon cap (3 %, today and 30
+        days) then leaves room for over-dialing (fixed ratio, predictive) instead of holding
+        the warm-up of a campaign that never talked to anyone."""
+        at = datetime.now(UTC) - timedelta(minutes=1)
+        async with make_sessionmaker(self.engine).begin() as s:
+            lead = Lead(
+                campaign_id=campaign_id,
+                dedupe_key=f"history:{campaign_id}",
+                customer_name="Historial",
+                status=LeadStatus.CONTACTED,
+            )
+            s.add(lead)
+            await s.flush()
+            for i in range(answers):
+                s.add(
+                    CallAttempt(
+                        lead_id=lead.id,
+                        campaign_id=campaign_id,
+                        number="+573000000000",
+                        attempt_number=i + 1,
+                        mode=DialMode.PROGRESSIVE,
+                        created_at=at,
+                        dialed_at=at,
+                        answered_at=at,
+                        connected_at=at,
+                        ended_at=at,
+                        outcome=CallOutcome.ANSWERED_CONNECTED,
+                        detail="pbx tier: history",
+                    )
+                )
 
     async def final_attempts(
         self, campaign_id: int, numbers: Iterable[str]
