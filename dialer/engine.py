@@ -715,8 +715,11 @@ class Engine:
             campaign_id=agent.campaign_id,
             command_id=command_id,
         )
+        # The supervisor's phone is dialled like an agent's (AsteriskServer.agent_channel:
+        # PJSIP/{extension} in production, a Local channel for lab virtual phones).
+        template = self.config.agent_channels.get(server, self.config.default_agent_channel)
         req = OriginateRequest(
-            channel=f"PJSIP/{supervisor_extension}",
+            channel=template.format(extension=supervisor_extension),
             channel_id=spy.spy_id,
             context=dialplan.CTX_SPY,
             exten=dialplan.spy_exten(mode),

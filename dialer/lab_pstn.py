@@ -95,10 +95,10 @@ BEHAVIOURS: Final[dict[str, Behaviour]] = {
             "5",
             "quick-hangup",
             "Wait",
-            "answers and hangs up after 1 s",
+            "answers and hangs up after 1 s (AMD on: during AMD's initial silence)",
             True,
             CallOutcome.ANSWERED_CONNECTED,
-            CallOutcome.ANSWERED_CONNECTED,
+            CallOutcome.EARLY_HANGUP,
         ),
         Behaviour(
             "6",
@@ -154,6 +154,28 @@ def expected_outcome(number: str, *, amd: bool = False) -> CallOutcome:
     """What the dialer must record for ``number`` when an agent is free at answer."""
     b = behaviour_of(number)
     return b.outcome_amd if amd else b.outcome
+
+
+LATE_PREFIX: Final = "+57319"
+"""Numbers starting with it ring first: the second-to-last digit is the seconds of ringing
+before the last digit's behaviour (``extensions_lab.conf``, ``marcador-lab-pstn``)."""
+
+
+def ring_seconds(number: str) -> int:
+    """Seconds a lab number rings before its behaviour starts (0 unless a late number)."""
+    digits = number.strip()
+    if digits.lstrip("+").startswith(LATE_PREFIX.lstrip("+")) and len(digits) >= 2:
+        return int(digits[-2])
+    return 0
+
+
+def late_number(digit: str, serial: int, ring: int) -> str:
+    """A lab number that rings ``ring`` seconds (0-9), then behaves as ``digit`` says."""
+    if not 0 <= ring <= 9:
+        raise ValueError(f"a late lab number rings 0-9 s, not {ring}")
+    if digit not in BEHAVIOURS:
+        raise ValueError(f"no lab behaviour for digit {digit!r}")
+    return f"{LATE_PREFIX}0{serial % 10_000:04d}{ring}{digit}"
 
 
 def lab_number(digit: str, serial: int, prefix: str = "+5730000") -> str:

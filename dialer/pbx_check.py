@@ -190,6 +190,7 @@ class _Checker:
         ``marcador-hold,safe-harbor`` with ``MARCADOR_SAFE_HARBOR`` set to it. A missing file
         fails at once (PLAYBACKSTATUS=FAILED); a present one is still playing after a moment
         (or SUCCESS). The probe is then hung up."""
+        probe = f"Local/{dp.EXTEN_SAFE_HARBOR}@{dp.CTX_HOLD}-"
         for sound in self.sound_names:
             start = len(self.ami.messages)
             aid = self.ami.send(
@@ -205,7 +206,21 @@ class _Checker:
                 self.add(f"sound {sound}", Status.WARN, "not checked (no write=originate)")
                 continue
             status = ""
-            with contextlib.suppress(TimeoutError):
+            # The 2 s for a verdict start when the probe's Playback starts, not at the
+            # Originate: on a loaded PBX the Local channel may take longer than that to get
+            # there, and a missing file was then reported as "plays".
+            with contextlib.suppress(TimeoutError, EOFError):
+                started = await self.ami.wait_for(
+                    lambda m: (
+                        m.event == "Newexten"
+                        and m.get("Application") == "Playback"
+                        and (m.get("Channel") or "").startswith(probe)
+                    ),
+                    self.within,
+                    start,
+                )
+                start = self.ami.messages.index(started)
+            with contextlib.suppress(TimeoutError, EOFError):
                 var = await self.ami.wait_for(
                     lambda m: m.event == "VarSet" and m.get("Variable") == "PLAYBACKSTATUS",
                     2.0,

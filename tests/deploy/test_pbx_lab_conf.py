@@ -11,7 +11,15 @@ import phonenumbers
 import pytest
 
 from dialer.domain.outcomes import CallOutcome
-from dialer.lab_pstn import BEHAVIOURS, behaviour_of, expected_outcome, lab_number
+from dialer.lab_pstn import (
+    BEHAVIOURS,
+    LATE_PREFIX,
+    behaviour_of,
+    expected_outcome,
+    lab_number,
+    late_number,
+    ring_seconds,
+)
 from dialer.pbx_lab import (
     DEPLOY,
     LAB_SOUNDS,
@@ -113,3 +121,21 @@ def test_lab_numbers_and_expected_outcomes() -> None:
     assert expected_outcome("+573001234562") is CallOutcome.BUSY
     with pytest.raises(ValueError, match="ends in a digit"):
         behaviour_of("+57300123456x")
+    # AMD on: digit 5 hangs up during AMD()'s initial silence (tier: tests/pbx/test_amd.py)
+    assert expected_outcome(lab_number("5", 1), amd=True) is CallOutcome.EARLY_HANGUP
+
+
+def test_late_lab_numbers_ring_first_then_behave_as_their_last_digit() -> None:
+    number = late_number("1", 123, ring=4)
+    assert number == "+573190012341" and number.startswith(LATE_PREFIX)
+    assert phonenumbers.is_valid_number(phonenumbers.parse(number)), number
+    assert ring_seconds(number) == 4 and behaviour_of(number).digit == "1"
+    assert ring_seconds(lab_number("1", 123)) == 0
+    with pytest.raises(ValueError, match="0-9 s"):
+        late_number("1", 1, ring=10)
+    # The dialplan pattern for the prefix (with and without "+") is in the lab overlay.
+    text = (DEPLOY / "lab" / "extensions_lab.conf").read_text(encoding="utf-8")
+    pstn = text.split("[marcador-lab-pstn]", 1)[1].split("\n[", 1)[0]
+    for pattern in (f"_{LATE_PREFIX}X.", f"_{LATE_PREFIX.lstrip('+')}X."):
+        assert re.search(rf"^exten => {re.escape(pattern)},1,", pstn, re.MULTILINE), pattern
+    assert "Wait(${EXTEN:-2:1})" in pstn

@@ -323,6 +323,27 @@ async def test_supervisor_spy_belongs_to_the_spied_call(
     assert all("agent_id" not in e.data and e.data["spied_agent_id"] == 7 for e in events)
 
 
+async def test_supervisor_phone_is_dialled_like_an_agent_phone(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    """The supervisor's spy call uses the server's ``agent_channel`` template (a lab virtual
+    phone here), not a hard-coded ``PJSIP/``: the real-PBX tier's supervisor has no SIP phone."""
+    lab = "Local/{extension}@marcador-lab-vagent"
+    clock = FakeClock(MONDAY_10AM)
+    tel = FakeTelephony()
+    config = EngineConfig(dialer_id="d1", agent_channels={"sim": lab})
+    engine = Engine(config, EngineStore(sessionmaker), redis, keys, tel, clock)
+    camp = await make_campaign(sessionmaker)
+    await make_agent(sessionmaker, 7, "1001")
+    await engine.agent_login(7, "1001", camp.id)
+    login = tel.originates[-1][1]
+    assert login.channel == lab.format(extension="1001")
+    await engine.handle(TelephonyItem("sim", _join(login.channel_id, "agent-1001")))
+    await _in_call(engine, tel, camp.id)
+    await engine.spy(7, "2001", "listen", supervisor_id=99)
+    assert tel.originates[-1][1].channel == lab.format(extension="2001")
+
+
 async def test_supervisor_spy_failures_and_stop_are_reported(
     sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
 ) -> None:

@@ -47,7 +47,14 @@ from dialer.db.models import (
     UserCampaign,
     WhatsAppMessage,
 )
-from dialer.domain.outcomes import CampaignStatus, CampaignType, Channel, DialMode
+from dialer.domain.outcomes import (
+    CallOutcome,
+    CampaignStatus,
+    CampaignType,
+    Channel,
+    DialMode,
+    LeadStatus,
+)
 from dialer.pbx_lab import LabPbx
 from dialer.settings import load_settings
 
@@ -118,6 +125,9 @@ class AgentClient:
         return await self.http.post(
             f"/api/v1{path}", json=body or {}, headers={"X-CSRF-Token": self.csrf}
         )
+
+    async def delete(self, path: str) -> httpx.Response:
+        return await self.http.delete(f"/api/v1{path}", headers={"X-CSRF-Token": self.csrf})
 
     async def me(self) -> dict[str, Any]:
         r = await self.http.get("/api/v1/agent/me")
@@ -231,7 +241,7 @@ class PbxStack:
             argv = [MARCADOR, "dialer", "--name", f"pbx-d{i + 1}"]
             self.procs[name] = chaos.Proc(name, argv, env, logs / f"{name}.log")
             self.procs[name].start()
-        if not chaos.wait_port(self.api_port, timeout=60):
+        if not chaos.wait_port(self.api_port, timeout=120):  # a loaded CI machine
             raise RuntimeError(f"marcador api did not listen (see {logs / 'api.log'})")
         return self
 
@@ -295,6 +305,7 @@ class PbxStack:
         whatsapp: bool = False,
         retry_rules: dict[str, str] | None = None,
         status: CampaignStatus = CampaignStatus.RUNNING,
+        dial_ratio: float = 1.0,
     ) -> tuple[int, dict[str, int]]:
         """A campaign in a time zone whose call window is open now, one lead per number.
         Returns (campaign id, number -> lead id)."""
@@ -318,6 +329,7 @@ class PbxStack:
                 whatsapp_enabled=whatsapp,
                 whatsapp_template="recordatorio_mantenimiento" if whatsapp else "",
                 retry_rules=retry_rules or {},
+                dial_ratio=dial_ratio,
             )
             s.add(camp)
             await s.flush()
@@ -325,11 +337,15 @@ class PbxStack:
             return camp.id, leads
 
     async def add_leads(
-        self, campaign_id: int, numbers: Iterable[str], *, first: int = 0
+        self, campaign_id: int, numbers: Iterable[str], *, first: int | None = None
     ) -> dict[str, int]:
         """More leads for a running campaign, in one transaction (a benchmark releases a whole
-        batch at once). ``first`` keeps their national ids distinct from earlier leads."""
+        batch at once); the dialer picks them up on its next claim. ``first`` (default: the
+        campaign's lead count) keeps their national ids distinct from earlier leads."""
         async with make_sessionmaker(self.engine).begin() as s:
+            if first is None:
+                count = sa.select(sa.func.count(Lead.id)).where(Lead.campaign_id == campaign_id)
+                first = int(await s.scalar(count) or 0)
             return await _add_leads(s, campaign_id, numbers, datetime.now(UTC), first=first)
 
     async def add_agents(
@@ -360,6 +376,117 @@ class PbxStack:
                 .order_by(CallAttempt.id)
             )
             return list(rows)
+
+    async def seed_history(self, campaign_id: int, answers: int) -> None:
+        """``answers`` live answers earlier today (``answered_connected``, no abandon) on a
+        closed lead: a campaign with a track record. The legal abandon cap (3 %, today and 30
+        days) then leaves room for over-dialing (fixed ratio, predictive) instead of holding
+        the warm-up of a campaign that never talked to anyone."""
+        at = datetime.now(UTC) - timedelta(minutes=1)
+        async with make_sessionmaker(self.engine).begin() as s:
+            lead = Lead(
+                campaign_id=campaign_id,
+                dedupe_key=f"history:{campaign_id}",
+                customer_name="Historial",
+                status=LeadStatus.CONTACTED,
+            )
+            s.add(lead)
+            await s.flush()
+            for i in range(answers):
+                s.add(
+                    CallAttempt(
+                        lead_id=lead.id,
+                        campaign_id=campaign_id,
+                        number="+573000000000",
+                        attempt_number=i + 1,
+                        mode=DialMode.PROGRESSIVE,
+                        created_at=at,
+                        dialed_at=at,
+                        answered_at=at,
+                        connected_at=at,
+                        ended_at=at,
+                        outcome=CallOutcome.ANSWERED_CONNECTED,
+                        detail="pbx tier: history",
+                    )
+                )
+
+    async def final_attempts(
+        self, campaign_id: int, numbers: Iterable[str]
+    ) -> dict[str, CallAttempt] | None:
+        """number -> its latest attempt, once every number's latest attempt has an outcome."""
+        latest: dict[str, CallAttempt] = {}
+        for a in await self.attempts(campaign_id):
+            latest[a.number] = a
+        wanted = list(numbers)
+        if all(n in latest and latest[n].outcome is not None for n in wanted):
+            return {n: latest[n] for n in wanted}
+        return None
+
+    async def wait_final(
+        self, campaign_id: int, numbers: Iterable[str], *, within: float = 60.0
+    ) -> dict[str, CallAttempt]:
+        wanted = list(numbers)
+        return await wait_until(
+            lambda: self.final_attempts(campaign_id, wanted),
+            within=within,
+            what=f"the outcomes of {len(wanted)} call(s)",
+        )
+
+    async def attempt_of(self, campaign_id: int, number: str) -> CallAttempt | None:
+        """The latest attempt on ``number`` (its row exists from before the Originate)."""
+        rows = [a for a in await self.attempts(campaign_id) if a.number == number]
+        return rows[-1] if rows else None
+
+    async def lead(self, lead_id: int) -> Lead:
+        async with make_sessionmaker(self.engine)() as s:
+            lead = await s.get(Lead, lead_id)
+            assert lead is not None
+            return lead
+
+    async def phones(self, lead_id: int) -> list[Phone]:
+        async with make_sessionmaker(self.engine)() as s:
+            return list(await s.scalars(sa.select(Phone).where(Phone.lead_id == lead_id)))
+
+    # ------------------------------------------------------------------ PBX
+    def channels(self) -> list[dict[str, str]]:
+        """``core show channels concise``: one dict per channel (name, context, exten,
+        state, app, data, uniqueid)."""
+        out = []
+        for line in self.lab.cli("core show channels concise").splitlines():
+            f = line.split("!")
+            if len(f) < 14:
+                continue
+            out.append(
+                {
+                    "name": f[0],
+                    "context": f[1],
+                    "exten": f[2],
+                    "state": f[4],
+                    "app": f[5],
+                    "data": f[6],
+                    "uniqueid": f[13],
+                }
+            )
+        return out
+
+    def customer_channels(self, number: str) -> list[dict[str, str]]:
+        """The lab customer legs of ``number`` (``Local/{number}@marcador-lab-pstn``)."""
+        return [c for c in self.channels() if c["name"].startswith(f"Local/{number}@")]
+
+    def hangup_customer(self, number: str) -> bool:
+        """The lab customer ``number`` hangs up (every leg of it); False if it had none."""
+        legs = self.customer_channels(number)
+        for leg in legs:
+            self.lab.cli(f"channel request hangup {leg['name']}")
+        return bool(legs)
+
+    async def agent_on(self, clients: Iterable[AgentClient], attempt: str) -> AgentClient | None:
+        """The agent whose live state is in_call with ``attempt``, if any."""
+        for c in clients:
+            live = await c.live()
+            if live.get("state") == "in_call" and live.get("attempt") == attempt:
+                return c
+        return None
 
     async def whatsapp_rows(self, campaign_id: int) -> list[WhatsAppMessage]:
         async with make_sessionmaker(self.engine)() as s:

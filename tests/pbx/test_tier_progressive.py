@@ -76,20 +76,3 @@ async def test_progressive_campaign_records_every_behaviour(pbx_stack: PbxStack)
     queued = {r.lead_id for r in rows}
     assert leads[numbers["2"]] in queued  # busy
     assert leads[numbers["1"]] not in queued  # contacted: no fallback
-
-
-async def test_amd_on_machine_is_not_put_through(pbx_stack: PbxStack) -> None:
-    numbers = {d: lab_number(d, 200 + int(d)) for d in ("6", "7")}
-    camp, _ = await pbx_stack.seed_campaign(numbers.values(), amd=True, max_attempts=1)
-    users = await pbx_stack.add_agents(camp, ["1001", "1002"])
-    await pbx_stack.login_agents(camp, users)
-
-    async def all_final() -> dict[str, CallOutcome] | None:
-        rows = await pbx_stack.attempts(camp)
-        done = {a.number: a.outcome for a in rows if a.outcome is not None}
-        return done if len(done) == len(numbers) else None
-
-    outcomes = await wait_until(all_final, within=60, what="both outcomes")
-    assert {d: outcomes[n] for d, n in numbers.items()} == {
-        d: expected_outcome(n, amd=True) for d, n in numbers.items()
-    }
