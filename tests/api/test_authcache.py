@@ -188,10 +188,12 @@ async def test_users_in_use_are_reloaded_ahead_of_the_ttl(
 
     async with sm.begin() as s:
         await s.execute(sa.update(User).where(User.id == ana.user_id).values(active=False))
+    gate.clear()  # hold the next batch until it is seen (else it may finish before the reply)
     ticker.t += 0.02  # ageing again
     assert (await ana.get("/api/v1/agent/me")).status_code == 200  # starts the reload
     batch = cache._batch
     assert batch is not None
+    gate.set()
     await batch
     assert cache.users.get(ana.user_id, "0") is None  # disabled: dropped at once
     r = await ana.get("/api/v1/agent/me")
