@@ -83,7 +83,7 @@ class Rig:
             rows = await self.attempts()
             return len(rows) >= n and all(r.outcome is not None for r in rows)
 
-        await self.until(f"{n} finished attempt(s)", done, 20.0)
+        await self.until(f"{n} finished attempt(s)", done, 60.0)  # a bound, not a pace
         return await self.attempts()
 
     def agent_state(self) -> AgentState:
@@ -120,7 +120,7 @@ async def rig(
         run = asyncio.create_task(rt.engine.run(stop, tick=0.02))
         r = Rig(rt.engine, rt.simulator, camp.id)
         try:
-            await r.until("the campaign", _owned(rt.engine, camp.id), 5.0)
+            await r.until("the campaign", _owned(rt.engine, camp.id), 20.0)
             yield r
         finally:
             stop.set()
@@ -148,7 +148,7 @@ async def _login(r: Rig) -> None:
     async def ready() -> bool:
         return r.agent_state() is AgentState.READY
 
-    await r.until("the agent in the room", ready, 5.0)
+    await r.until("the agent in the room", ready, 20.0)
 
 
 @pytest.mark.slow
