@@ -1063,7 +1063,7 @@ class Pbx:
         ext = ch.exten
         attempt = self._var(ch, dp.VAR_ATTEMPT)
         self._newexten(ch, 1, "NoOp", f"MARCADOR on hold attempt={attempt} agent={ext}")
-        self._newexten(ch, 2, "StartMusicOnHold", "")
+        self._newexten(ch, 2, "ExecIf", "1?StartMusicOnHold()")  # IFMODULE(res_musiconhold.so)
         raw = self._var(ch, dp.VAR_HOLD_MAX)
         try:
             seconds = float(raw) if raw else float(dp.DEFAULT_HOLD_MAX)
@@ -1071,7 +1071,7 @@ class Pbx:
             seconds = float(dp.DEFAULT_HOLD_MAX)
         self._newexten(ch, 3, "Wait", raw or str(dp.DEFAULT_HOLD_MAX))
         await self.clock.sleep(seconds)
-        self._newexten(ch, 4, "StopMusicOnHold", "")
+        self._newexten(ch, 4, "ExecIf", "1?StopMusicOnHold()")
         self._newexten(ch, 5, "Goto", f"{dp.CTX_AGENT_ROOM},{ext},1")
         return dp.CTX_AGENT_ROOM, ext
 
