@@ -1,0 +1,165 @@
+"""Agent call controls in the API (issue 15): state rules (409 with a code), the command sent
+to the dialer, the dialer's refusal, and what the supervisor's live view shows."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+
+from dialer.db.models import Role
+from dialer.redis_client import StreamEntry, Streams
+from dialer.redis_keys import Keys
+from tests.api.helpers import (
+    MONDAY_10AM,
+    ApiClient,
+    make_campaign,
+    make_connected_attempt,
+    make_lead,
+)
+
+CALL = "/api/v1/agent/call"
+
+
+async def _set_state(
+    redis: aioredis.Redis, keys: Keys, agent_id: int, state: str, cid: int, **extra: str
+) -> None:
+    await redis.hset(  # type: ignore[misc]
+        keys.agent_state(agent_id),
+        mapping={
+            "state": state,
+            "since": (MONDAY_10AM - timedelta(seconds=30)).isoformat(),
+            "extension": "1001",
+            "campaign_id": str(cid),
+            "pause_code": "",
+            "attempt": "",
+            "on_hold_since": "",
+            "muted": "",
+            **extra,
+        },
+    )
+    await redis.sadd(keys.agents_online, str(agent_id))  # type: ignore[misc]
+
+
+async def _commands(redis: aioredis.Redis, keys: Keys) -> list[StreamEntry]:
+    return [
+        e
+        for e in await Streams(redis).read(keys.commands_stream, "0", count=100)
+        if e.type == "call_control"
+    ]
+
+
+async def _code(agent: ApiClient, path: str, body: dict[str, str] | None = None) -> str:
+    r = await agent.post(f"{CALL}/{path}", json=body or {})
+    assert r.status_code == 409, r.text
+    return str(r.json()["error"]["code"])
+
+
+async def test_call_controls_state_rules_and_commands(
+    app: FastAPI,
+    clients: Callable[..., Awaitable[ApiClient]],
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    cid = await make_campaign(app.state.sessionmaker)
+    agent = await clients("ana", Role.AGENT, campaigns=(cid,), extension="1001")
+    for action in ("hangup", "mute", "unmute", "hold", "resume"):
+        assert await _code(agent, action) == "not_logged_in"
+    await _set_state(redis, keys, agent.user_id, "ready", cid)
+    for action in ("hangup", "mute", "hold"):
+        assert await _code(agent, action) == "not_in_call"
+    assert await _code(agent, "dtmf", {"digits": "1"}) == "not_in_call"
+    lead = await make_lead(app.state.sessionmaker, cid, 1)
+    attempt = await make_connected_attempt(
+        app.state.sessionmaker, cid, lead, agent.user_id, outcome=None
+    )
+    await _set_state(redis, keys, agent.user_id, "in_call", cid, attempt=attempt)
+    assert await _code(agent, "unmute") == "not_muted"
+    assert await _code(agent, "resume") == "not_on_hold"
+    assert await _code(agent, "hold", {"attempt": "another-call"}) == "stale_call"
+    r = await agent.post(f"{CALL}/dtmf", json={"digits": "12x"})
+    assert r.status_code == 422, r.text
+    assert await _commands(redis, keys) == []  # nothing refused reached the dialer
+
+    # no dialer answers within command_wait_s: accepted as pending
+    for action, body in (("mute", {}), ("hold", {"attempt": attempt}), ("hangup", {})):
+        r = await agent.post(f"{CALL}/{action}", json=body)
+        assert r.status_code == 202, r.text
+        assert r.json()["command"] == "call_control"
+        assert r.json()["result"]["status"] == "pending"
+    r = await agent.post(f"{CALL}/dtmf", json={"digits": "*9#a"})
+    assert r.status_code == 202, r.text
+    sent = [
+        (e.data["action"], e.data["attempt"], e.data.get("digits"))
+        for e in await _commands(redis, keys)
+    ]
+    assert sent == [
+        ("mute", attempt, None),
+        ("hold", attempt, None),
+        ("hangup", attempt, None),
+        ("dtmf", attempt, "*9#A"),
+    ]
+
+    # the dialer's live state says muted and on hold: the opposite controls are refused
+    await _set_state(
+        redis,
+        keys,
+        agent.user_id,
+        "in_call",
+        cid,
+        attempt=attempt,
+        muted="1",
+        on_hold_since=MONDAY_10AM.isoformat(),
+    )
+    assert await _code(agent, "mute") == "already_muted"
+    assert await _code(agent, "hold") == "already_on_hold"
+    state = (await agent.get("/api/v1/agent/me")).json()["state"]
+    assert state["muted"] is True and state["on_hold_since"] == MONDAY_10AM.isoformat()
+
+    # the supervisor sees the customer on hold and the agent muted
+    sup = await clients("sofia", Role.SUPERVISOR, campaigns=(cid,))
+    live = (await sup.get(f"/api/v1/campaigns/{cid}/live")).json()
+    [row] = live["agents"]
+    assert row["muted"] is True and row["on_hold_since"] == MONDAY_10AM.isoformat()
+
+
+async def _refuse_first(redis: aioredis.Redis, keys: Keys, code: str) -> None:
+    """Answer the first command like a dialer that refuses it (``Keys.command_result``)."""
+    streams, last = Streams(redis), "0"
+    while True:
+        for entry in await streams.read(keys.commands_stream, last, block_ms=200):
+            last = entry.id
+            body = {
+                "command_id": entry.id,
+                "command": entry.type,
+                "status": "rejected",
+                "code": code,
+                "message": "the call has ended",
+                "agent_id": entry.data.get("agent_id"),
+            }
+            await redis.set(keys.command_result(entry.id), json.dumps(body), ex=60)
+            return
+
+
+async def test_a_dialer_refusal_is_a_409_with_its_code(
+    app: FastAPI,
+    clients: Callable[..., Awaitable[ApiClient]],
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    app.state.settings = app.state.settings.model_copy(
+        update={"api": app.state.settings.api.model_copy(update={"command_wait_s": 5.0})}
+    )
+    cid = await make_campaign(app.state.sessionmaker)
+    agent = await clients("ana", Role.AGENT, campaigns=(cid,), extension="1001")
+    await _set_state(redis, keys, agent.user_id, "in_call", cid, attempt="a1")
+    dialer = asyncio.create_task(_refuse_first(redis, keys, "call_gone"))
+    r = await agent.post(f"{CALL}/hold", json={})
+    await dialer
+    assert r.status_code == 409, r.text
+    assert r.json()["error"]["code"] == "call_gone"
+    assert r.json()["error"]["details"]["command_id"]
