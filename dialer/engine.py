@@ -47,7 +47,7 @@ from ami_bridge.tracker import (
     CallRinging,
     TrackerOutput,
 )
-from dialer.db.models import AgentStateLog, Campaign
+from dialer.db.models import AgentStateLog, Campaign, Lead
 from dialer.domain.agents import AgentSession, InvalidAgentTransition, longest_idle
 from dialer.domain.clock import Clock
 from dialer.domain.errors import AttemptLimitReached, NoDialablePhone
@@ -1425,6 +1425,76 @@ class Engine:
             },
         )
 
+    async def manual_dial(self, agent_id: int, lead_id: int) -> str:
+        """The agent dials a lead of their campaign by hand (a callback, a preview they chose).
+
+        Allowed READY or PAUSED (not while connecting), with no call and no preview on screen.
+        Every rule the dialer applies still applies: the lead is claimed through the same
+        :meth:`EngineStore.claim` (``evaluate_readiness``, what ``lead explain`` prints), and a
+        refusal carries its reasons (code ``not_eligible``). The call is then placed like a
+        preview call: the answered customer goes straight into the agent's room. Returns the
+        attempt uuid.
+        """
+        agent = self.agents.get(agent_id)
+        if agent is None or not agent.is_logged_in:
+            raise CallControlRefused("not_logged_in", "the agent is not logged in")
+        busy = agent.state not in (AgentState.READY, AgentState.PAUSED)
+        if busy or not agent.room_joined or agent.pause_code == "connecting":
+            raise CallControlRefused("agent_busy", f"cannot dial now ({agent.state.value})")
+        if agent_id in self.previews:
+            raise CallControlRefused("preview_pending", "call or skip the lead on screen first")
+        rt = self.campaigns.get(agent.campaign_id or -1)
+        if rt is None:
+            raise CallControlRefused(
+                "campaign_not_running", "this dialer does not run the campaign"
+            )
+        async with self.store.sm() as s:
+            lead = await s.get(Lead, lead_id)
+            lead_campaign = lead.campaign_id if lead is not None else None
+        if lead_campaign != rt.campaign.id:
+            raise CallControlRefused("lead_not_in_campaign", "the lead is not in your campaign")
+        server = self._pick_server(rt.campaign)
+        if server is None:
+            raise CallControlRefused("no_pbx", "no Asterisk link is up")
+        now = self._now()
+        lease_key = self.keys.lead_lease(lead_id)
+        if not await self.leases.acquire(
+            lease_key, self.config.dialer_id, self.config.lead_lease_ms
+        ):
+            raise CallControlRefused("lead_busy", "the lead is being dialed right now")
+        claimed, readiness = await self.store.claim(
+            lead_id, rt.campaign, self.config.dialer_id, now, self.config.claim_ttl
+        )
+        if not claimed:
+            await self.leases.release(lease_key, self.config.dialer_id)
+            if readiness is None:
+                raise CallControlRefused("lead_busy", "the lead is claimed or closed")
+            raise CallControlRefused(
+                "not_eligible",
+                f"{readiness.summary_es()} [{', '.join(r.code.value for r in readiness.failed)}]",
+            )
+        agent = self.agents.get(agent_id)
+        if agent is not None and agent.state is AgentState.PAUSED and agent.room_joined:
+            agent = agent.ready(now)  # no await until the call reserves the agent
+        if agent is None or not agent.is_available:
+            await self.store.release_claim(lead_id)
+            await self.leases.release(lease_key, self.config.dialer_id)
+            raise CallControlRefused("agent_busy", "the agent took another call meanwhile")
+        # Held RESERVED (no attempt yet) while the attempt row is written: no customer waiting
+        # in hold can be given to this agent meanwhile; _originate_claimed reserves for real.
+        self.agents[agent_id] = agent.reserve("", now)
+        if not await self._originate_claimed(
+            rt, lead_id, server, now, DialMode.PREVIEW, preview_agent=agent
+        ):
+            self.agents[agent_id] = agent
+            await self._log_agent(agent_id)
+            raise CallControlRefused("not_dialable", "the lead has no dialable phone left")
+        attempt = self.agents[agent_id].call_attempt or ""
+        call = self.calls.get(attempt)
+        if call is not None:
+            await self._record_control(call, agent_id, "manual_dial", now, {})
+        return attempt
+
     async def _record_control(
         self, call: LiveCall, agent_id: int, action: str, now: datetime, detail: dict[str, Any]
     ) -> None:
@@ -1573,6 +1643,8 @@ class Engine:
                 await self.preview_skip(int(d["agent_id"]))
             elif entry.type in ("spy", "spy_stop"):
                 await self._spy_command(entry)
+            elif entry.type == "manual_dial":
+                await self.manual_dial(int(d["agent_id"]), int(d["lead_id"]))
             elif entry.type == "call_control":
                 await self.call_control(
                     int(d["agent_id"]),

@@ -872,3 +872,65 @@ async def agent_call_resume(ctx: Ctx, body: CallControlIn | None = None) -> Acce
 )
 async def agent_call_dtmf(body: DtmfIn, ctx: Ctx) -> Accepted:
     return await _call_control(ctx, "dtmf", None, {"digits": body.digits.upper()})
+
+
+class ManualDialIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lead_id: BodyId
+
+
+@router.post(
+    "/call/dial",
+    status_code=202,
+    summary="Dial a lead of your campaign by hand (a callback, a preview you chose)",
+    responses={
+        409: {"description": "Not allowed now, or the lead fails a rule (code not_eligible)"}
+    },
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_call_dial(body: ManualDialIn, ctx: Ctx) -> Accepted:
+    """Every rule of the dialer applies (``GET /leads/{id}/explain``): a refusal lists the
+    failing rules with their Spanish explanation. The dialer claims the lead through the same
+    check before it dials; the answered customer goes straight into your room."""
+    me = _me(ctx)
+    state = await _state(ctx, me)
+    _require_logged_in(state, "dial")
+    if state.state not in (AgentState.READY.value, AgentState.PAUSED.value) or (
+        state.pause_code == "connecting"
+    ):
+        raise ApiError(409, "agent_busy", f"you cannot dial now ({state.state})")
+    if state.preview_lead is not None:
+        raise ApiError(409, "preview_pending", "call or skip the lead on your screen first")
+    lead = await ctx.db.get(Lead, body.lead_id)
+    if lead is None or not await ctx.can_see_campaign(lead.campaign_id):
+        raise not_found("lead", body.lead_id)
+    if lead.campaign_id != state.campaign_id:
+        raise ApiError(409, "lead_not_in_campaign", "the lead is not in your current campaign")
+    await ctx.db.rollback()
+    readiness = await EngineStore(ctx.sessionmaker).readiness(body.lead_id, ctx.now())
+    if not readiness.ready:
+        raise ApiError(
+            409,
+            "not_eligible",
+            readiness.summary_en(),
+            {
+                "summary_es": readiness.summary_es(),
+                "ready_at": readiness.ready_at.isoformat() if readiness.ready_at else None,
+                "rules": [r.to_dict() for r in readiness.failed],
+            },
+        )
+    accepted = await _command(ctx, "manual_dial", {"agent_id": me, "lead_id": body.lead_id})
+    answer = await _await_result(ctx, accepted.command_id)
+    if answer is not None and answer.get("status") == "rejected":
+        raise ApiError(
+            409,
+            str(answer.get("code") or "manual_dial_refused"),
+            str(answer.get("message") or "the dialer refused the call"),
+            {"command_id": accepted.command_id},
+        )
+    accepted.result = CommandResult(
+        command_id=accepted.command_id,
+        status=str(answer.get("status")) if answer else "pending",
+    )
+    return accepted

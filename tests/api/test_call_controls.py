@@ -7,11 +7,13 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from dialer.db.models import Role
+from dialer.db.models import Consent, Role
+from dialer.domain.outcomes import Channel, LeadStatus
 from dialer.redis_client import StreamEntry, Streams
 from dialer.redis_keys import Keys
 from tests.api.helpers import (
@@ -53,7 +55,7 @@ async def _commands(redis: aioredis.Redis, keys: Keys) -> list[StreamEntry]:
     ]
 
 
-async def _code(agent: ApiClient, path: str, body: dict[str, str] | None = None) -> str:
+async def _code(agent: ApiClient, path: str, body: dict[str, Any] | None = None) -> str:
     r = await agent.post(f"{CALL}/{path}", json=body or {})
     assert r.status_code == 409, r.text
     return str(r.json()["error"]["code"])
@@ -163,3 +165,49 @@ async def test_a_dialer_refusal_is_a_409_with_its_code(
     assert r.status_code == 409, r.text
     assert r.json()["error"]["code"] == "call_gone"
     assert r.json()["error"]["details"]["command_id"]
+
+
+async def test_manual_dial_checks_state_and_every_rule(
+    app: FastAPI,
+    clients: Callable[..., Awaitable[ApiClient]],
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    cid = await make_campaign(app.state.sessionmaker)
+    other = await make_campaign(app.state.sessionmaker, name="Otra")
+    agent = await clients("ana", Role.AGENT, campaigns=(cid, other), extension="1001")
+    ok = await make_lead(app.state.sessionmaker, cid, 1)
+    async with app.state.sessionmaker.begin() as s:  # consent under the store's person key
+        s.add(
+            Consent(
+                person_key="1001",
+                channel=Channel.VOICE,
+                proof="test",
+                granted_at=MONDAY_10AM - timedelta(days=30),
+            )
+        )
+    closed = await make_lead(app.state.sessionmaker, cid, 2, status=LeadStatus.EXHAUSTED)
+    elsewhere = await make_lead(app.state.sessionmaker, other, 3)
+    dial = f"{CALL}/dial"
+    assert await _code(agent, "dial", {"lead_id": ok}) == "not_logged_in"
+    await _set_state(redis, keys, agent.user_id, "in_call", cid, attempt="a1")
+    assert await _code(agent, "dial", {"lead_id": ok}) == "agent_busy"
+    await _set_state(redis, keys, agent.user_id, "paused", cid, pause_code="connecting")
+    assert await _code(agent, "dial", {"lead_id": ok}) == "agent_busy"
+    await _set_state(redis, keys, agent.user_id, "paused", cid, pause_code="manual_call")
+    r = await agent.post(dial, json={"lead_id": elsewhere})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "lead_not_in_campaign"
+    r = await agent.post(dial, json={"lead_id": closed})
+    assert r.status_code == 409, r.text
+    err = r.json()["error"]
+    assert err["code"] == "not_eligible"
+    assert "lead_status" in [rule["code"] for rule in err["details"]["rules"]]
+    assert err["details"]["summary_es"]
+    assert await _commands(redis, keys) == []
+    r = await agent.post(dial, json={"lead_id": ok})
+    assert r.status_code == 202, r.text
+    sent = [
+        (e.type, e.data["lead_id"])
+        for e in await Streams(redis).read(keys.commands_stream, "0", count=100)
+    ]
+    assert sent == [("manual_dial", ok)]

@@ -79,7 +79,8 @@ async def test_call_controls_on_the_simulator(settings: Settings, tmp_path: Path
         sm = engine.store.sm
         camp = await make_campaign(sm, name=f"Controls {tmp_path.name}")
         await make_agent(sm, 901, "1001")
-        lead = await make_lead(sm, camp.id, 1)
+        await make_lead(sm, camp.id, 1)
+        no_consent = await make_lead(sm, camp.id, 3, consent=False)
         stop = asyncio.Event()
         runner = asyncio.create_task(engine.run(stop, tick=0.03))
         room = dialplan.agent_room("1001")
@@ -94,6 +95,7 @@ async def test_call_controls_on_the_simulator(settings: Settings, tmp_path: Path
             await _until(lambda: engine.agents[901].state is AgentState.IN_CALL)
             attempt = engine.agents[901].call_attempt
             assert attempt is not None
+            lead_id = engine.calls[attempt].lead_id
             customer = engine.calls[attempt].channel
             assert customer is not None
             agent_chan = engine.agent_room_channel[901]
@@ -152,6 +154,28 @@ async def test_call_controls_on_the_simulator(settings: Settings, tmp_path: Path
             with pytest.raises(CallControlRefused) as refused:
                 await engine.call_control(901, "hangup")
             assert refused.value.code == "not_in_call"
+
+            # manual dial: not while wrapping up; a lead failing a rule is refused with why
+            second = await make_lead(sm, camp.id, 2)
+            with pytest.raises(CallControlRefused) as refused:
+                await engine.manual_dial(901, second.id)
+            assert refused.value.code == "agent_busy"
+            await engine.agent_command(901, "dispositioned", pause_code="manual_call")
+            assert engine.agents[901].pause_code == "manual_call"
+            with pytest.raises(CallControlRefused) as refused:
+                await engine.manual_dial(901, no_consent.id)
+            assert refused.value.code == "not_eligible" and "consent" in str(refused.value)
+            manual = await engine.manual_dial(901, second.id)
+            assert engine.calls[manual].lead_id == second.id and engine.calls[manual].preview
+            await _until(
+                lambda: (
+                    engine.agents[901].state is AgentState.IN_CALL
+                    and engine.agents[901].call_attempt == manual
+                )
+            )
+            second_chan = engine.calls[manual].channel
+            assert second_chan is not None
+            assert _chan(sim, second_chan) == (dialplan.CTX_PREVIEW, room)
         finally:
             stop.set()
             await runner
@@ -159,7 +183,7 @@ async def test_call_controls_on_the_simulator(settings: Settings, tmp_path: Path
             events = (
                 await s.scalars(
                     sa.select(LeadEvent)
-                    .where(LeadEvent.lead_id == lead.id, LeadEvent.kind == "call_control")
+                    .where(LeadEvent.lead_id == lead_id, LeadEvent.kind == "call_control")
                     .order_by(LeadEvent.id)
                 )
             ).all()
@@ -176,3 +200,14 @@ async def test_call_controls_on_the_simulator(settings: Settings, tmp_path: Path
         assert events[4].detail["digits"] == 2  # how many, never which
         assert [a.action for a in audit] == [f"call.{x}" for x in want]
         assert {a.actor for a in audit} == {"user:901"}
+        async with sm() as s:
+            manual_events = (
+                await s.scalars(
+                    sa.select(LeadEvent.reason).where(
+                        LeadEvent.lead_id == second.id, LeadEvent.kind == "call_control"
+                    )
+                )
+            ).all()
+            refusal = await s.scalar(sa.select(LeadEvent).where(LeadEvent.lead_id == no_consent.id))
+        assert list(manual_events) == ["manual_dial"]
+        assert refusal is not None and refusal.reason == "consent"  # the dialer's own record
