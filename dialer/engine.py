@@ -1425,6 +1425,87 @@ class Engine:
             },
         )
 
+    async def transfer(self, agent_id: int, target_id: int, *, attempt: str | None = None) -> None:
+        """Blind transfer of the agent's connected call to another READY agent of the campaign.
+
+        The customer is Redirected into the target's room (``marcador-agent-room,<ext>``); the
+        target goes IN_CALL on that call (screen-pop: the same lead and history) and owns its
+        disposition (``CallAttempt.agent_id``); the transferring agent is READY at once, with
+        no disposition to give. An open hold is closed, the transferring agent unmuted, and
+        supervisors spying on them are hung up (their spy belongs to the call).
+        """
+        agent, call = self._controlled_call(agent_id, attempt)
+        target = self.agents.get(target_id)
+        if target_id == agent_id or target is None or target.campaign_id != agent.campaign_id:
+            raise CallControlRefused("target_unavailable", "no such agent in your campaign")
+        if not target.is_available or target.extension is None:
+            raise CallControlRefused("target_unavailable", "that agent is not ready")
+        if target_id in self.previews:
+            raise CallControlRefused("target_unavailable", "that agent has a preview on screen")
+        channel, now = call.channel, self._now()
+        assert channel is not None
+        self.agents[target_id] = target.reserve(call.uuid, now)  # before any await
+        try:
+            await self.tel.redirect(call.server, channel, dialplan.CTX_AGENT_ROOM, target.extension)
+        except AMIError:
+            current = self.agents.get(target_id)
+            if current is not None and current.state is AgentState.RESERVED:
+                self.agents[target_id] = current.release_reservation(self._now())
+            raise
+        reserved = self.agents[target_id]
+        self.agents[target_id] = reserved.connected(call.uuid, now)
+        call.agent_id = target_id
+        detail: dict[str, Any] = {"from_agent": agent_id, "to_agent": target_id}
+        if call.on_hold_since is not None:
+            held = (now - call.on_hold_since).total_seconds()
+            call.hold_seconds += held
+            call.on_hold_since = None
+            detail["held_seconds"] = round(held, 1)
+        was_muted, call.muted = call.muted, False
+        current = self.agents[agent_id]
+        self.agents[agent_id] = current.call_ended(0, now).dispositioned(now)
+        log.info("call_transferred", attempt=call.uuid, agent=agent_id, to=target_id)
+        await self._end_spies_on(call.uuid)
+        try:
+            await self.store.transfer_attempt(call.uuid, target_id)
+        except Exception as exc:
+            log.warning("transfer_record_failed", attempt=call.uuid, error=type(exc).__name__)
+        await self._record_control(call, agent_id, "transfer", now, detail)
+        if was_muted and agent.extension and agent_id in self.agent_room_channel:
+            try:
+                await self.tel.confbridge_mute(
+                    call.server,
+                    dialplan.agent_room(agent.extension),
+                    self.agent_room_channel[agent_id],
+                    mute=False,
+                )
+            except AMIError as exc:
+                log.warning("agent_unmute_failed", agent=agent_id, error=type(exc).__name__)
+        await self._log_agent(target_id)
+        await self._log_agent(agent_id)
+        await self.publish(
+            "screen_pop",
+            {
+                "agent_id": target_id,
+                "attempt": call.uuid,
+                "lead_id": call.lead_id,
+                "campaign_id": call.campaign_id,
+                "transferred_from": agent_id,
+            },
+        )
+        await self.publish(
+            "call_control",
+            {
+                "agent_id": agent_id,
+                "attempt": call.uuid,
+                "lead_id": call.lead_id,
+                "campaign_id": call.campaign_id,
+                "action": "transfer",
+                "to_agent": target_id,
+            },
+        )
+        await self._agent_ready(agent_id)
+
     async def manual_dial(self, agent_id: int, lead_id: int) -> str:
         """The agent dials a lead of their campaign by hand (a callback, a preview they chose).
 
@@ -1645,6 +1726,12 @@ class Engine:
                 await self._spy_command(entry)
             elif entry.type == "manual_dial":
                 await self.manual_dial(int(d["agent_id"]), int(d["lead_id"]))
+            elif entry.type == "call_control" and d.get("action") == "transfer":
+                await self.transfer(
+                    int(d["agent_id"]),
+                    int(d["target_agent_id"]),
+                    attempt=str(d.get("attempt") or "") or None,
+                )
             elif entry.type == "call_control":
                 await self.call_control(
                     int(d["agent_id"]),

@@ -559,6 +559,16 @@ class EngineStore:
                 )
             )
 
+    async def transfer_attempt(self, uuid: str, agent_id: int) -> None:
+        """A connected call was transferred: the attempt (and so its disposition) now belongs
+        to ``agent_id``."""
+        async with self.sm() as s, s.begin():
+            await s.execute(
+                sa.update(CallAttempt)
+                .where(CallAttempt.uuid == uuid, CallAttempt.outcome.is_(None))
+                .values(agent_id=agent_id)
+            )
+
     async def take_claim(self, lead_id: int, owner: str, now: datetime, ttl: timedelta) -> None:
         """Take over a dead dialer's claim on a lead whose call this dialer now follows."""
         async with self.sm() as s, s.begin():

@@ -770,6 +770,7 @@ _CONTROL_RULES: dict[str, tuple[Callable[[LiveState], bool], str, str] | None] =
     "unmute": (lambda st: st.muted, "not_muted", "you are not muted"),
     "hold": (lambda st: st.on_hold_since is None, "already_on_hold", "the call is on hold"),
     "resume": (lambda st: st.on_hold_since is not None, "not_on_hold", "the call is not on hold"),
+    "transfer": None,
 }
 
 
@@ -934,3 +935,75 @@ async def agent_call_dial(body: ManualDialIn, ctx: Ctx) -> Accepted:
         status=str(answer.get("status")) if answer else "pending",
     )
     return accepted
+
+
+class TransferIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target_agent_id: BodyId = Field(description="A READY agent of your campaign")
+    attempt: str | None = Field(default=None, max_length=64)
+
+
+class TransferTarget(BaseModel):
+    id: int
+    full_name: str
+    extension: str | None
+    state: str
+
+
+async def _transfer_targets(ctx: RequestContext, me: int, campaign_id: int) -> list[TransferTarget]:
+    """The other agents logged in to ``campaign_id`` (with their live state)."""
+    raw_online: set[str] = await ctx.redis.smembers(ctx.keys.agents_online)  # type: ignore[misc]
+    online = sorted(int(x) for x in raw_online if str(x).isdigit() and int(x) != me)
+    out: list[TransferTarget] = []
+    for user_id in online:
+        live = await live_agent_state(ctx.redis, ctx.keys, user_id)
+        if live.get("campaign_id") != str(campaign_id):
+            continue
+        user = await ctx.db.get(User, user_id)
+        if user is None:
+            continue
+        out.append(
+            TransferTarget(
+                id=user_id,
+                full_name=user.full_name,
+                extension=live.get("extension") or user.extension,
+                state=live.get("state") or AgentState.LOGGED_OUT.value,
+            )
+        )
+    return out
+
+
+@router.get(
+    "/transfer-targets",
+    summary="Agents of your campaign you may transfer your call to (READY ones can take it)",
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_transfer_targets(ctx: Ctx) -> list[TransferTarget]:
+    me = _me(ctx)
+    state = await _state(ctx, me)
+    if state.campaign_id is None:
+        return []
+    return await _transfer_targets(ctx, me, state.campaign_id)
+
+
+@router.post(
+    "/call/transfer",
+    status_code=202,
+    summary="Blind transfer of your call to a READY agent of your campaign",
+    responses=_CONTROL_RESPONSES,
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_call_transfer(body: TransferIn, ctx: Ctx) -> Accepted:
+    """The lead, its history and the disposition go with the call to the new agent; you are
+    READY at once."""
+    me = _me(ctx)
+    state = await _state(ctx, me)
+    if state.campaign_id is not None and state.state == AgentState.IN_CALL.value:
+        targets = {t.id: t for t in await _transfer_targets(ctx, me, state.campaign_id)}
+        target = targets.get(body.target_agent_id)
+        if target is None or target.state != AgentState.READY.value:
+            raise ApiError(409, "target_unavailable", "that agent is not ready in your campaign")
+    return await _call_control(
+        ctx, "transfer", body.attempt, {"target_agent_id": body.target_agent_id}
+    )

@@ -211,3 +211,35 @@ async def test_manual_dial_checks_state_and_every_rule(
         for e in await Streams(redis).read(keys.commands_stream, "0", count=100)
     ]
     assert sent == [("manual_dial", ok)]
+
+
+async def test_transfer_needs_a_ready_agent_of_the_campaign(
+    app: FastAPI,
+    clients: Callable[..., Awaitable[ApiClient]],
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    cid = await make_campaign(app.state.sessionmaker)
+    other = await make_campaign(app.state.sessionmaker, name="Otra")
+    ana = await clients("ana", Role.AGENT, campaigns=(cid,), extension="1001")
+    beto = await clients("beto", Role.AGENT, campaigns=(cid,), extension="1002")
+    caro = await clients("caro", Role.AGENT, campaigns=(other,), extension="1003")
+    xfer = f"{CALL}/transfer"
+    r = await ana.post(xfer, json={"target_agent_id": beto.user_id})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "not_logged_in"
+    await _set_state(redis, keys, ana.user_id, "in_call", cid, attempt="a1")
+    r = await ana.post(xfer, json={"target_agent_id": beto.user_id})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "target_unavailable"
+    await _set_state(redis, keys, beto.user_id, "paused", cid, pause_code="break")
+    await _set_state(redis, keys, caro.user_id, "ready", other)
+    targets = (await ana.get("/api/v1/agent/transfer-targets")).json()
+    assert [(t["id"], t["state"]) for t in targets] == [(beto.user_id, "paused")]
+    for target in (beto.user_id, caro.user_id):
+        r = await ana.post(xfer, json={"target_agent_id": target})
+        assert r.status_code == 409 and r.json()["error"]["code"] == "target_unavailable"
+    await _set_state(redis, keys, beto.user_id, "ready", cid)
+    r = await ana.post(xfer, json={"target_agent_id": beto.user_id})
+    assert r.status_code == 202, r.text
+    [sent] = await _commands(redis, keys)
+    assert sent.data["action"] == "transfer"
+    assert sent.data["target_agent_id"] == beto.user_id and sent.data["attempt"] == "a1"

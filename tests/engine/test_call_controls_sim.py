@@ -211,3 +211,89 @@ async def test_call_controls_on_the_simulator(settings: Settings, tmp_path: Path
             refusal = await s.scalar(sa.select(LeadEvent).where(LeadEvent.lead_id == no_consent.id))
         assert list(manual_events) == ["manual_dial"]
         assert refusal is not None and refusal.reason == "consent"  # the dialer's own record
+
+
+async def test_blind_transfer_to_a_ready_agent_on_the_simulator(
+    settings: Settings, tmp_path: Path
+) -> None:
+    from dialer.db.migrate import upgrade
+    from dialer.db.models import CallAttempt
+
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'transfer.db'}"
+    settings = settings.model_copy(
+        update={"database": settings.database.model_copy(update={"url": db_url})}
+    )
+    await asyncio.to_thread(upgrade, db_url)
+    sim_cfg = SimulatorConfig(
+        speed=SPEED,
+        seed=7,
+        agents=[Agent("1001", answer_delay=0.2), Agent("1002", answer_delay=0.2)],
+        population=Population(
+            answer=1.0,
+            busy=0,
+            congestion=0,
+            invalid=0,
+            rejected=0,
+            machine=0,
+            ring_mean=1.0,
+            ring_sd=0.1,
+            talk_mean=3000.0,
+            talk_sd=1.0,
+        ),
+    )
+    clock = ScaledClock(START, speed=SPEED)
+    async with dialer_runtime(settings, clock, simulator_config=sim_cfg, dialer_name="xfer") as rt:
+        engine, sim = rt.engine, rt.simulator
+        assert sim is not None
+        sm = engine.store.sm
+        camp = await make_campaign(sm, name=f"Transfer {tmp_path.name}")
+        await make_agent(sm, 901, "1001")
+        await make_agent(sm, 902, "1002")
+        await make_lead(sm, camp.id, 1)
+        stop = asyncio.Event()
+        runner = asyncio.create_task(engine.run(stop, tick=0.03))
+        try:
+            await _until(lambda: camp.id in engine.campaigns)
+            await engine.agent_login(901, "1001", camp.id)
+            await engine.agent_login(902, "1002", camp.id)
+            await _until(lambda: any(a.state is AgentState.IN_CALL for a in engine.agents.values()))
+            src = next(i for i, a in engine.agents.items() if a.state is AgentState.IN_CALL)
+            dst = 902 if src == 901 else 901
+            await _until(lambda: engine.agents[dst].state is AgentState.READY)
+            attempt = engine.agents[src].call_attempt
+            assert attempt is not None
+            customer = engine.calls[attempt].channel
+            assert customer is not None
+            dst_room = dialplan.agent_room(engine.agents[dst].extension or "")
+
+            with pytest.raises(CallControlRefused) as refused:
+                await engine.transfer(src, src)
+            assert refused.value.code == "target_unavailable"
+            await engine.call_control(src, "hold")
+            await engine.transfer(src, dst)
+            await _until(lambda: _chan(sim, customer) == (dialplan.CTX_AGENT_ROOM, dst_room))
+            assert engine.agents[dst].state is AgentState.IN_CALL
+            assert engine.agents[dst].call_attempt == attempt
+            assert engine.agents[src].state is AgentState.READY  # no disposition to give
+            assert engine.calls[attempt].agent_id == dst
+            assert engine.calls[attempt].on_hold_since is None
+
+            await engine.call_control(dst, "hangup")
+            await _until(lambda: engine.agents[dst].state is AgentState.WRAP_UP)
+            assert engine.agents[src].state is AgentState.READY
+        finally:
+            stop.set()
+            await runner
+        async with sm() as s:
+            row = await s.scalar(sa.select(CallAttempt).where(CallAttempt.uuid == attempt))
+            reasons = (
+                await s.scalars(
+                    sa.select(LeadEvent.reason)
+                    .where(LeadEvent.kind == "call_control")
+                    .order_by(LeadEvent.id)
+                )
+            ).all()
+            xfer = await s.scalar(sa.select(AuditLog).where(AuditLog.action == "call.transfer"))
+        assert row is not None and row.agent_id == dst  # the disposition is the new agent's
+        assert list(reasons) == ["hold", "transfer", "hangup"]
+        assert xfer is not None and xfer.detail["to_agent"] == dst
