@@ -1,4 +1,5 @@
-// Agent screen: call controls (issue 15) - hang up, mute / unmute, hold / resume, DTMF.
+// Agent screen: call controls (issue 15) - hang up, mute / unmute, hold / resume, DTMF,
+// blind transfer to a ready agent, and the manual dial card.
 // Kept apart from agent.js: it learns the agent's live state from the "marcador:agent-me"
 // event agent.js dispatches on each refresh, and asks for a refresh with
 // "marcador:agent-refresh" after each action. API: POST /api/v1/agent/call/<action>.
@@ -15,6 +16,13 @@ const ERRORS_ES = {
   not_on_hold: "El cliente no está en espera.",
   invalid_digits: "Marque solo 0-9, * y #.",
   agent_channel_unknown: "No se encontró su canal en la sala. Intente de nuevo.",
+  target_unavailable: "Ese asesor no está disponible para recibir la llamada.",
+  agent_busy: "No puede marcar ahora: termine la llamada o la tipificación.",
+  preview_pending: "Llame o salte primero el cliente de la vista previa.",
+  lead_not_in_campaign: "Ese cliente no es de su campaña.",
+  lead_busy: "Ese cliente está siendo llamado en este momento.",
+  not_dialable: "Ese cliente no tiene un teléfono marcable.",
+  campaign_not_running: "La campaña no está activa.",
 };
 
 const OK_ES = {
@@ -24,6 +32,7 @@ const OK_ES = {
   hold: "Cliente en espera",
   resume: "Cliente de vuelta en la llamada",
   dtmf: "Tonos enviados",
+  transfer: "Llamada transferida",
 };
 
 const calls = { me: null, busy: false, holdTimer: null };
@@ -95,8 +104,10 @@ function holdClock() {
 }
 
 function render() {
+  renderManual();
   const bar = $("controles-llamada");
   if (!bar) return;
+  if (inCall() && bar.hidden) loadTargets();
   const live = inCall();
   bar.hidden = !live;
   if (!live) return;
@@ -111,7 +122,7 @@ function render() {
   holdBtn.append(st.on_hold_since ? "Retomar " : "En espera ", kbd("F7"));
   holdBtn.setAttribute("aria-pressed", st.on_hold_since ? "true" : "false");
   holdBtn.classList.toggle("btn-warn", !!st.on_hold_since);
-  for (const id of ["btn-silenciar", "btn-espera", "btn-colgar", "btn-dtmf"]) {
+  for (const id of ["btn-silenciar", "btn-espera", "btn-colgar", "btn-dtmf", "btn-transferir"]) {
     $(id).disabled = calls.busy;
   }
   holdClock();
@@ -121,6 +132,75 @@ function kbd(text) {
   const k = document.createElement("kbd");
   k.textContent = text;
   return k;
+}
+
+// ------------------------------------------------------------------ transfer
+async function loadTargets() {
+  const sel = $("transferir-a");
+  let targets = [];
+  try {
+    targets = await api("GET", `${API}/agent/transfer-targets`);
+  } catch {
+    targets = [];
+  }
+  const keep = sel.value;
+  sel.textContent = "";
+  sel.append(new Option("Transferir a…", ""));
+  for (const t of targets) {
+    const label = `${t.full_name}${t.extension ? ` (${t.extension})` : ""}${t.state === "ready" ? "" : " · ocupado"}`;
+    const opt = new Option(label, String(t.id));
+    opt.disabled = t.state !== "ready";
+    sel.append(opt);
+  }
+  sel.value = keep;
+}
+
+function transfer() {
+  const sel = $("transferir-a");
+  if (!inCall()) return;
+  if (!sel.value) {
+    loadTargets();
+    sel.focus();
+    return;
+  }
+  const name = sel.options[sel.selectedIndex].text;
+  if (window.confirm(`¿Transferir la llamada a ${name}? El cliente, su historial y la tipificación pasan a ese asesor.`)) {
+    control("transfer", { target_agent_id: Number(sel.value) });
+  }
+}
+
+// ------------------------------------------------------------------ manual dial
+function canDial() {
+  const s = calls.me && calls.me.state;
+  if (!s || calls.me.call || s.preview_lead) return false;
+  return s.state === "ready" || (s.state === "paused" && s.pause_code !== "connecting");
+}
+
+function renderManual() {
+  const card = $("llamada-manual");
+  if (card) card.hidden = !canDial();
+}
+
+async function manualDial() {
+  const input = $("manual-cliente");
+  const box = $("error-llamada-manual");
+  const leadId = Number(input.value.trim());
+  box.hidden = true;
+  if (!canDial() || !Number.isInteger(leadId) || leadId <= 0) {
+    input.focus();
+    return;
+  }
+  try {
+    await api("POST", `${API}/agent/call/dial`, { lead_id: leadId });
+    input.value = "";
+    toast("Llamando al cliente…", "ok", 2500);
+  } catch (err) {
+    const d = (err instanceof ApiFailure && err.details) || {};
+    box.textContent = err.code === "not_eligible" && d.summary_es ? `No se puede llamar: ${d.summary_es}` : errorEs(err);
+    box.hidden = false;
+  } finally {
+    document.dispatchEvent(new CustomEvent("marcador:agent-refresh"));
+  }
 }
 
 document.addEventListener("marcador:agent-me", (ev) => {
@@ -134,6 +214,12 @@ if ($("controles-llamada")) {
   $("btn-espera").addEventListener("click", toggleHold);
   $("btn-colgar").addEventListener("click", hangup);
   $("btn-dtmf").addEventListener("click", sendDtmf);
+  $("btn-transferir").addEventListener("click", transfer);
+  $("transferir-a").addEventListener("focus", loadTargets);
+  $("form-llamada-manual").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    manualDial();
+  });
   $("dtmf-digitos").addEventListener("keydown", (ev) => {
     if (ev.key === "Enter") {
       ev.preventDefault();
@@ -143,8 +229,19 @@ if ($("controles-llamada")) {
 }
 
 document.addEventListener("keydown", (ev) => {
+  if (ev.key === "F4" && canDial()) {
+    ev.preventDefault();
+    $("manual-cliente").focus();
+    return;
+  }
   if (!inCall()) return;
-  const actions = { F6: toggleMute, F7: toggleHold, F8: hangup, F9: () => $("dtmf-digitos").focus() };
+  const actions = {
+    F6: toggleMute,
+    F7: toggleHold,
+    F8: hangup,
+    F9: () => $("dtmf-digitos").focus(),
+    F10: transfer,
+  };
   const run = actions[ev.key];
   if (run) {
     ev.preventDefault();

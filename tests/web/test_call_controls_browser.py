@@ -28,6 +28,7 @@ def test_agent_mutes_holds_and_hangs_up_from_the_screen(stack: LiveStack, browse
     browser.find_element(By.ID, "btn-conectar").click()
     wait(browser, 30, "the agent to be ready").until(lambda d: body_data(d, "state") == "ready")
     assert not browser.find_element(By.ID, "controles-llamada").is_displayed()
+    assert browser.find_element(By.ID, "llamada-manual").is_displayed()  # READY: may dial
 
     stack.call(lambda: stack.set_campaign_status(seeded.web_campaign, CampaignStatus.RUNNING))
     bar = browser.find_element(By.ID, "controles-llamada")
@@ -36,6 +37,7 @@ def test_agent_mutes_holds_and_hangs_up_from_the_screen(stack: LiveStack, browse
     )
     stack.call(lambda: stack.set_campaign_status(seeded.web_campaign, CampaignStatus.PAUSED))
     attempt = browser.find_element(By.ID, "ficha").get_attribute("data-attempt")
+    assert not browser.find_element(By.ID, "llamada-manual").is_displayed()
     body = browser.find_element(By.TAG_NAME, "body")
     mute, hold = (
         browser.find_element(By.ID, "btn-silenciar"),
