@@ -126,3 +126,45 @@ async def test_hangup_mute_hold_on_the_real_pbx(pbx_stack: PbxStack) -> None:
         want = ["mute", "unmute", "hold", "resume", "dtmf", "hangup"]
         assert list(kinds) == want
         assert list(actions) == [f"call.{w}" for w in want]
+
+
+async def test_blind_transfer_on_the_real_pbx(pbx_stack: PbxStack) -> None:
+    number = lab_number("0", 320)
+    camp, _ = await pbx_stack.seed_campaign([number], max_attempts=1)
+    users = await pbx_stack.add_agents(camp, ["1001", "1002"])
+    clients = await pbx_stack.login_agents(camp, users)
+    lab = pbx_stack.lab
+    customer = f"Local/{number}@"
+
+    async def someone_in_call() -> AgentClient | None:
+        for c in clients:
+            if await c.state() == "in_call":
+                return c
+        return None
+
+    src = await wait_until(someone_in_call, within=60, what="the customer connected")
+    dst = next(c for c in clients if c is not src)
+    assert await dst.state() == "ready"
+    attempt = (await src.live())["attempt"]
+    r = await src.post("/agent/call/transfer", {"target_agent_id": dst.user.id})
+    assert r.status_code == 202, r.text
+    assert r.json()["result"]["status"] == "accepted", r.text
+
+    async def in_dst_room() -> bool:
+        return any(c.startswith(customer) for c in _room(lab, dst.user.extension))
+
+    await wait_until(in_dst_room, within=10, what="the customer in the new agent's room")
+    assert not any(c.startswith(customer) for c in _room(lab, src.user.extension))
+    live = await dst.live()
+    assert live["state"] == "in_call" and live["attempt"] == attempt
+    assert (await dst.me())["call"]["attempt"]["uuid"] == attempt  # the screen-pop follows
+    assert await src.state() == "ready"
+
+    await _control(dst, "hangup")
+
+    async def dst_wrapping() -> bool:
+        return await dst.state() == "wrap_up"
+
+    await wait_until(dst_wrapping, within=15, what="the new agent wraps up")
+    (row,) = await pbx_stack.attempts(camp)
+    assert row.agent_id == dst.user.id and row.outcome is CallOutcome.ANSWERED_CONNECTED
