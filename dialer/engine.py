@@ -188,6 +188,8 @@ class LiveCall:
     on_hold_since: datetime | None = None
     hold_seconds: float = 0.0
     muted: bool = False
+    #: followed after a dialer restart: a mute set before it is unknown here
+    adopted: bool = False
 
     @property
     def waiting_in_hold(self) -> bool:
@@ -1605,10 +1607,13 @@ class Engine:
                 now,
                 {"held_seconds": round(held, 1), "hold_seconds": round(call.hold_seconds, 1)},
             )
-        if call.muted:
+        if call.muted or call.adopted:  # adopted: a mute from before the restart is unknown
             call.muted = False
             agent = self.agents.get(agent_id)
             name = self.agent_room_channel.get(agent_id)
+            if name is None and agent is not None and call.adopted:
+                with contextlib.suppress(CallControlRefused, AMIError):
+                    name = await self._agent_room_channel(agent_id, call.server)
             if agent is not None and agent.extension and name:
                 try:
                     await self.tel.confbridge_mute(
@@ -1967,8 +1972,12 @@ class Engine:
         """Follow a dead dialer's call that is still up on the PBX, to its end."""
         answered = live.channel_state == 6  # Up
         room = None
+        on_hold = False
         if live.context == dialplan.CTX_AGENT_ROOM and live.exten:
             room = dialplan.agent_room(live.exten)
+        elif live.context == dialplan.CTX_ONHOLD and live.exten:
+            # The agent had put the customer on hold (call controls): still that agent's call.
+            room, on_hold = dialplan.agent_room(live.exten), True
         elif live.application == "ConfBridge" and live.application_data.startswith(
             dialplan.ROOM_PREFIX
         ):
@@ -2010,6 +2019,8 @@ class Engine:
             channel=live.channel,
             answered_at=answered_at,
             agent_id=agent_id,
+            on_hold_since=now if on_hold else None,  # the hold's start died with the dialer
+            adopted=True,
         )
         await self.store.take_claim(
             orphan.lead_id, self.config.dialer_id, now, self.config.claim_ttl
