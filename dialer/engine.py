@@ -1337,6 +1337,20 @@ class Engine:
             raise CallControlRefused("call_gone", "the call has ended")
         return agent, call
 
+    async def _cancel_ringing(self, agent_id: int, attempt: str | None) -> bool:
+        """Hang up while the agent's own preview / manual call still rings (RESERVED): the
+        call is cancelled (CANCELLED if unanswered) and the reservation goes with its end."""
+        agent = self.agents.get(agent_id)
+        if agent is None or agent.state is not AgentState.RESERVED or not agent.call_attempt:
+            return False
+        call = self.calls.get(agent.call_attempt)
+        if call is None or not call.preview or (attempt and attempt != call.uuid):
+            return False
+        await self.tel.cancel(call.server, call.uuid)
+        log.info("call_control", agent=agent_id, attempt=call.uuid, action="hangup")
+        await self._record_control(call, agent_id, "hangup", self._now(), {"ringing": True})
+        return True
+
     async def _agent_room_channel(self, agent_id: int, server: str) -> str:
         """The agent's channel name in their room (for ConfbridgeMute): from their
         ConfbridgeJoin, else the PBX's channel list (a dialer restarted meanwhile)."""
@@ -1370,6 +1384,8 @@ class Engine:
         """
         if action not in CALL_CONTROLS:
             raise CallControlRefused("unknown_control", f"unknown call control {action!r}")
+        if action == "hangup" and await self._cancel_ringing(agent_id, attempt):
+            return
         agent, call = self._controlled_call(agent_id, attempt)
         channel, ext, now = call.channel, agent.extension, self._now()
         assert channel is not None and ext is not None  # checked by _controlled_call

@@ -780,7 +780,8 @@ async def _call_control(
     me = _me(ctx)
     state = await _state(ctx, me)
     _require_logged_in(state, "control a call")
-    if state.state != AgentState.IN_CALL.value or not state.attempt:
+    ringing = action == "hangup" and state.state == AgentState.RESERVED.value  # preview/manual
+    if (state.state != AgentState.IN_CALL.value and not ringing) or not state.attempt:
         raise ApiError(409, "not_in_call", f"there is no call to control ({state.state})")
     if attempt and attempt != state.attempt:
         raise ApiError(409, "stale_call", "that call is no longer your call")

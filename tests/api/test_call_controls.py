@@ -75,6 +75,12 @@ async def test_call_controls_state_rules_and_commands(
     for action in ("hangup", "mute", "hold"):
         assert await _code(agent, action) == "not_in_call"
     assert await _code(agent, "dtmf", {"digits": "1"}) == "not_in_call"
+    # a preview / manual call still ringing (RESERVED): only "hang up" (cancel) is allowed
+    await _set_state(redis, keys, agent.user_id, "reserved", cid, attempt="ringing-1")
+    assert await _code(agent, "hold") == "not_in_call"
+    r = await agent.post(f"{CALL}/hangup", json={})
+    assert r.status_code == 202, r.text
+    await redis.delete(keys.commands_stream)
     lead = await make_lead(app.state.sessionmaker, cid, 1)
     attempt = await make_connected_attempt(
         app.state.sessionmaker, cid, lead, agent.user_id, outcome=None
