@@ -42,13 +42,19 @@ function inCall() {
   return !!s && s.state === "in_call" && !!s.attempt;
 }
 
+// A manual / preview call still ringing: only "Colgar" (it cancels the call).
+function ringing() {
+  const s = calls.me && calls.me.state;
+  return !!s && s.state === "reserved" && !!s.attempt;
+}
+
 function errorEs(err) {
   if (err instanceof ApiFailure && ERRORS_ES[err.code]) return ERRORS_ES[err.code];
   return messageEs(err);
 }
 
 async function control(action, body) {
-  if (!inCall() || calls.busy) return;
+  if (!(inCall() || (action === "hangup" && ringing())) || calls.busy) return;
   calls.busy = true;
   render();
   try {
@@ -63,7 +69,7 @@ async function control(action, body) {
 }
 
 function hangup() {
-  if (inCall() && window.confirm("¿Colgar al cliente? Usted sigue en su sala y pasa a tipificar.")) {
+  if ((inCall() || ringing()) && window.confirm("¿Colgar al cliente? Usted sigue en su sala y pasa a tipificar.")) {
     control("hangup");
   }
 }
@@ -109,7 +115,10 @@ function render() {
   if (!bar) return;
   if (inCall() && bar.hidden) loadTargets();
   const live = inCall();
-  bar.hidden = !live;
+  bar.hidden = !live && !ringing();
+  for (const node of bar.children) {
+    if (node.id !== "btn-colgar") node.hidden = !live;
+  }
   if (!live) return;
   const st = calls.me.state;
   const muteBtn = $("btn-silenciar");
@@ -232,6 +241,11 @@ document.addEventListener("keydown", (ev) => {
   if (ev.key === "F4" && canDial()) {
     ev.preventDefault();
     $("manual-cliente").focus();
+    return;
+  }
+  if (ev.key === "F8" && ringing()) {
+    ev.preventDefault();
+    hangup();
     return;
   }
   if (!inCall()) return;

@@ -51,6 +51,7 @@ def test_agent_mutes_holds_and_hangs_up_from_the_screen(stack: LiveStack, browse
     body.send_keys(Keys.F6)  # unmute
     wait(browser, 15, "unmuted").until(lambda d: mute.get_attribute("aria-pressed") == "false")
 
+    assert not browser.find_element(By.ID, "espera-tiempo").is_displayed()
     body.send_keys(Keys.F7)  # hold
     wait(browser, 15, "on hold").until(lambda d: hold.get_attribute("aria-pressed") == "true")
     assert browser.find_element(By.ID, "espera-tiempo").is_displayed()
