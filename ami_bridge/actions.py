@@ -55,6 +55,7 @@ __all__ = [
     "ping",
     "pjsip_show_contacts",
     "pjsip_show_endpoints",
+    "play_dtmf",
     "raise_for_error",
     "redirect",
     "setvar",
@@ -279,6 +280,16 @@ def confbridge_unmute(conference: str, channel: str) -> ActionRequest:
         "ConfbridgeUnmute",
         (("Conference", _text(conference, "Conference")), ("Channel", _text(channel, "Channel"))),
     )
+
+
+def play_dtmf(channel: str, digit: str, duration_ms: int | None = None) -> ActionRequest:
+    """Send one DTMF digit toward ``channel``'s far end (``Receive`` unset: played out)."""
+    if len(digit) != 1 or digit.upper() not in "0123456789*#ABCD":
+        raise InvalidAction(f"PlayDTMF takes one digit 0-9 * # A-D, not {digit[:8]!r}")
+    headers: list[tuple[str, str]] = [("Channel", _text(channel, "Channel")), ("Digit", digit)]
+    if duration_ms is not None:
+        headers.append(("Duration", str(duration_ms)))
+    return ActionRequest("PlayDTMF", tuple(headers))
 
 
 def ping() -> ActionRequest:

@@ -867,6 +867,11 @@ class AmiConnection:
         build = act.confbridge_mute if mute else act.confbridge_unmute
         await self._single(build(conference, channel))
 
+    async def play_dtmf(self, channel: str, digits: str, duration_ms: int | None = None) -> None:
+        """PlayDTMF, one action per digit, in order."""
+        for digit in digits:
+            await self._single(act.play_dtmf(channel, digit, duration_ms))
+
     async def spy(
         self,
         supervisor_channel: str,

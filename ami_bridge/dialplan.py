@@ -15,6 +15,8 @@ Call flow (design.md §3-4):
   safe-harbor message, ``Hangup(16)``. That holds even when the dialer is dead.
 * **Preview** - ``Originate Channel: <customer>``, ``Context: marcador-preview``,
   ``Exten: <agent ext>``: the answered customer joins the agent's room directly.
+* **Hold** (agent call control) - ``Redirect`` of the customer to ``marcador-onhold,<ext>,1``
+  (music on hold), and back to ``marcador-agent-room,<ext>,1`` on resume.
 * **Supervisor** - ``Originate Channel: PJSIP/<supervisor>``, ``Context: marcador-spy``,
   ``Exten: listen`` / ``whisper`` / ``barge`` (literal extensions: a pattern such as
   ``_listen-X.`` would read the ``n`` as the wildcard N), ``Variable: MARCADOR_SPY_AGENT=<ext>``
@@ -39,6 +41,9 @@ CTX_AGENT_ROOM: Final = "marcador-agent-room"
 """Redirect target for a connected customer: ``exten => _X.`` joins agent ``${EXTEN}``'s room."""
 CTX_PREVIEW: Final = "marcador-preview"
 """Preview call: the answered customer goes straight into agent ``${EXTEN}``'s room."""
+CTX_ONHOLD: Final = "marcador-onhold"
+"""Agent's hold: ``exten => _X.`` plays music on hold to the customer of agent ``${EXTEN}``
+until the dialer Redirects them back to :data:`CTX_AGENT_ROOM` (or ``MARCADOR_HOLD_MAX`` s)."""
 CTX_SPY: Final = "marcador-spy"
 """Supervisor listen / whisper / barge via ChanSpy."""
 CTX_AGENT_PHONES: Final = "marcador-phones"
@@ -83,6 +88,8 @@ VAR_MACHINE_MESSAGE: Final = "MARCADOR_MACHINE_MESSAGE"
 """Sound file left on answering machines when ``MARCADOR_AMD=message``."""
 VAR_SPY_AGENT: Final = "MARCADOR_SPY_AGENT"
 """Agent extension a supervisor's ``marcador-spy`` call listens to (digits only)."""
+VAR_HOLD_MAX: Final = "MARCADOR_HOLD_MAX"
+"""Seconds a customer stays on hold before going back to the agent's room by themselves."""
 VAR_ABANDONED: Final = "MARCADOR_ABANDONED"
 """Set to ``1`` by the dialplan on the safe-harbor path: the call is ABANDONED."""
 VAR_AMDSTATUS: Final = "AMDSTATUS"
@@ -94,6 +101,7 @@ AMD_HANGUP: Final = "hangup"
 AMD_MESSAGE: Final = "message"
 
 DEFAULT_CONNECT_TIMEOUT: Final = 2.0
+DEFAULT_HOLD_MAX: Final = 600
 DEFAULT_SAFE_HARBOR: Final = "marcador/safe-harbor"
 DEFAULT_MACHINE_MESSAGE: Final = "marcador/machine-message"
 

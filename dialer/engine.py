@@ -47,7 +47,7 @@ from ami_bridge.tracker import (
     CallRinging,
     TrackerOutput,
 )
-from dialer.db.models import AgentStateLog, Campaign
+from dialer.db.models import AgentStateLog, Campaign, Lead
 from dialer.domain.agents import AgentSession, InvalidAgentTransition, longest_idle
 from dialer.domain.clock import Clock
 from dialer.domain.errors import AttemptLimitReached, NoDialablePhone
@@ -157,6 +157,16 @@ class Telephony(Protocol):
         """Drop a call the dialer no longer wants (outcome CANCELLED if not answered)."""
         ...
 
+    async def confbridge_mute(
+        self, server: str, conference: str, channel: str, *, mute: bool
+    ) -> None:
+        """ConfbridgeMute / ConfbridgeUnmute of ``channel`` in ``conference``."""
+        ...
+
+    async def play_dtmf(self, server: str, channel: str, digits: str) -> None:
+        """PlayDTMF of each digit toward ``channel``'s far end."""
+        ...
+
     async def next_item(self) -> TelephonyItem: ...
 
     async def live_channel_ids(self, server: str) -> set[str]:
@@ -203,6 +213,13 @@ class LiveCall:
     held_at: datetime | None = None
     #: the safe-harbor path started, or a Redirect failed: no agent may be given to it
     unroutable: bool = False
+    #: agent call controls (:meth:`Engine.call_control`): on hold since, seconds held so far,
+    #: the agent muted toward the customer
+    on_hold_since: datetime | None = None
+    hold_seconds: float = 0.0
+    muted: bool = False
+    #: followed after a dialer restart: a mute set before it is unknown here
+    adopted: bool = False
 
     @property
     def waiting_in_hold(self) -> bool:
@@ -243,6 +260,21 @@ class SpySession:
             "command_id": self.command_id,
             **extra,
         }
+
+
+#: Agent call controls (``call_control`` command, ``POST /agent/call/<action>``).
+CALL_CONTROLS = ("hangup", "mute", "unmute", "hold", "resume", "dtmf")
+#: DTMF digits an agent may send, and how many at once.
+DTMF_DIGITS = frozenset("0123456789*#ABCD")
+DTMF_MAX = 32
+
+
+class CallControlRefused(ValueError):
+    """A call control the agent's state does not allow; ``code`` goes to the agent (409)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class SpyRefused(ValueError):
@@ -332,6 +364,7 @@ class Engine:
         self.previews: dict[int, PreviewOffer] = {}  # agent id -> lead on their screen
         self.spies: dict[str, str] = {}  # supervisor key -> ChannelId of their current spy
         self.spy_calls: dict[str, SpySession] = {}  # spy ChannelId -> session (until it ends)
+        self.agent_room_channel: dict[int, str] = {}  # agent id -> channel name in their room
         self.campaigns: dict[int, CampaignRuntime] = {}
         self._server_rr = 0
         self._lock = asyncio.Lock()
@@ -1033,6 +1066,8 @@ class Engine:
                     ev.call_id, ev.outcome, (ev.answered_at or ev.ended_at).timestamp()
                 )
                 rt.stats_at = None  # abandon counters changed
+        if call is not None and agent_id is not None:
+            await self._controls_at_call_end(call, agent_id, now)
         if agent_id is not None:
             await self._agent_call_ended(agent_id, ev, now)
         await self._after_finish(finished, ev)
@@ -1087,6 +1122,7 @@ class Engine:
         agent = self.agents.get(agent_id)
         if agent is None:
             return
+        self.agent_room_channel[agent_id] = ev.channel
         self.agents[agent_id] = agent.room_joined_event(ev.uniqueid or "", self._now())
         await self._log_agent(agent_id)
         await self._agent_ready(agent_id)
@@ -1343,6 +1379,333 @@ class Engine:
         if action in ("ready", "dispositioned"):
             await self._agent_ready(agent_id)
 
+    # ------------------------------------------------------------------ agent call controls
+    def _call_flags(self, agent: AgentSession) -> dict[str, str]:
+        """What the agent's live state shows about their call's controls (supervisor view)."""
+        call = self.calls.get(agent.call_attempt or "") if agent.call_attempt else None
+        if call is None or agent.state is not AgentState.IN_CALL:
+            return {"on_hold_since": "", "muted": "", "hold_seconds": ""}
+        return {
+            "on_hold_since": call.on_hold_since.isoformat() if call.on_hold_since else "",
+            "muted": "1" if call.muted else "",
+            "hold_seconds": f"{call.hold_seconds:.1f}" if call.hold_seconds else "",
+        }
+
+    def _controlled_call(self, agent_id: int, attempt: str | None) -> tuple[AgentSession, LiveCall]:
+        """The agent's connected call, or :class:`CallControlRefused` with a code."""
+        agent = self.agents.get(agent_id)
+        if agent is None or not agent.is_logged_in:
+            raise CallControlRefused("not_logged_in", "the agent is not logged in")
+        if agent.state is not AgentState.IN_CALL or agent.call_attempt is None:
+            raise CallControlRefused("not_in_call", f"no call to control ({agent.state.value})")
+        if attempt and attempt != agent.call_attempt:
+            raise CallControlRefused("stale_call", "that call is no longer the agent's call")
+        call = self.calls.get(agent.call_attempt)
+        if call is None or call.channel is None or agent.extension is None:
+            raise CallControlRefused("call_gone", "the call has ended")
+        return agent, call
+
+    async def _cancel_ringing(self, agent_id: int, attempt: str | None) -> bool:
+        """Hang up while the agent's own preview / manual call still rings (RESERVED): the
+        call is cancelled (CANCELLED if unanswered) and the reservation goes with its end."""
+        agent = self.agents.get(agent_id)
+        if agent is None or agent.state is not AgentState.RESERVED or not agent.call_attempt:
+            return False
+        call = self.calls.get(agent.call_attempt)
+        if call is None or not call.preview or (attempt and attempt != call.uuid):
+            return False
+        await self.tel.cancel(call.server, call.uuid)
+        log.info("call_control", agent=agent_id, attempt=call.uuid, action="hangup")
+        await self._record_control(call, agent_id, "hangup", self._now(), {"ringing": True})
+        return True
+
+    async def _agent_room_channel(self, agent_id: int, server: str) -> str:
+        """The agent's channel name in their room (for ConfbridgeMute): from their
+        ConfbridgeJoin, else the PBX's channel list (a dialer restarted meanwhile)."""
+        name = self.agent_room_channel.get(agent_id)
+        if name:
+            return name
+        session = self.agent_server.get(agent_id)
+        if session is not None:
+            for c in await self.tel.live_channels(server):
+                if c.uniqueid == session[1]:
+                    self.agent_room_channel[agent_id] = c.channel
+                    return c.channel
+        raise CallControlRefused("agent_channel_unknown", "the agent's room channel is unknown")
+
+    async def call_control(
+        self, agent_id: int, action: str, *, attempt: str | None = None, digits: str = ""
+    ) -> None:
+        """An agent's control of their connected call, through AMI on the nailed-up design
+        (design.md §3; docs/web.md "Call controls"):
+
+        * ``hangup``: Hangup of the customer's channel; the agent stays in the room and the
+          call ends as usual (WRAP_UP).
+        * ``mute`` / ``unmute``: ConfbridgeMute / ConfbridgeUnmute of the agent's channel in
+          their room: the customer (and anyone else in the room) stops hearing the agent.
+        * ``hold`` / ``resume``: Redirect of the customer to ``marcador-onhold`` (music on hold)
+          and back into ``marcador-agent-room``; the hold time is summed on the call.
+        * ``dtmf``: PlayDTMF of ``digits`` toward the customer (a company's IVR).
+
+        Each is allowed only IN_CALL on the agent's current call (:class:`CallControlRefused`
+        with a code otherwise) and goes to the lead's history and the audit log.
+        """
+        if action not in CALL_CONTROLS:
+            raise CallControlRefused("unknown_control", f"unknown call control {action!r}")
+        if action == "hangup" and await self._cancel_ringing(agent_id, attempt):
+            return
+        agent, call = self._controlled_call(agent_id, attempt)
+        channel, ext, now = call.channel, agent.extension, self._now()
+        assert channel is not None and ext is not None  # checked by _controlled_call
+        detail: dict[str, Any] = {}
+        if action == "hangup":
+            await self.tel.hangup(call.server, channel)
+            if call.on_hold_since is not None:
+                detail["held_seconds"] = round((now - call.on_hold_since).total_seconds(), 1)
+        elif action in ("mute", "unmute"):
+            mute = action == "mute"
+            if call.muted == mute:
+                code = "already_muted" if mute else "not_muted"
+                raise CallControlRefused(
+                    code, f"the agent is {'already ' if mute else 'not '}muted"
+                )
+            room_channel = await self._agent_room_channel(agent_id, call.server)
+            await self.tel.confbridge_mute(
+                call.server, dialplan.agent_room(ext), room_channel, mute=mute
+            )
+            call.muted = mute
+        elif action == "hold":
+            if call.on_hold_since is not None:
+                raise CallControlRefused("already_on_hold", "the customer is already on hold")
+            await self.tel.redirect(call.server, channel, dialplan.CTX_ONHOLD, ext)
+            call.on_hold_since = now
+        elif action == "resume":
+            if call.on_hold_since is None:
+                raise CallControlRefused("not_on_hold", "the customer is not on hold")
+            await self.tel.redirect(call.server, channel, dialplan.CTX_AGENT_ROOM, ext)
+            held = (now - call.on_hold_since).total_seconds()
+            call.hold_seconds += held
+            call.on_hold_since = None
+            detail = {"held_seconds": round(held, 1), "hold_seconds": round(call.hold_seconds, 1)}
+        else:  # dtmf
+            digits = digits.strip().upper()
+            if not digits or len(digits) > DTMF_MAX or not set(digits) <= DTMF_DIGITS:
+                raise CallControlRefused(
+                    "invalid_digits", f"send 1-{DTMF_MAX} of 0-9 * # A-D, not {digits[:8]!r}"
+                )
+            await self.tel.play_dtmf(call.server, channel, digits)
+            detail["digits"] = len(digits)  # how many, not which: they may be an account PIN
+        log.info("call_control", agent=agent_id, attempt=call.uuid, action=action)
+        await self._record_control(call, agent_id, action, now, detail)
+        await self._log_agent(agent_id)
+        await self.publish(
+            "call_control",
+            {
+                "agent_id": agent_id,
+                "attempt": call.uuid,
+                "lead_id": call.lead_id,
+                "campaign_id": call.campaign_id,
+                "action": action,
+                "on_hold": call.on_hold_since is not None,
+                "muted": call.muted,
+            },
+        )
+
+    async def transfer(self, agent_id: int, target_id: int, *, attempt: str | None = None) -> None:
+        """Blind transfer of the agent's connected call to another READY agent of the campaign.
+
+        The customer is Redirected into the target's room (``marcador-agent-room,<ext>``); the
+        target goes IN_CALL on that call (screen-pop: the same lead and history) and owns its
+        disposition (``CallAttempt.agent_id``); the transferring agent is READY at once, with
+        no disposition to give. An open hold is closed, the transferring agent unmuted, and
+        supervisors spying on them are hung up (their spy belongs to the call).
+        """
+        agent, call = self._controlled_call(agent_id, attempt)
+        target = self.agents.get(target_id)
+        if target_id == agent_id or target is None or target.campaign_id != agent.campaign_id:
+            raise CallControlRefused("target_unavailable", "no such agent in your campaign")
+        if not target.is_available or target.extension is None:
+            raise CallControlRefused("target_unavailable", "that agent is not ready")
+        if target_id in self.previews:
+            raise CallControlRefused("target_unavailable", "that agent has a preview on screen")
+        channel, now = call.channel, self._now()
+        assert channel is not None
+        self.agents[target_id] = target.reserve(call.uuid, now)  # before any await
+        try:
+            await self.tel.redirect(call.server, channel, dialplan.CTX_AGENT_ROOM, target.extension)
+        except AMIError:
+            current = self.agents.get(target_id)
+            if current is not None and current.state is AgentState.RESERVED:
+                self.agents[target_id] = current.release_reservation(self._now())
+            raise
+        reserved = self.agents[target_id]
+        self.agents[target_id] = reserved.connected(call.uuid, now)
+        call.agent_id = target_id
+        detail: dict[str, Any] = {"from_agent": agent_id, "to_agent": target_id}
+        if call.on_hold_since is not None:
+            held = (now - call.on_hold_since).total_seconds()
+            call.hold_seconds += held
+            call.on_hold_since = None
+            detail["held_seconds"] = round(held, 1)
+        was_muted, call.muted = call.muted, False
+        current = self.agents[agent_id]
+        self.agents[agent_id] = current.call_ended(0, now).dispositioned(now)
+        log.info("call_transferred", attempt=call.uuid, agent=agent_id, to=target_id)
+        await self._end_spies_on(call.uuid)
+        try:
+            await self.store.transfer_attempt(call.uuid, target_id)
+        except Exception as exc:
+            log.warning("transfer_record_failed", attempt=call.uuid, error=type(exc).__name__)
+        await self._record_control(call, agent_id, "transfer", now, detail)
+        if was_muted and agent.extension and agent_id in self.agent_room_channel:
+            try:
+                await self.tel.confbridge_mute(
+                    call.server,
+                    dialplan.agent_room(agent.extension),
+                    self.agent_room_channel[agent_id],
+                    mute=False,
+                )
+            except AMIError as exc:
+                log.warning("agent_unmute_failed", agent=agent_id, error=type(exc).__name__)
+        await self._log_agent(target_id)
+        await self._log_agent(agent_id)
+        await self.publish(
+            "screen_pop",
+            {
+                "agent_id": target_id,
+                "attempt": call.uuid,
+                "lead_id": call.lead_id,
+                "campaign_id": call.campaign_id,
+                "transferred_from": agent_id,
+            },
+        )
+        await self.publish(
+            "call_control",
+            {
+                "agent_id": agent_id,
+                "attempt": call.uuid,
+                "lead_id": call.lead_id,
+                "campaign_id": call.campaign_id,
+                "action": "transfer",
+                "to_agent": target_id,
+            },
+        )
+        await self._agent_ready(agent_id)
+
+    async def manual_dial(self, agent_id: int, lead_id: int) -> str:
+        """The agent dials a lead of their campaign by hand (a callback, a preview they chose).
+
+        Allowed READY or PAUSED (not while connecting), with no call and no preview on screen.
+        Every rule the dialer applies still applies: the lead is claimed through the same
+        :meth:`EngineStore.claim` (``evaluate_readiness``, what ``lead explain`` prints), and a
+        refusal carries its reasons (code ``not_eligible``). The call is then placed like a
+        preview call: the answered customer goes straight into the agent's room. Returns the
+        attempt uuid.
+        """
+        agent = self.agents.get(agent_id)
+        if agent is None or not agent.is_logged_in:
+            raise CallControlRefused("not_logged_in", "the agent is not logged in")
+        busy = agent.state not in (AgentState.READY, AgentState.PAUSED)
+        if busy or not agent.room_joined or agent.pause_code == "connecting":
+            raise CallControlRefused("agent_busy", f"cannot dial now ({agent.state.value})")
+        if agent_id in self.previews:
+            raise CallControlRefused("preview_pending", "call or skip the lead on screen first")
+        rt = self.campaigns.get(agent.campaign_id or -1)
+        if rt is None:
+            raise CallControlRefused(
+                "campaign_not_running", "this dialer does not run the campaign"
+            )
+        async with self.store.sm() as s:
+            lead = await s.get(Lead, lead_id)
+            lead_campaign = lead.campaign_id if lead is not None else None
+        if lead_campaign != rt.campaign.id:
+            raise CallControlRefused("lead_not_in_campaign", "the lead is not in your campaign")
+        server = self._pick_server(rt.campaign)
+        if server is None:
+            raise CallControlRefused("no_pbx", "no Asterisk link is up")
+        now = self._now()
+        lease_key = self.keys.lead_lease(lead_id)
+        if not await self.leases.acquire(
+            lease_key, self.config.dialer_id, self.config.lead_lease_ms
+        ):
+            raise CallControlRefused("lead_busy", "the lead is being dialed right now")
+        claimed, readiness = await self.store.claim(
+            lead_id, rt.campaign, self.config.dialer_id, now, self.config.claim_ttl
+        )
+        if not claimed:
+            await self.leases.release(lease_key, self.config.dialer_id)
+            if readiness is None:
+                raise CallControlRefused("lead_busy", "the lead is claimed or closed")
+            raise CallControlRefused(
+                "not_eligible",
+                f"{readiness.summary_es()} [{', '.join(r.code.value for r in readiness.failed)}]",
+            )
+        agent = self.agents.get(agent_id)
+        if agent is not None and agent.state is AgentState.PAUSED and agent.room_joined:
+            agent = agent.ready(now)  # no await until the call reserves the agent
+        if agent is None or not agent.is_available:
+            await self.store.release_claim(lead_id)
+            await self.leases.release(lease_key, self.config.dialer_id)
+            raise CallControlRefused("agent_busy", "the agent took another call meanwhile")
+        # Held RESERVED (no attempt yet) while the attempt row is written: no customer waiting
+        # in hold can be given to this agent meanwhile; _originate_claimed reserves for real.
+        self.agents[agent_id] = agent.reserve("", now)
+        if not await self._originate_claimed(
+            rt, lead_id, server, now, DialMode.PREVIEW, preview_agent=agent
+        ):
+            self.agents[agent_id] = agent
+            await self._log_agent(agent_id)
+            raise CallControlRefused("not_dialable", "the lead has no dialable phone left")
+        attempt = self.agents[agent_id].call_attempt or ""
+        call = self.calls.get(attempt)
+        if call is not None:
+            await self._record_control(call, agent_id, "manual_dial", now, {})
+        return attempt
+
+    async def _record_control(
+        self, call: LiveCall, agent_id: int, action: str, now: datetime, detail: dict[str, Any]
+    ) -> None:
+        try:
+            await self.store.record_call_control(
+                attempt_uuid=call.uuid,
+                lead_id=call.lead_id,
+                agent_id=agent_id,
+                action=action,
+                now=now,
+                detail=detail,
+            )
+        except Exception as exc:  # the control happened: its record must not undo it
+            log.warning("call_control_record_failed", attempt=call.uuid, error=type(exc).__name__)
+
+    async def _controls_at_call_end(self, call: LiveCall, agent_id: int, now: datetime) -> None:
+        """The call ended: close an open hold (its time is recorded), and unmute the agent,
+        whose room channel outlives the call (the next customer must hear them)."""
+        if call.on_hold_since is not None:
+            held = (now - call.on_hold_since).total_seconds()
+            call.hold_seconds += held
+            call.on_hold_since = None
+            await self._record_control(
+                call,
+                agent_id,
+                "hold_ended",
+                now,
+                {"held_seconds": round(held, 1), "hold_seconds": round(call.hold_seconds, 1)},
+            )
+        if call.muted or call.adopted:  # adopted: a mute from before the restart is unknown
+            call.muted = False
+            agent = self.agents.get(agent_id)
+            name = self.agent_room_channel.get(agent_id)
+            if name is None and agent is not None and call.adopted:
+                with contextlib.suppress(CallControlRefused, AMIError):
+                    name = await self._agent_room_channel(agent_id, call.server)
+            if agent is not None and agent.extension and name:
+                try:
+                    await self.tel.confbridge_mute(
+                        call.server, dialplan.agent_room(agent.extension), name, mute=False
+                    )
+                except AMIError as exc:
+                    log.warning("agent_unmute_failed", agent=agent_id, error=type(exc).__name__)
+
     async def _log_agent(self, agent_id: int) -> None:
         agent = self.agents[agent_id]
         self._feed_agent(agent)
@@ -1362,6 +1725,7 @@ class Engine:
             ),
             "server": self.agent_server.get(agent_id, ("", ""))[0],
             "channel": self.agent_server.get(agent_id, ("", ""))[1],
+            **self._call_flags(agent),
         }
         try:
             await self.redis.hset(self.keys.agent_state(agent_id), mapping=state)  # type: ignore[misc]
@@ -1450,6 +1814,21 @@ class Engine:
                 await self.preview_skip(int(d["agent_id"]))
             elif entry.type in ("spy", "spy_stop"):
                 await self._spy_command(entry)
+            elif entry.type == "manual_dial":
+                await self.manual_dial(int(d["agent_id"]), int(d["lead_id"]))
+            elif entry.type == "call_control" and d.get("action") == "transfer":
+                await self.transfer(
+                    int(d["agent_id"]),
+                    int(d["target_agent_id"]),
+                    attempt=str(d.get("attempt") or "") or None,
+                )
+            elif entry.type == "call_control":
+                await self.call_control(
+                    int(d["agent_id"]),
+                    str(d.get("action", "")),
+                    attempt=str(d.get("attempt") or "") or None,
+                    digits=str(d.get("digits") or ""),
+                )
             elif entry.type == "hangup_call":
                 call = self.calls.get(str(d["attempt"]))
                 if call is not None and call.channel:
@@ -1458,6 +1837,10 @@ class Engine:
                 log.warning("unknown_command", type=entry.type)
                 await self._command_result(entry, "rejected", "unknown_command", entry.type)
                 return True
+        except CallControlRefused as exc:
+            log.info("call_control_refused", code=exc.code, error=str(exc))
+            await self._command_result(entry, "rejected", exc.code, str(exc))
+            return True
         except (InvalidAgentTransition, KeyError, ValueError, AMIError) as exc:
             log.warning("command_rejected", type=entry.type, error=str(exc))
             await self.publish("command_rejected", {"command": entry.type, "error": str(exc), **d})
@@ -1674,8 +2057,12 @@ class Engine:
         """Follow a dead dialer's call that is still up on the PBX, to its end."""
         answered = live.channel_state == 6  # Up
         room = None
+        on_hold = False
         if live.context == dialplan.CTX_AGENT_ROOM and live.exten:
             room = dialplan.agent_room(live.exten)
+        elif live.context == dialplan.CTX_ONHOLD and live.exten:
+            # The agent had put the customer on hold (call controls): still that agent's call.
+            room, on_hold = dialplan.agent_room(live.exten), True
         elif live.application == "ConfBridge" and live.application_data.startswith(
             dialplan.ROOM_PREFIX
         ):
@@ -1717,6 +2104,8 @@ class Engine:
             channel=live.channel,
             answered_at=answered_at,
             agent_id=agent_id,
+            on_hold_since=now if on_hold else None,  # the hold's start died with the dialer
+            adopted=True,
         )
         await self.store.take_claim(
             orphan.lead_id, self.config.dialer_id, now, self.config.claim_ttl

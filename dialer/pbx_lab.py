@@ -182,6 +182,21 @@ def generate_sounds(sounds_dir: Path, languages: tuple[str, ...] = ("es", "en"))
             write_wav(sounds_dir / lang / f"{name}.wav", samples)
 
 
+def write_lab_moh(conf_dir: Path) -> None:
+    """The shipped ``musiconhold.conf`` with its ``default`` class pointed at a generated file
+    (``conf_dir/moh``): the lab's hold control plays real audio, and Asterisk does not warn
+    "No music on hold classes configured"."""
+    moh = (conf_dir / "moh").resolve()
+    write_wav(moh / "marcador-hold.wav", _speech_like(4.0, 5, syllables_per_s=2.0))
+    text = _sub_once(
+        r"(?m)^directory = moh$",
+        f"directory = {moh}",
+        (DEPLOY / "musiconhold.conf").read_text(encoding="utf-8"),
+        "musiconhold.conf directory",
+    )
+    (conf_dir / "musiconhold.conf").write_text(text, encoding="utf-8")
+
+
 # ------------------------------------------------------------------------------ config
 
 
@@ -306,6 +321,7 @@ def build_conf(
         path.write_text(text, encoding="utf-8")
         path.chmod(0o600)
     generate_sounds(conf_dir / "sounds")
+    write_lab_moh(conf_dir)
 
 
 # ------------------------------------------------------------------------------ the lab

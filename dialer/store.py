@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from dialer.db.models import (
     Appointment,
+    AuditLog,
     CallAttempt,
     Campaign,
     Consent,
@@ -528,6 +529,44 @@ class EngineStore:
                 sa.update(CallAttempt)
                 .where(CallAttempt.uuid == uuid, CallAttempt.outcome.is_(None))
                 .values(agent_id=agent_id, answered_at=answered_at, connected_at=connected_at)
+            )
+
+    async def record_call_control(
+        self,
+        *,
+        attempt_uuid: str,
+        lead_id: int,
+        agent_id: int,
+        action: str,
+        now: datetime,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """An agent's call control (hang up, hold, mute, DTMF ...) in the lead's history
+        (``LeadEvent`` kind ``call_control``) and the audit log, in one transaction."""
+        body = {"attempt": attempt_uuid, **(detail or {})}
+        async with self.sm() as s, s.begin():
+            s.add(
+                LeadEvent(lead_id=lead_id, at=now, kind="call_control", reason=action, detail=body)
+            )
+            s.add(
+                AuditLog(
+                    at=now,
+                    actor=f"user:{agent_id}",
+                    action=f"call.{action}",
+                    target_type="call",
+                    target_id=attempt_uuid[:64],
+                    detail={"lead_id": lead_id, **body},
+                )
+            )
+
+    async def transfer_attempt(self, uuid: str, agent_id: int) -> None:
+        """A connected call was transferred: the attempt (and so its disposition) now belongs
+        to ``agent_id``."""
+        async with self.sm() as s, s.begin():
+            await s.execute(
+                sa.update(CallAttempt)
+                .where(CallAttempt.uuid == uuid, CallAttempt.outcome.is_(None))
+                .values(agent_id=agent_id)
             )
 
     async def take_claim(self, lead_id: int, owner: str, now: datetime, ttl: timedelta) -> None:

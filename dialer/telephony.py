@@ -129,6 +129,14 @@ class BridgeTelephony:
     async def hangup(self, server: str, channel: str) -> None:
         await self.bridge.link(server).hangup(channel)
 
+    async def confbridge_mute(
+        self, server: str, conference: str, channel: str, *, mute: bool
+    ) -> None:
+        await self.bridge.link(server).confbridge_mute(conference, channel, mute=mute)
+
+    async def play_dtmf(self, server: str, channel: str, digits: str) -> None:
+        await self.bridge.link(server).play_dtmf(channel, digits)
+
     async def cancel(self, server: str, call_id: str) -> None:
         await self.bridge.hangup_call(server, call_id)
 

@@ -60,6 +60,7 @@ DIALPLAN: dict[str, dict[str, str]] = {
     dp.CTX_HOLD: {dp.EXTEN_START: "_dp_hold", dp.EXTEN_SAFE_HARBOR: "_dp_safe_harbor"},
     dp.CTX_AGENT_ROOM: {"_X.": "_dp_agent_room"},
     dp.CTX_PREVIEW: {"_X.": "_dp_preview"},
+    dp.CTX_ONHOLD: {"_X.": "_dp_onhold"},
     dp.CTX_SPY: {mode: "_dp_spy" for mode in dp.SPY_MODES},
     # Calls from agent phones: agents do not dial out (extensions.conf: Hangup(21)).
     dp.CTX_AGENT_PHONES: {"_X.": "_dp_refuse", dp.EXTEN_START: "_dp_refuse"},
@@ -205,6 +206,8 @@ class Pbx:
         self._number_seen: dict[str, int] = {}
         self.processed_calls = 0
         self.boot_wall = 0.0
+        #: (channel name, digit) of every PlayDTMF sent (tests read what the customer got)
+        self.dtmf_sent: list[tuple[str, str]] = []
         self.reset()
 
     # ------------------------------------------------------------------ lifecycle
@@ -1053,6 +1056,24 @@ class Pbx:
         self._newexten(ch, 3, "Hangup", "16")
         self._dialplan_hangup(ch, 16)
         return None
+
+    async def _dp_onhold(self, ch: Channel) -> tuple[str, str] | None:
+        """Agent's hold: music on hold (silence without MOH files) until a Redirect back, or
+        ``MARCADOR_HOLD_MAX`` seconds, then back into the agent's room."""
+        ext = ch.exten
+        attempt = self._var(ch, dp.VAR_ATTEMPT)
+        self._newexten(ch, 1, "NoOp", f"MARCADOR on hold attempt={attempt} agent={ext}")
+        self._newexten(ch, 2, "ExecIf", "1?StartMusicOnHold()")  # IFMODULE(res_musiconhold.so)
+        raw = self._var(ch, dp.VAR_HOLD_MAX)
+        try:
+            seconds = float(raw) if raw else float(dp.DEFAULT_HOLD_MAX)
+        except ValueError:
+            seconds = float(dp.DEFAULT_HOLD_MAX)
+        self._newexten(ch, 3, "Wait", raw or str(dp.DEFAULT_HOLD_MAX))
+        await self.clock.sleep(seconds)
+        self._newexten(ch, 4, "ExecIf", "1?StopMusicOnHold()")
+        self._newexten(ch, 5, "Goto", f"{dp.CTX_AGENT_ROOM},{ext},1")
+        return dp.CTX_AGENT_ROOM, ext
 
     async def _dp_spy(self, ch: Channel) -> tuple[str, str] | None:
         mode = ch.exten

@@ -37,6 +37,7 @@ ACTION_PERMS: dict[str, frozenset[str]] = {
     "confbridgemute": frozenset({"call"}),
     "confbridgeunmute": frozenset({"call"}),
     "confbridgelist": frozenset({"reporting"}),
+    "playdtmf": frozenset({"call"}),
     "confbridgelistrooms": frozenset({"reporting"}),
     "command": frozenset({"command"}),
     "filter": frozenset({"system"}),
@@ -960,6 +961,21 @@ class SimulatorServer:
             s.reply(a, [("Response", "Error"), ("Message", err)])
             return
         s.reply(a, [("Response", "Success"), ("Message", "User muted" if mute else "User unmuted")])
+
+    async def _act_playdtmf(self, s: Session, a: Action) -> None:
+        """PlayDTMF as Asterisk 22's manager.c: the channel is looked up first, then the digit;
+        the digit is sent toward the channel's far end (no event)."""
+        name = a.get("Channel") or ""
+        ch = self.pbx.find_channel(name) if name else None
+        if ch is None or ch.hungup:
+            s.reply(a, [("Response", "Error"), ("Message", "Channel not found")])
+            return
+        digit = a.get("Digit") or ""
+        if not digit:
+            s.reply(a, [("Response", "Error"), ("Message", "No digit specified")])
+            return
+        self.pbx.dtmf_sent.append((ch.name, digit[0]))
+        s.reply(a, [("Response", "Success"), ("Message", "DTMF successfully queued")])
 
     async def _act_confbridgemute(self, s: Session, a: Action) -> None:
         await self._mute(s, a, True)

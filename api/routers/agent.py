@@ -133,6 +133,10 @@ class LiveState(BaseModel):
     attempt: str | None = None
     preview_lead: int | None = None  # preview mode: the lead on the agent's screen
     preview_deadline: str | None = None  # when the call is placed by itself
+    # call controls (POST /agent/call/...): the customer on hold since, the agent muted
+    on_hold_since: str | None = None
+    muted: bool = False
+    hold_seconds: float | None = None  # closed holds of this call, in seconds
 
 
 class CampaignBrief(BaseModel):
@@ -224,7 +228,17 @@ async def _state(ctx: RequestContext, agent_id: int) -> LiveState:
         attempt=raw.get("attempt") or None,
         preview_lead=int(raw["preview_lead"]) if raw.get("preview_lead", "").isdigit() else None,
         preview_deadline=raw.get("preview_deadline") or None,
+        on_hold_since=raw.get("on_hold_since") or None,
+        muted=raw.get("muted") == "1",
+        hold_seconds=_float_or_none(raw.get("hold_seconds")),
     )
+
+
+def _float_or_none(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 #: The screen-pop of a call (``/agent/me`` ``call``) is loaded once per call (attempt) and
@@ -909,3 +923,275 @@ async def apply_draft(app_state: Any, agent_id: int, attempt: str) -> Dispositio
                 {"agent_id": agent_id, "command": "disposition_draft", "attempt": attempt},
             )
         return None
+
+
+# --------------------------------------------------------------------------- call controls
+# Hang up, mute / unmute, hold / resume and DTMF on the agent's connected call (issue 15).
+# Each one is a ``call_control`` command the dialer holding the agent acts on through AMI
+# (dialer.engine.Engine.call_control); it records the lead's history and the audit log. The
+# API refuses what the live state already rules out (409 with a code) and waits for the
+# dialer's answer like the login does: a refusal by the dialer is a 409 with its code too.
+
+
+class DtmfIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    digits: str = Field(
+        min_length=1, max_length=32, pattern=r"^[0-9*#A-Da-d]+$", description="0-9 * # A-D"
+    )
+
+
+class CallControlIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    attempt: str | None = Field(
+        default=None, max_length=64, description="The call it is meant for (stale screens)"
+    )
+
+
+#: control -> (state check on the live state, or None; 409 code; message)
+_CONTROL_RULES: dict[str, tuple[Callable[[LiveState], bool], str, str] | None] = {
+    "hangup": None,
+    "dtmf": None,
+    "mute": (lambda st: not st.muted, "already_muted", "you are already muted"),
+    "unmute": (lambda st: st.muted, "not_muted", "you are not muted"),
+    "hold": (lambda st: st.on_hold_since is None, "already_on_hold", "the call is on hold"),
+    "resume": (lambda st: st.on_hold_since is not None, "not_on_hold", "the call is not on hold"),
+    "transfer": None,
+}
+
+
+async def _call_control(
+    ctx: RequestContext, action: str, attempt: str | None, extra: dict[str, Any] | None = None
+) -> Accepted:
+    me = _me(ctx)
+    state = await _state(ctx, me)
+    _require_logged_in(state, "control a call")
+    ringing = action == "hangup" and state.state == AgentState.RESERVED.value  # preview/manual
+    if (state.state != AgentState.IN_CALL.value and not ringing) or not state.attempt:
+        raise ApiError(409, "not_in_call", f"there is no call to control ({state.state})")
+    if attempt and attempt != state.attempt:
+        raise ApiError(409, "stale_call", "that call is no longer your call")
+    rule = _CONTROL_RULES[action]
+    if rule is not None and not rule[0](state):
+        raise ApiError(409, rule[1], rule[2])
+    data: dict[str, Any] = {"agent_id": me, "action": action, "attempt": state.attempt}
+    accepted = await _command(ctx, "call_control", {**data, **(extra or {})})
+    answer = await _await_result(ctx, accepted.command_id)
+    if answer is not None and answer.get("status") == "rejected":
+        raise ApiError(
+            409,
+            str(answer.get("code") or "call_control_refused"),
+            str(answer.get("message") or "the dialer refused the call control"),
+            {"command_id": accepted.command_id},
+        )
+    accepted.result = CommandResult(
+        command_id=accepted.command_id,
+        status=str(answer.get("status")) if answer else "pending",
+    )
+    return accepted
+
+
+_CONTROL_RESPONSES: dict[int | str, dict[str, Any]] = {
+    409: {"description": "Not allowed in the agent's state (code: not_in_call, ...)"}
+}
+
+
+@router.post(
+    "/call/hangup",
+    status_code=202,
+    summary="Hang up the customer (you stay in your room, then wrap up)",
+    responses=_CONTROL_RESPONSES,
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_call_hangup(ctx: Ctx, body: CallControlIn | None = None) -> Accepted:
+    return await _call_control(ctx, "hangup", body.attempt if body else None)
+
+
+@router.post(
+    "/call/mute",
+    status_code=202,
+    summary="Mute yourself toward the customer (ConfBridge mute)",
+    responses=_CONTROL_RESPONSES,
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_call_mute(ctx: Ctx, body: CallControlIn | None = None) -> Accepted:
+    return await _call_control(ctx, "mute", body.attempt if body else None)
+
+
+@router.post(
+    "/call/unmute",
+    status_code=202,
+    summary="Unmute yourself",
+    responses=_CONTROL_RESPONSES,
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_call_unmute(ctx: Ctx, body: CallControlIn | None = None) -> Accepted:
+    return await _call_control(ctx, "unmute", body.attempt if body else None)
+
+
+@router.post(
+    "/call/hold",
+    status_code=202,
+    summary="Put the customer on hold (music on hold; the hold time is recorded)",
+    responses=_CONTROL_RESPONSES,
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_call_hold(ctx: Ctx, body: CallControlIn | None = None) -> Accepted:
+    return await _call_control(ctx, "hold", body.attempt if body else None)
+
+
+@router.post(
+    "/call/resume",
+    status_code=202,
+    summary="Take the customer off hold (back into your room)",
+    responses=_CONTROL_RESPONSES,
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_call_resume(ctx: Ctx, body: CallControlIn | None = None) -> Accepted:
+    return await _call_control(ctx, "resume", body.attempt if body else None)
+
+
+@router.post(
+    "/call/dtmf",
+    status_code=202,
+    summary="Send DTMF digits to the customer's leg (a company's IVR)",
+    responses=_CONTROL_RESPONSES,
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_call_dtmf(body: DtmfIn, ctx: Ctx) -> Accepted:
+    return await _call_control(ctx, "dtmf", None, {"digits": body.digits.upper()})
+
+
+class ManualDialIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lead_id: BodyId
+
+
+@router.post(
+    "/call/dial",
+    status_code=202,
+    summary="Dial a lead of your campaign by hand (a callback, a preview you chose)",
+    responses={
+        409: {"description": "Not allowed now, or the lead fails a rule (code not_eligible)"}
+    },
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_call_dial(body: ManualDialIn, ctx: Ctx) -> Accepted:
+    """Every rule of the dialer applies (``GET /leads/{id}/explain``): a refusal lists the
+    failing rules with their Spanish explanation. The dialer claims the lead through the same
+    check before it dials; the answered customer goes straight into your room."""
+    me = _me(ctx)
+    state = await _state(ctx, me)
+    _require_logged_in(state, "dial")
+    if state.state not in (AgentState.READY.value, AgentState.PAUSED.value) or (
+        state.pause_code == "connecting"
+    ):
+        raise ApiError(409, "agent_busy", f"you cannot dial now ({state.state})")
+    if state.preview_lead is not None:
+        raise ApiError(409, "preview_pending", "call or skip the lead on your screen first")
+    lead = await ctx.db.get(Lead, body.lead_id)
+    if lead is None or not await ctx.can_see_campaign(lead.campaign_id):
+        raise not_found("lead", body.lead_id)
+    if lead.campaign_id != state.campaign_id:
+        raise ApiError(409, "lead_not_in_campaign", "the lead is not in your current campaign")
+    await ctx.db.rollback()
+    readiness = await EngineStore(ctx.sessionmaker).readiness(body.lead_id, ctx.now())
+    if not readiness.ready:
+        raise ApiError(
+            409,
+            "not_eligible",
+            readiness.summary_en(),
+            {
+                "summary_es": readiness.summary_es(),
+                "ready_at": readiness.ready_at.isoformat() if readiness.ready_at else None,
+                "rules": [r.to_dict() for r in readiness.failed],
+            },
+        )
+    accepted = await _command(ctx, "manual_dial", {"agent_id": me, "lead_id": body.lead_id})
+    answer = await _await_result(ctx, accepted.command_id)
+    if answer is not None and answer.get("status") == "rejected":
+        raise ApiError(
+            409,
+            str(answer.get("code") or "manual_dial_refused"),
+            str(answer.get("message") or "the dialer refused the call"),
+            {"command_id": accepted.command_id},
+        )
+    accepted.result = CommandResult(
+        command_id=accepted.command_id,
+        status=str(answer.get("status")) if answer else "pending",
+    )
+    return accepted
+
+
+class TransferIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target_agent_id: BodyId = Field(description="A READY agent of your campaign")
+    attempt: str | None = Field(default=None, max_length=64)
+
+
+class TransferTarget(BaseModel):
+    id: int
+    full_name: str
+    extension: str | None
+    state: str
+
+
+async def _transfer_targets(ctx: RequestContext, me: int, campaign_id: int) -> list[TransferTarget]:
+    """The other agents logged in to ``campaign_id`` (with their live state)."""
+    raw_online: set[str] = await ctx.redis.smembers(ctx.keys.agents_online)  # type: ignore[misc]
+    online = sorted(int(x) for x in raw_online if str(x).isdigit() and int(x) != me)
+    out: list[TransferTarget] = []
+    for user_id in online:
+        live = await live_agent_state(ctx.redis, ctx.keys, user_id)
+        if live.get("campaign_id") != str(campaign_id):
+            continue
+        user = await ctx.db.get(User, user_id)
+        if user is None:
+            continue
+        out.append(
+            TransferTarget(
+                id=user_id,
+                full_name=user.full_name,
+                extension=live.get("extension") or user.extension,
+                state=live.get("state") or AgentState.LOGGED_OUT.value,
+            )
+        )
+    return out
+
+
+@router.get(
+    "/transfer-targets",
+    summary="Agents of your campaign you may transfer your call to (READY ones can take it)",
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_transfer_targets(ctx: Ctx) -> list[TransferTarget]:
+    me = _me(ctx)
+    state = await _state(ctx, me)
+    if state.campaign_id is None:
+        return []
+    return await _transfer_targets(ctx, me, state.campaign_id)
+
+
+@router.post(
+    "/call/transfer",
+    status_code=202,
+    summary="Blind transfer of your call to a READY agent of your campaign",
+    responses=_CONTROL_RESPONSES,
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_call_transfer(body: TransferIn, ctx: Ctx) -> Accepted:
+    """The lead, its history and the disposition go with the call to the new agent; you are
+    READY at once."""
+    me = _me(ctx)
+    state = await _state(ctx, me)
+    if state.campaign_id is not None and state.state == AgentState.IN_CALL.value:
+        targets = {t.id: t for t in await _transfer_targets(ctx, me, state.campaign_id)}
+        target = targets.get(body.target_agent_id)
+        if target is None or target.state != AgentState.READY.value:
+            raise ApiError(409, "target_unavailable", "that agent is not ready in your campaign")
+    return await _call_control(
+        ctx, "transfer", body.attempt, {"target_agent_id": body.target_agent_id}
+    )

@@ -72,6 +72,9 @@ class LiveAgent(BaseModel):
     customer: str | None
     lead_id: int | None
     talk_seconds: float | None
+    # agent call controls (issue 15): the customer on hold since / the agent muted
+    on_hold_since: str | None = None
+    muted: bool = False
 
 
 class LiveCalls(BaseModel):
@@ -252,6 +255,8 @@ async def _agents(
                 customer=call[1] if call else None,
                 lead_id=call[0] if call else None,
                 talk_seconds=talk,
+                on_hold_since=(live.get("on_hold_since") or None) if talk is not None else None,
+                muted=talk is not None and live.get("muted") == "1",
             )
         )
     return agents, dict(by_state)

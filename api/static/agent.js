@@ -805,6 +805,7 @@ async function refresh() {
     return;
   }
   view.me = me;
+  document.dispatchEvent(new CustomEvent("marcador:agent-me", { detail: me })); // agent_calls.js
   serverClock.sync(me.state.since, me.state.seconds_in_state);
   const campaignId = (me.call && me.call.campaign.id) || me.state.campaign_id;
   if (campaignId) {
@@ -824,9 +825,10 @@ async function refresh() {
 }
 
 const refreshSoon = throttle(refresh, 150);
+document.addEventListener("marcador:agent-refresh", () => refreshSoon()); // agent_calls.js
 
 liveEvents(
-  ["agent_state", "screen_pop", "command_rejected", "call_ended", "disposition_recorded"],
+  ["agent_state", "screen_pop", "command_rejected", "call_ended", "disposition_recorded", "call_control"],
   (type, data) => {
     if (type === "command_rejected") {
       const what = {

@@ -126,6 +126,11 @@ function buildPanel(campaign) {
 // ------------------------------------------------------------------ rendering
 function stateText(a) {
   if (a.state === "paused" && a.pause_code) return `${AGENT_STATES.paused} · ${PAUSE_FALLBACK[a.pause_code] || a.pause_code}`;
+  if (a.state === "in_call") {
+    // agent call controls (issue 15): the customer on hold, the agent muted
+    const flags = [a.on_hold_since ? "cliente en espera" : "", a.muted ? "silenciado" : ""].filter(Boolean);
+    if (flags.length) return `${AGENT_STATES.in_call} · ${flags.join(" · ")}`;
+  }
   return AGENT_STATES[a.state] || a.state;
 }
 
@@ -442,6 +447,15 @@ function onSpyEvent(type, d) {
 }
 
 // ------------------------------------------------------------------ live events
+const CALL_CONTROL_ES = {
+  hangup: "colgó al cliente",
+  mute: "se silenció",
+  unmute: "activó su micrófono",
+  hold: "puso al cliente en espera",
+  resume: "retomó la llamada",
+  dtmf: "envió tonos",
+  transfer: "transfirió la llamada",
+};
 const EVENT_TEXT = {
   call_dialing: (d) => `Marcando · lead ${d.lead_id}`,
   screen_pop: (d) => `${agentNames.get(Number(d.agent_id)) || `Agente ${d.agent_id}`} conectado con lead ${d.lead_id}`,
@@ -458,6 +472,7 @@ const EVENT_TEXT = {
   whatsapp_status: (d) => `WhatsApp: ${d.status || "estado"}`,
   whatsapp_reply: () => "WhatsApp: respuesta del cliente",
   lead_exhausted: (d) => `Lead ${d.lead_id} sin contacto: pasa a WhatsApp`,
+  call_control: (d) => `${agentNames.get(Number(d.agent_id)) || `Agente ${d.agent_id}`}: ${CALL_CONTROL_ES[d.action] || d.action}${d.to_agent ? ` a ${agentNames.get(Number(d.to_agent)) || `Agente ${d.to_agent}`}` : ""}`,
 };
 
 function logEvent(type, data) {
@@ -484,6 +499,10 @@ liveEvents(
   (type, data) => {
     logEvent(type, data);
     if (type === "agent_state") applyAgentState(data);
+    if (type === "call_control") {
+      const panel = panels.get(Number(data.campaign_id));
+      if (panel) panel.refresh();
+    }
     if (type.startsWith("spy_")) onSpyEvent(type, data);
     const cid = Number(data.campaign_id);
     if (cid && panels.has(cid)) panels.get(cid).refresh();

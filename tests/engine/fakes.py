@@ -46,6 +46,19 @@ class FakeTelephony:
     async def cancel(self, server: str, call_id: str) -> None:
         self.hangups.append((server, call_id))
 
+    #: (server, conference, channel, mute) of every ConfbridgeMute/Unmute
+    mutes: list[tuple[str, str, str, bool]] = field(default_factory=list)
+    #: (server, channel, digits) of every PlayDTMF
+    dtmf: list[tuple[str, str, str]] = field(default_factory=list)
+
+    async def confbridge_mute(
+        self, server: str, conference: str, channel: str, *, mute: bool
+    ) -> None:
+        self.mutes.append((server, conference, channel, mute))
+
+    async def play_dtmf(self, server: str, channel: str, digits: str) -> None:
+        self.dtmf.append((server, channel, digits))
+
     live: set[str] = field(default_factory=set)
     #: CoreShowChannels items; uniqueids in ``live`` without one are listed bare
     channels: list[ChannelInfo] = field(default_factory=list)
