@@ -11,7 +11,11 @@ import asyncio
 from collections.abc import Iterable
 from pathlib import Path
 
-from dialer.db.models import CallAttempt
+import sqlalchemy as sa
+
+from dialer.db.engine import make_sessionmaker
+from dialer.db.models import CallAttempt, Campaign, Lead
+from dialer.domain.outcomes import CampaignStatus
 from dialer.pbx_lab import LabPbx
 from dialer.softphone import Extension, Softphone, SoftphoneConfig
 from tests.pbx.stack import PbxStack
@@ -99,3 +103,16 @@ async def latest_attempt(
     if not rows or (final and rows[-1].outcome is None):
         return None
     return rows[-1]
+
+
+async def lead_row(stack: PbxStack, lead_id: int) -> Lead:
+    async with make_sessionmaker(stack.engine)() as s:
+        lead = await s.get(Lead, lead_id)
+        assert lead is not None
+        return lead
+
+
+async def set_campaign_status(stack: PbxStack, campaign_id: int, status: CampaignStatus) -> None:
+    """Change a campaign's status in the store (the dialer sees it on its next round)."""
+    async with make_sessionmaker(stack.engine).begin() as s:
+        await s.execute(sa.update(Campaign).where(Campaign.id == campaign_id).values(status=status))
