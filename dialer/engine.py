@@ -55,6 +55,7 @@ from dialer.domain.outcomes import AgentState, CallOutcome, CampaignStatus, Dial
 from dialer.leases import Leases
 from dialer.logging import get_logger
 from dialer.pacing.config import PacingConfig
+from dialer.pacing.feed import PacerFeed
 from dialer.pacing.pacer import Pacer
 from dialer.pacing.types import (
     AgentView,
@@ -93,6 +94,35 @@ def pacing_config(campaign: Campaign) -> PacingConfig:
         target_abandon=min(limit, round(limit * 5 / 6, 5)),
         connect_timeout=campaign.connect_timeout,
     )
+
+
+def pacing_live_fields(decision: PacingDecision | None, now: datetime) -> dict[str, str]:
+    """The pacing state as published in ``Keys.campaign_live`` (the dashboard reads it).
+
+    ``mode`` is the mode actually applied (predictive falls back to progressive during cold
+    start, under the abandon cap or with a small team), ``reason`` says why (a
+    :class:`~dialer.pacing.types.DecisionReason` value), ``dial_level`` is lines per active
+    agent. No decision (a preview campaign): mode preview, no level.
+    """
+    if decision is None:
+        return {
+            "mode": DialMode.PREVIEW.value,
+            "reason": "preview",
+            "dial_level": "",
+            "launch": "0",
+            "risk": "",
+            "risk_bound": "",
+            "pacing_at": now.isoformat(),
+        }
+    return {
+        "mode": decision.mode.value,
+        "reason": decision.reason.value,
+        "dial_level": f"{decision.dial_level:.3f}",
+        "launch": str(decision.launch),
+        "risk": f"{decision.risk:.5f}",
+        "risk_bound": f"{decision.risk_bound:.5f}",
+        "pacing_at": now.isoformat(),
+    }
 
 
 # --------------------------------------------------------------------------- bridge port
@@ -245,6 +275,11 @@ class CampaignRuntime:
     last_decision: PacingDecision | None = None
     stats: PacingStats = field(default_factory=PacingStats)
     stats_at: datetime | None = None
+    #: The pacer's only input of samples: the simulator feeds its pacer the same way.
+    feed: PacerFeed = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.feed = PacerFeed(self.pacer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,6 +453,7 @@ class Engine:
         if wanted != rt.pacer.config:
             if wanted.connect_timeout != rt.pacer.config.connect_timeout:
                 rt.pacer = Pacer(wanted)
+                rt.feed.rebind(rt.pacer)
             else:  # mode, ratio or cap changed: keep what the model learned
                 rt.pacer.config = wanted
         return rt.pacer.decide(self._snapshot(rt, now))
@@ -427,11 +463,14 @@ class Engine:
         if camp.status is not CampaignStatus.RUNNING:
             return
         if camp.dial_mode is DialMode.PREVIEW:
+            rt.last_decision = None
+            await self._publish_pacing(rt, now)
             await self._offer_previews(rt, now)
             return
         await self._refresh_stats(rt, now)
         decision = self._decide(rt, now)
         rt.last_decision = decision
+        await self._publish_pacing(rt, now)
         launch = min(decision.launch, self.config.max_launch_per_tick)
         if launch <= 0:
             return
@@ -442,6 +481,28 @@ class Engine:
                 break
             if await self._dial_lead(rt, lead_id, now, decision.mode):
                 launched += 1
+
+    async def _publish_pacing(self, rt: CampaignRuntime, now: datetime) -> None:
+        """Publish the effective mode, dial level and reason (``Keys.campaign_live``).
+
+        The hash expires unless refreshed, so a stopped dialer or a paused campaign does not
+        leave a stale mode on the dashboard. Losing Redis loses only this view.
+        """
+        key = self.keys.campaign_live(rt.campaign.id)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hset(key, mapping=pacing_live_fields(rt.last_decision, now))
+                pipe.pexpire(key, 3 * self.config.campaign_lease_ms)
+                await pipe.execute()
+        except Exception as exc:
+            log.warning("pacing_publish_failed", error=type(exc).__name__)
+
+    def _feed_agent(self, agent: AgentSession) -> None:
+        """Report an agent's state to its campaign's pacer feed (talk and wrap-up samples)."""
+        rt = self.campaigns.get(agent.campaign_id) if agent.campaign_id is not None else None
+        if rt is not None:
+            since = agent.since or self._now()
+            rt.feed.agent_state(agent.agent_id, agent.state, since.timestamp())
 
     async def _dial_lead(
         self,
@@ -516,6 +577,14 @@ class Engine:
             agent_id=preview_agent.agent_id if preview_agent else None,
         )
         self.calls[info.uuid] = call
+        # tag the call with the decision that launched it (preview calls: none)
+        decision = rt.last_decision if preview_agent is None else None
+        rt.feed.dialed(
+            info.uuid,
+            Segment(attempt=call.attempt_number, hour=now.hour),
+            now.timestamp(),
+            decision.reason if decision is not None else None,
+        )
         if preview_agent is not None:
             self.agents[preview_agent.agent_id] = preview_agent.reserve(info.uuid, now)
             await self._log_agent(preview_agent.agent_id)
@@ -956,14 +1025,10 @@ class Engine:
             await self.leases.release(self.keys.lead_lease(call.lead_id), self.config.dialer_id)
             rt = self.campaigns.get(call.campaign_id)
             if rt is not None:
-                ring = ((ev.answered_at or ev.ended_at) - call.dialed_at).total_seconds()
-                rt.pacer.observe_call(
-                    Segment(attempt=call.attempt_number, hour=call.dialed_at.hour),
-                    ev.outcome,
-                    max(0.0, ring),
+                # talk and wrap-up samples come from the agent's states (``_feed_agent``)
+                rt.feed.call_ended(
+                    ev.call_id, ev.outcome, (ev.answered_at or ev.ended_at).timestamp()
                 )
-                if ev.connected_at is not None:
-                    rt.pacer.observe_talk((ev.ended_at - ev.connected_at).total_seconds())
                 rt.stats_at = None  # abandon counters changed
         if agent_id is not None:
             await self._agent_call_ended(agent_id, ev, now)
@@ -1277,6 +1342,7 @@ class Engine:
 
     async def _log_agent(self, agent_id: int) -> None:
         agent = self.agents[agent_id]
+        self._feed_agent(agent)
         now = self._now()
         state = {
             "state": agent.state.value,

@@ -20,7 +20,12 @@ Redis restart with all data lost, one API restart and one WhatsApp worker ``kill
 process group; crash recovery on start) once. The shared PostgreSQL of ``--backend postgres`` is
 never restarted (other users of the machine share it): that fault is reported as skipped.
 Afterwards it lets the system settle, checks the invariants against the database and prints a
-table (``--json``: one JSON object). Every invariant must be 0; exit status 1 otherwise.
+table (``--json``: one JSON object). Every invariant must be 0 **and its path must have been
+exercised** (a count above 0, e.g. WhatsApp messages the fake Graph API received for
+``whatsapp_duplicates``): a run that never reached a path proves nothing about it, so it
+fails too (exit status 1). A slice of the leads (``--veterans``) starts first in line, one or
+two attempts short of the limit, so retries, exhaustion and the WhatsApp fallback happen in
+short runs.
 
     .venv/bin/python scripts/chaos.py --duration 120
     .venv/bin/python scripts/chaos.py --backend postgres --duration 600 --json
@@ -56,6 +61,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
+from fastapi import Request  # noqa: E402  (module level: FastAPI resolves the hook's annotation)
+from sqlalchemy.orm import selectinload  # noqa: E402
 
 from ami_bridge.simulator.cli import send_control  # noqa: E402
 from dialer.db.engine import make_engine, make_sessionmaker  # noqa: E402
@@ -74,6 +81,7 @@ from dialer.db.models import (  # noqa: E402
     WhatsAppMessage,
 )
 from dialer.domain.outcomes import (  # noqa: E402
+    CallOutcome,
     CampaignStatus,
     CampaignType,
     Channel,
@@ -102,6 +110,18 @@ ZONES = (
     "Pacific/Auckland",
     "Pacific/Kiritimati",
 )
+#: What each invariant's count is about: its path ran this many times (must be above 0).
+EXERCISED = {
+    "leads_lost": "leads decided (final status)",
+    "double_dials": "leads the dialers dialed twice or more",
+    "attempts_over_limit": "leads the dialers took to the attempt limit",
+    "calls_outside_window": "calls dialed by the dialers",
+    "dnc_dialed": "DNC-listed leads the dialers excluded",
+    "attempts_without_outcome": "calls that got an outcome",
+    "whatsapp_duplicates": "WhatsApp messages the fake Graph API received",
+    "webhooks_lost": "webhook deliveries done",
+}
+SEED_DIALER = "chaos-seed"  # dialer_id of the attempt history the seed writes
 INVARIANTS = (
     "leads_lost",
     "double_dials",
@@ -271,6 +291,8 @@ class Chaos:
                 "MARCADOR_API__PORT": str(self.ports["api"]),
                 "MARCADOR_API__PUBLIC_URL": f"http://127.0.0.1:{self.ports['api']}",
                 "MARCADOR_WHATSAPP__GRAPH_BASE_URL": f"http://127.0.0.1:{self.ports['graph']}",
+                # the webhook receiver is on loopback: opt in (SSRF protection refuses it)
+                "MARCADOR_WEBHOOKS__ALLOWED_NETWORKS": '["127.0.0.1/32"]',
                 "MARCADOR_LOG_LEVEL": "info",
                 "MARCADOR_LOG_JSON": "true",
                 "PYTHONUNBUFFERED": "1",
@@ -373,7 +395,10 @@ class Chaos:
                     ring_timeout=15,
                     wrap_up_seconds=5,
                     whatsapp_enabled=True,
-                    whatsapp_template="recordatorio_mantenimiento",
+                    # a template the fake Graph API knows (an unknown one is 132001: the
+                    # campaign's WhatsApp is held and nothing is ever sent)
+                    whatsapp_template="contacto_proactivo",
+                    whatsapp_image="https://example.com/promo.jpg",  # its IMAGE header
                     retry_rules={
                         name: "PT5S"
                         for name in (
@@ -402,7 +427,36 @@ class Chaos:
                     )
                     number = f"+573{rng.randrange(10**9):09d}"
                     lead.phones = [Phone(e164=number, kind="mobile")]
+                    veteran = i % 20 != 7 and i < self.args.leads * self.args.veterans
+                    # first in line, one attempt short of the limit (exhaustion, WhatsApp) or,
+                    # every other one, two short (the dialers' own retries)
+                    prior = camp.max_attempts - 1 - i % 2
+                    if veteran:
+                        lead.status = LeadStatus.PENDING
+                        lead.priority = 10
+                        lead.attempts = prior
+                        lead.last_outcome = CallOutcome.NO_ANSWER
+                        lead.next_attempt_at = now - timedelta(minutes=1)
                     s.add(lead)
+                    if veteran:
+                        await s.flush()
+                        for n in range(1, prior + 1):
+                            at = now - timedelta(seconds=60 - 10 * n)
+                            s.add(
+                                CallAttempt(
+                                    lead_id=lead.id,
+                                    campaign_id=camp.id,
+                                    phone_id=lead.phones[0].id,
+                                    number=number,
+                                    attempt_number=n,
+                                    mode=DialMode.PREDICTIVE,
+                                    dialer_id=SEED_DIALER,
+                                    created_at=at,
+                                    dialed_at=at,
+                                    ended_at=at + timedelta(seconds=5),
+                                    outcome=CallOutcome.NO_ANSWER,
+                                )
+                            )
                     for ch in (Channel.VOICE, Channel.WHATSAPP):
                         s.add(
                             Consent(
@@ -586,7 +640,7 @@ class Chaos:
         try:
             async with make_sessionmaker(engine)() as s:
                 camp = await s.get_one(Campaign, self.campaign_id)
-                leads = list(await s.scalars(sa.select(Lead)))
+                leads = list(await s.scalars(sa.select(Lead).options(selectinload(Lead.phones))))
                 attempts = list(await s.scalars(sa.select(CallAttempt)))
                 dnc = set(await s.scalars(sa.select(DncEntry.e164)))
                 wa = list(await s.scalars(sa.select(WhatsAppMessage)))
@@ -623,6 +677,27 @@ class Chaos:
         hooks_lost = sum(
             1 for d in hooks if d.status not in ("done", "failed") and d.next_attempt_at is None
         )
+        real = [a for a in attempts if a.dialer_id != SEED_DIALER]
+        real_by_lead = Counter(a.lead_id for a in real)
+        dnc_leads = {lead.id for lead in leads if any(p.e164 in dnc for p in lead.phones)}
+        exercised = {
+            "leads_lost": sum(1 for lead in leads if lead.status in FINAL),
+            # the dialers' own retries (seeded history does not count)
+            "double_dials": sum(1 for n in real_by_lead.values() if n > 1),
+            "attempts_over_limit": sum(
+                1
+                for lead_id, rows in by_lead.items()
+                if lead_id in real_by_lead
+                and sum(1 for a in rows if a.counts_against_limit) >= camp.max_attempts
+            ),
+            "calls_outside_window": len(real),
+            "dnc_dialed": sum(
+                1 for lead in leads if lead.id in dnc_leads and lead.status is LeadStatus.EXCLUDED
+            ),
+            "attempts_without_outcome": sum(1 for a in real if a.outcome is not None),
+            "whatsapp_duplicates": len(sent),
+            "webhooks_lost": sum(1 for d in hooks if d.status == "done"),
+        }
         statuses = Counter(str(lead.status.value) for lead in leads)
         outcomes = Counter(str(a.outcome.value) if a.outcome else "none" for a in attempts)
         f = self.faults
@@ -642,6 +717,7 @@ class Chaos:
             "attempts_without_outcome": len(no_outcome),
             "whatsapp_duplicates": wa_dupes,
             "webhooks_lost": hooks_lost,
+            "exercised": exercised,
             "faults": {
                 "dialer_kills": f.dialer_kills,
                 "ami_disconnects": f.ami_disconnects,
@@ -767,7 +843,6 @@ def pg_reachable() -> bool:
 def serve_fake_graph(port: int) -> None:
     """The fake Graph API as its own process (plus a sink for the chaos webhook)."""
     import uvicorn
-    from fastapi import Request
 
     from dialer.whatsapp.fake_graph import build_from_settings
 
@@ -786,6 +861,11 @@ def serve_fake_graph(port: int) -> None:
 # --------------------------------------------------------------------------- output
 
 
+def failures(result: dict[str, Any]) -> list[str]:
+    """Invariants that failed: broken (value above 0) or never exercised (count 0)."""
+    return [key for key in INVARIANTS if result[key] != 0 or result["exercised"].get(key, 0) <= 0]
+
+
 def render(result: dict[str, Any]) -> str:
     lines = [
         f"Chaos run: backend {result['backend']}, {result['duration_s']:g} s, "
@@ -793,11 +873,13 @@ def render(result: dict[str, Any]) -> str:
         f"{result['whatsapp_messages']} WhatsApp messages, "
         f"{result['webhook_deliveries']} webhook deliveries",
         "",
-        "| invariant | value | ok |",
-        "|---|---:|---|",
+        "| invariant | value | path exercised | ok |",
+        "|---|---:|---|---|",
     ]
+    failed = set(failures(result))
     for key in INVARIANTS:
-        lines.append(f"| {key} | {result[key]} | {'yes' if result[key] == 0 else '**NO**'} |")
+        seen = f"{result['exercised'][key]} {EXERCISED[key]}"
+        lines.append(f"| {key} | {result[key]} | {seen} | {'**NO**' if key in failed else 'yes'} |")
     lines += ["", "| fault injected | count |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in result["faults"].items()]
     lines += [
@@ -826,6 +908,12 @@ def main() -> int:
     parser.add_argument("--agents", type=int, default=6)
     parser.add_argument("--speed", type=float, default=10.0, help="PBX simulator speed-up")
     parser.add_argument("--dialer-kills", type=int, default=20)
+    parser.add_argument(
+        "--veterans",
+        type=float,
+        default=0.1,
+        help="share of leads seeded one attempt short of the limit (exhaustion, WhatsApp)",
+    )
     parser.add_argument("--no-faults", action="store_true", help="baseline: inject nothing")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     parser.add_argument("--json", action="store_true", help="one JSON object, stdout's last line")
@@ -853,11 +941,11 @@ def main() -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
-        flat = {**result, **result["faults"]}
+        flat = {**result, **result["faults"], "failures": failures(result)}
         print(json.dumps(flat, separators=(",", ":"), default=str), flush=True)
     else:
         print(render(result))
-    return 0 if all(result[k] == 0 for k in INVARIANTS) else 1
+    return 0 if not failures(result) else 1
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from api.auth import Scope
 from api.cache import STATS_CACHE_S, cache_ttl, cached, forget
@@ -35,7 +35,10 @@ from dialer.store import EngineStore, campaign_abandon_stats, reschedule_deferre
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 
-_NAME = Field(min_length=1, max_length=120)
+#: Surrounding spaces are dropped; a name of spaces only is refused (422).
+CampaignName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)
+]
 
 
 class CampaignFields(BaseModel):
@@ -88,12 +91,12 @@ class CampaignFields(BaseModel):
 
 
 class CampaignCreate(CampaignFields):
-    name: str = _NAME
+    name: CampaignName
     type: CampaignType
 
 
 class CampaignUpdate(CampaignFields):
-    name: str | None = Field(default=None, min_length=1, max_length=120)
+    name: CampaignName | None = None
 
 
 class CampaignOut(BaseModel):

@@ -270,6 +270,27 @@ export const DIAL_MODES = {
   fixed_ratio: "Relación fija",
 };
 
+// Why the dialer applies the mode it applies (the pacer's decision reason, GET .../live).
+// The reasons that just repeat the configured mode map to "".
+export const PACING_REASONS = {
+  preview: "",
+  progressive: "",
+  fixed_ratio: "",
+  risk_bound: "riesgo de abandono bajo control",
+  line_cap: "máximo de líneas por agente",
+  no_agents: "sin agentes libres pronto",
+  cold_start: "arranque: aprendiendo",
+  cap_warmup: "arranque del día: pocas respuestas para el tope de abandono",
+  small_team: "equipo pequeño: progresivo",
+  hard_cap_today: "tope de abandono de hoy alcanzado",
+  hard_cap_30d: "tope de abandono 30 días alcanzado",
+};
+
+export function pacingReason(reason) {
+  if (!reason) return "";
+  return reason in PACING_REASONS ? PACING_REASONS[reason] : reason;
+}
+
 export const PAUSE_FALLBACK = {
   connecting: "Conectando",
   break: "Descanso",

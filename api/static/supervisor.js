@@ -19,6 +19,7 @@ import {
   fmtWhen,
   liveEvents,
   messageEs,
+  pacingReason,
   pct,
   serverClock,
   throttle,
@@ -179,7 +180,8 @@ function renderLive(panel, d) {
   setKpi(panel, "answered", d.calls.answered);
   setKpi(panel, "connected", d.calls.connected);
   const level = d.pacing.dial_level;
-  setKpi(panel, "dial_level", level === null ? "–" : level.toFixed(2).replace(".", ","), `${DIAL_MODES[d.pacing.mode] || d.pacing.mode}${d.pacing.reason ? ` · ${d.pacing.reason}` : ""}`);
+  const why = pacingReason(d.pacing.reason);
+  setKpi(panel, "dial_level", level === null ? "–" : level.toFixed(2).replace(".", ","), `${DIAL_MODES[d.pacing.mode] || d.pacing.mode}${why ? ` · ${why}` : ""}`);
   const ab = d.abandon;
   const lvl = (r) => (r >= ab.cap * 0.9 ? "danger" : r >= ab.cap * 0.66 ? "warning" : "ok");
   setKpi(panel, "abandon_today", pct(ab.rate_today), `${ab.today} de ${ab.live_answers_today} · tope ${pct(ab.cap, 0)}`, lvl(ab.rate_today));

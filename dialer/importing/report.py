@@ -27,6 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from dialer.cells import csv_row, write_only_row
 from dialer.importing.cleaning import CleanLead, Group, GroupDecision, PhoneIssue, Reason
 
 __all__ = [
@@ -375,15 +376,15 @@ def write_report(report: ImportReport, path: Path) -> Path:
 
         workbook = Workbook(write_only=True)
         sheet = workbook.create_sheet("Reporte")
-        sheet.append(list(REPORT_COLUMNS))
+        sheet.append(write_only_row(sheet, REPORT_COLUMNS))
         for values in _report_rows(report):
-            sheet.append(values)
+            sheet.append(write_only_row(sheet, values))
         workbook.save(path)
     else:
         with path.open("w", encoding="utf-8-sig", newline="") as fh:
             writer = csv.writer(fh, delimiter=";")
-            writer.writerow(REPORT_COLUMNS)
-            writer.writerows(_report_rows(report))
+            writer.writerow(csv_row(REPORT_COLUMNS))
+            writer.writerows(csv_row(values) for values in _report_rows(report))
     report.report_path = path
     return path
 

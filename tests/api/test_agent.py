@@ -466,3 +466,31 @@ async def test_ready_while_connecting_is_refused(
     assert r.status_code == 409 and r.json()["error"]["code"] == "connecting"
     await redis.hset(keys.agent_state(agent.user_id), "pause_code", "break")  # type: ignore[misc]
     assert (await agent.post(f"{AGENT}/ready")).status_code == 202
+
+
+async def test_screen_pop_masks_the_national_id(
+    app: FastAPI,
+    clients: Callable[..., Awaitable[ApiClient]],
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    """docs/security.md promises masked personal data: an agent sees the cédula's last four
+    digits (enough to confirm identity), a supervisor the whole number."""
+    sm = app.state.sessionmaker
+    cid = await make_campaign(sm)
+    lead_id = await make_lead(sm, cid, 7)
+    async with sm.begin() as s:
+        await s.execute(sa.update(Lead).where(Lead.id == lead_id).values(national_id="1049601234"))
+    agent = await clients("ana", Role.AGENT, campaigns=(cid,), extension="1001")
+    attempt = await make_connected_attempt(sm, cid, lead_id, agent.user_id)
+    await _set_state(redis, keys, agent.user_id, "in_call", attempt=attempt, cid=cid)
+    me = await agent.get(f"{AGENT}/me")
+    assert me.json()["call"]["lead"]["national_id"] == "******1234"
+    assert "1049601234" not in me.text
+    lead = await agent.get(f"/api/v1/leads/{lead_id}")
+    assert lead.status_code in (200, 404)
+    assert "1049601234" not in lead.text
+    sup = await clients("sup", Role.SUPERVISOR, campaigns=(cid,))
+    assert (await sup.get(f"/api/v1/leads/{lead_id}")).json()["lead"]["national_id"] == (
+        "1049601234"
+    )
