@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 
 from dialer.db.engine import make_sessionmaker
 from dialer.db.models import CallAttempt, Campaign, Lead
-from dialer.domain.outcomes import CampaignStatus
+from dialer.domain.outcomes import CallOutcome, CampaignStatus, DialMode, LeadStatus
 from dialer.pbx_lab import LabPbx
 from dialer.softphone import Extension, Softphone, SoftphoneConfig
 from tests.pbx.stack import PbxStack
@@ -114,5 +116,46 @@ async def lead_row(stack: PbxStack, lead_id: int) -> Lead:
 
 async def set_campaign_status(stack: PbxStack, campaign_id: int, status: CampaignStatus) -> None:
     """Change a campaign's status in the store (the dialer sees it on its next round)."""
+    await update_campaign(stack, campaign_id, status=status)
+
+
+async def update_campaign(stack: PbxStack, campaign_id: int, **values: Any) -> None:
+    """Change campaign columns in the store (the dialer reads them on its next round)."""
     async with make_sessionmaker(stack.engine).begin() as s:
-        await s.execute(sa.update(Campaign).where(Campaign.id == campaign_id).values(status=status))
+        await s.execute(sa.update(Campaign).where(Campaign.id == campaign_id).values(**values))
+
+
+async def seed_history(
+    stack: PbxStack, campaign_id: int, *, answered: int, abandoned: int = 0
+) -> None:
+    """Today's earlier live answers and abandons of a campaign (what the abandon cap counts),
+    on one excluded lead that is never dialed."""
+    now = datetime.now(UTC)
+    async with make_sessionmaker(stack.engine).begin() as s:
+        lead = Lead(
+            campaign_id=campaign_id,
+            dedupe_key=f"history:{campaign_id}",
+            customer_name="Historial",
+            status=LeadStatus.EXCLUDED,
+            status_reason="pbx tier history",
+        )
+        s.add(lead)
+        await s.flush()
+        outcomes = [CallOutcome.ANSWERED_CONNECTED] * answered + [CallOutcome.ABANDONED] * abandoned
+        for i, outcome in enumerate(outcomes):
+            at = now - timedelta(seconds=60 + i)
+            s.add(
+                CallAttempt(
+                    lead_id=lead.id,
+                    campaign_id=campaign_id,
+                    number="+573009999990",
+                    attempt_number=i + 1,
+                    counts_against_limit=False,
+                    mode=DialMode.PROGRESSIVE,
+                    created_at=at,
+                    dialed_at=at,
+                    answered_at=at,
+                    ended_at=at + timedelta(seconds=1),
+                    outcome=outcome,
+                )
+            )
