@@ -9,8 +9,7 @@ Five campaigns run at once on one stack (virtual agents, each campaign its own):
 * fixed ratio 3, one agent, customers that ring without answer, today's history well inside
   the cap: published ``fixed_ratio`` and more customer lines than agents on the PBX;
 * the same with today's abandon rate over the cap: progressive (``hard_cap_30d``: the
-  history is today's), never
-  more customer lines than agents;
+  history is today's), never more customer lines than agents;
 * predictive over the cap: progressive (the cap's reason);
 * preview: mode ``preview``, no dial level, nothing dialed without the agent.
 """
