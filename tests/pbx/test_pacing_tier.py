@@ -11,7 +11,7 @@ Five campaigns run at once on one stack (virtual agents, each campaign its own):
 * the same with today's abandon rate over the cap: progressive (``hard_cap_30d``: the
   history is today's), never more customer lines than agents;
 * predictive over the cap: progressive (the cap's reason);
-* preview: mode ``preview``, no dial level, nothing dialed without the agent.
+* preview: mode ``preview``, no dial level, calls only for the agent (one at a time).
 """
 
 from __future__ import annotations
@@ -125,13 +125,14 @@ async def test_modes_publish_their_pacing_and_the_cap_binds(pbx_stack: PbxStack)
         return done
 
     driver = asyncio.create_task(disposition_loop())
-    most = {"fixed": 0, "capped": 0, "pcapped": 0}
+    most = {"fixed": 0, "capped": 0, "pcapped": 0, "preview": 0}
 
     async def predictive_and_caps() -> dict[str, Any] | None:
         chans = channels(lab)
         most["fixed"] = max(most["fixed"], _lines(chans, fixed_numbers))
         most["capped"] = max(most["capped"], _lines(chans, capped_numbers))
         most["pcapped"] = max(most["pcapped"], _lines(chans, pcapped_numbers))
+        most["preview"] = max(most["preview"], _lines(chans, preview_numbers))
         assert most["capped"] <= 1, "the capped fixed-ratio campaign over-dialed"
         assert most["pcapped"] <= 2, "the capped predictive campaign over-dialed"
         p = await _pacing(pred_sup, pred)
@@ -168,9 +169,14 @@ async def test_modes_publish_their_pacing_and_the_cap_binds(pbx_stack: PbxStack)
 
     pv = await _pacing(preview[2], preview[0])
     assert (pv["mode"], pv["reason"], pv["dial_level"]) == ("preview", "preview", None), pv
-    assert await stack.attempts(preview[0]) == []  # nothing dialed without the agent
-    me = await preview[1][0].me()
-    assert me["preview"] is not None  # the lead is on the agent's screen instead
+    # Preview calls are the agent's own (placed when they press "call" or when the 20 s
+    # countdown ends): each is bound to the agent, in preview mode, never more than one.
+    (agent,) = preview[1]
+    rows = await stack.attempts(preview[0])
+    assert all(a.agent_id == agent.user.id and a.mode == DialMode.PREVIEW for a in rows), [
+        (a.agent_id, a.mode) for a in rows
+    ]
+    assert most["preview"] <= 1
 
 
 async def _published(sup: AgentClient, camp: int) -> dict[str, Any] | None:
