@@ -183,3 +183,21 @@ def lab_number(digit: str, serial: int, prefix: str = "+5730000") -> str:
     if digit not in BEHAVIOURS:
         raise ValueError(f"no lab behaviour for digit {digit!r}")
     return f"{prefix}{serial % 10_000:04d}{digit}"
+
+
+TALKER_PREFIX: Final = "+57318"
+"""Numbers starting with it answer and play ``custom/tone`` (:data:`TALKER_TONE_HZ`) in a loop
+until the other side hangs up (``extensions_lab.conf``, ``marcador-lab-talker``): what an agent
+must hear once the customer is put through."""
+TALKER_TONE_HZ: Final = 700.0
+"""Frequency of the lab sound ``custom/tone`` (``dialer.pbx_lab.LAB_TONES``)."""
+
+
+def talker_number(serial: int) -> str:
+    """A lab customer that plays the tone until hung up. It ends in 0, so
+    :func:`expected_outcome` gives the talk-until-hangup outcome (``answered_connected``)."""
+    return f"{TALKER_PREFIX}0{serial % 10_000:04d}0"
+
+
+def is_talker(number: str) -> bool:
+    return number.strip().lstrip("+").startswith(TALKER_PREFIX.lstrip("+"))

@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-from dialer.lab_pstn import LAB_TRUNK, PHONE_AGENT_CHANNEL, VIRTUAL_AGENT_CHANNEL
+from dialer.lab_pstn import LAB_TRUNK, PHONE_AGENT_CHANNEL, TALKER_TONE_HZ, VIRTUAL_AGENT_CHANNEL
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 DEPLOY: Final = ROOT / "deploy" / "asterisk"
@@ -175,9 +175,23 @@ LAB_SOUNDS: Final = {
 }
 
 
+#: name (under sounds/<lang>/) -> (seconds, frequency): pure tones an agent's phone can tell
+#: apart from speech (the talker customers, ``dialer.lab_pstn.TALKER_PREFIX``).
+LAB_TONES: Final = {"custom/tone": (2.0, TALKER_TONE_HZ)}
+
+
+def _tone(seconds: float, freq: float, amplitude: float = 8000.0) -> list[int]:
+    n = int(seconds * SAMPLE_RATE)
+    return [int(amplitude * math.sin(2 * math.pi * freq * i / SAMPLE_RATE)) for i in range(n)]
+
+
 def generate_sounds(sounds_dir: Path, languages: tuple[str, ...] = ("es", "en")) -> None:
     for name, (seconds, seed) in LAB_SOUNDS.items():
         samples = _speech_like(seconds, seed)
+        for lang in languages:
+            write_wav(sounds_dir / lang / f"{name}.wav", samples)
+    for name, (seconds, freq) in LAB_TONES.items():
+        samples = _tone(seconds, freq)
         for lang in languages:
             write_wav(sounds_dir / lang / f"{name}.wav", samples)
 

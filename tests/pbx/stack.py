@@ -265,6 +265,28 @@ class PbxStack:
     def dialer_alive(self, name: str = "dialer-1") -> bool:
         return bool(self.procs[name].alive())
 
+    def kill_dialer(self, name: str = "dialer-1") -> None:
+        """``kill -9`` of a dialer process (its process group): no cleanup runs, its AMI link,
+        leases, claims and the PBX's calls are left as they are."""
+        self.procs[name].kill9()
+        assert not self.dialer_alive(name)
+
+    def restart_dialer(self, name: str = "dialer-1") -> None:
+        """Start a stopped or killed dialer again, same name and environment (a restarted
+        ``marcador dialer``: it recognises its predecessor's leases and takes them over)."""
+        proc = self.procs[name]
+        if proc.alive():
+            raise RuntimeError(f"{name} is still running")
+        proc.start()
+
+    async def readyz(self) -> dict[str, Any]:
+        """``GET /readyz`` (open; 200 or 503): its JSON body."""
+        async with httpx.AsyncClient(timeout=10.0) as http:
+            r = await http.get(f"http://127.0.0.1:{self.api_port}/readyz")
+        assert r.status_code in (200, 503), r.text
+        body: dict[str, Any] = r.json()
+        return body
+
     async def aclose(self) -> None:
         for client in self._clients:
             with contextlib.suppress(Exception):
