@@ -124,6 +124,9 @@ class BridgeTelephony:
     async def hangup(self, server: str, channel: str) -> None:
         await self.bridge.link(server).hangup(channel)
 
+    async def stop_recording(self, server: str, channel: str) -> None:
+        await self.bridge.link(server).stop_mixmonitor(channel)
+
     async def cancel(self, server: str, call_id: str) -> None:
         await self.bridge.hangup_call(server, call_id)
 

@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 import math
 import random
-import struct
 import re
+import struct
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -1129,9 +1129,8 @@ class Pbx:
         right = [int(1000 * math.sin(2 * math.pi * 660 * i / 8000)) for i in range(80)]
         period = b"".join(struct.pack("<hh", a, b) for a, b in zip(left, right, strict=True))
         whole, rest = divmod(frames, 80)
-        with contextlib.suppress(OSError):  # Asterisk logs it; the call goes on
-            with open(path, "wb") as fh:
-                fh.write(period * whole + period[: rest * 4])
+        with contextlib.suppress(OSError), open(path, "wb") as fh:  # Asterisk logs; call goes on
+            fh.write(period * whole + period[: rest * 4])
 
     async def _dp_spy(self, ch: Channel) -> tuple[str, str] | None:
         mode = ch.exten

@@ -20,6 +20,7 @@ class FakeTelephony:
     originates: list[tuple[str, OriginateRequest]] = field(default_factory=list)
     redirects: list[tuple[str, str, str, str]] = field(default_factory=list)
     hangups: list[tuple[str, str]] = field(default_factory=list)
+    recording_stops: list[tuple[str, str]] = field(default_factory=list)
     queue: asyncio.Queue[TelephonyItem] = field(default_factory=asyncio.Queue)
 
     def server_names(self) -> Sequence[str]:
@@ -44,6 +45,9 @@ class FakeTelephony:
 
     async def cancel(self, server: str, call_id: str) -> None:
         self.hangups.append((server, call_id))
+
+    async def stop_recording(self, server: str, channel: str) -> None:
+        self.recording_stops.append((server, channel))
 
     live: set[str] = field(default_factory=set)
 
