@@ -18,6 +18,7 @@ Nothing runs at import time; every function takes ``now``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import shlex
@@ -43,6 +44,7 @@ from dialer.db.models import (
     Recording,
     RecordingStatus,
 )
+from dialer.domain.clock import Clock
 from dialer.domain.outcomes import LeadStatus
 from dialer.settings import Settings
 
@@ -483,3 +485,37 @@ async def erase_person(
         )
     log.info("data_subject_erased", leads=len(lead_ids), recordings=len(recs))
     return ErasureResult(len(lead_ids), attempts, len(recs))
+
+
+async def purge_loop(
+    sm: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    clock: Clock,
+    stop: asyncio.Event,
+    interval: float = 60.0,
+) -> None:
+    """Run :func:`purge_expired` at each fire of ``recording.purge_schedule`` (daily by
+    default), checked every ``interval`` seconds until ``stop``. The purge is idempotent, so
+    several API replicas firing together only repeat a no-op."""
+    from dialer.reports.cron import parse_cron, previous_fire
+
+    expression = settings.recording.purge_schedule.strip()
+    if not expression:
+        return
+    schedule = parse_cron(expression)
+    last: datetime | None = previous_fire(schedule, clock.now(), settings.timezone)
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+        if stop.is_set():
+            return
+        now = clock.now()
+        fire = previous_fire(schedule, now, settings.timezone)
+        if fire is None or (last is not None and fire <= last):
+            continue
+        last = fire
+        try:
+            result = await purge_expired(sm, now)
+            log.info("recordings_purged", deleted=result.deleted, errors=result.errors)
+        except Exception as exc:
+            log.error("recording_purge_error", error=type(exc).__name__)
