@@ -67,7 +67,7 @@ class RecordingPage(BaseModel):
 
 
 def audio_url(rec_id: int) -> str:
-    return f"/api/recordings/{rec_id}/audio"
+    return f"/api/v1/recordings/{rec_id}/audio"
 
 
 def recording_out(rec: Recording, attempt_uuid: str) -> RecordingOut:
