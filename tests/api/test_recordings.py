@@ -262,3 +262,44 @@ def test_range_parser_edges() -> None:
     for bad in ("bytes=5-2", "bytes=-", "items=0-1", "bytes=0-1,3-4", "bytes=-0"):
         with pytest.raises(ApiError):
             parse_range(bad, 10)
+
+
+async def test_links_from_calls_lead_history_and_pqrs(
+    app: FastAPI, clients: Clients, tmp_path: Path
+) -> None:
+    from datetime import date
+
+    from dialer.db.models import Disposition, Pqrs, PqrsType
+
+    sm = app.state.sessionmaker
+    camp, lead, rec_id, attempt = await _recorded_call(sm, tmp_path)
+    async with sm.begin() as s:
+        a = await s.scalar(sa.select(CallAttempt).where(CallAttempt.uuid == attempt))
+        assert a is not None
+        d = Disposition(attempt_id=a.id, lead_id=lead, code="complaint", created_at=MONDAY_10AM)
+        s.add(d)
+        await s.flush()
+        s.add(
+            Pqrs(
+                lead_id=lead,
+                person_key="1001",
+                disposition_id=d.id,
+                type=PqrsType.QUEJA,
+                description="prometió un descuento",
+                deadline=date(2026, 12, 14),
+            )
+        )
+    link = f"/api/v1/recordings/{rec_id}/audio"
+    sup = await clients("sup1", Role.SUPERVISOR, campaigns=(camp,))
+    calls = (await sup.get("/api/v1/calls", params={"lead_id": lead})).json()["items"]
+    assert [(c["recording_id"], c["recording_url"]) for c in calls] == [(rec_id, link)]
+    assert (await sup.get(f"/api/v1/calls/{attempt}")).json()["recording_url"] == link
+    history = (await sup.get(f"/api/v1/leads/{lead}")).json()["history"]
+    assert [x["recording_url"] for x in history["attempts"]] == [link]
+    assert [x["recording_url"] for x in history["pqrs"]] == [link]
+    pqrs = (await sup.get("/api/v1/pqrs", params={"lead_id": lead})).json()["items"]
+    assert [x["recording_url"] for x in pqrs] == [link]
+
+    agent = await clients("ana", Role.AGENT, campaigns=(camp,), extension="1001")
+    calls = (await agent.get("/api/v1/calls", params={"lead_id": lead})).json()["items"]
+    assert all(c["recording_url"] is None for c in calls)  # agents never get the link
