@@ -99,6 +99,7 @@ function buildPanel(campaign) {
       kpi("attempts_used", "Intentos usados"),
       kpi("attempts_today", "Intentos hoy"),
       kpi("window", "Ventana de llamadas"),
+      kpi("recordings", "Grabaciones hoy"),
     ),
     el("div", { class: "states" }),
     el(
@@ -192,6 +193,14 @@ function renderLive(panel, d) {
   setKpi(panel, "attempts_today", d.rates.attempts_today, "");
   const w = d.window;
   setKpi(panel, "window", w.open ? "Abierta" : "Cerrada", w.open ? `cierra ${fmtTime(w.closes_at)}` : w.next_open_at ? `abre ${fmtWhen(w.next_open_at)}` : "", w.open ? "ok" : "warning");
+
+  const rec = d.recordings;
+  if (rec && (rec.enabled || rec.ok || rec.failed)) {
+    const failed = rec.failed ? ` · ${rec.failed} fallida(s)${rec.last_failure ? `: ${rec.last_failure}` : ""}` : "";
+    setKpi(panel, "recordings", rec.ok + rec.recording, `${rec.recording} en curso${failed}`, rec.failed ? "danger" : "ok");
+  } else {
+    setKpi(panel, "recordings", "–", "la campaña no graba");
+  }
 
   const states = clear(root.querySelector(".states"));
   for (const s of STATE_ORDER) {

@@ -303,3 +303,25 @@ async def test_links_from_calls_lead_history_and_pqrs(
     agent = await clients("ana", Role.AGENT, campaigns=(camp,), extension="1001")
     calls = (await agent.get("/api/v1/calls", params={"lead_id": lead})).json()["items"]
     assert all(c["recording_url"] is None for c in calls)  # agents never get the link
+
+
+async def test_failed_recording_on_dashboard_and_metrics(
+    app: FastAPI, clients: Clients, tmp_path: Path
+) -> None:
+    sm = app.state.sessionmaker
+    camp, lead, _, _ = await _recorded_call(sm, tmp_path)
+    attempt = await make_connected_attempt(sm, camp, lead, None, number=2)
+    keeper = RecordingKeeper(sm, RecordingPaths(str(tmp_path), tmp_path, settle_seconds=0))
+    assert await keeper.started(attempt, None, MONDAY_10AM) is not None
+    # no file after the call (path not writable on the PBX, disk full, ...)
+    assert await keeper.finished(attempt, MONDAY_10AM) is RecordingStatus.FAILED
+    sup = await clients("sup1", Role.SUPERVISOR, campaigns=(camp,))
+    live = (await sup.get(f"/api/v1/campaigns/{camp}/live")).json()
+    rec = live["recordings"]
+    assert (rec["enabled"], rec["ok"], rec["failed"]) == (True, 1, 1)
+    assert "missing" in rec["last_failure"]
+    key = await make_key(sm, "metrics:read")
+    async with key_client(app, key) as c:
+        text = (await c.get("/metrics")).text
+    assert f'marcador_recordings_today{{campaign_id="{camp}",status="failed"}} 1.0' in text
+    assert f'marcador_recordings_today{{campaign_id="{camp}",status="ok"}} 1.0' in text
