@@ -274,6 +274,8 @@ class RecordingKeeper:
                 return None
         facts: FileFacts | None = None
         reason = ""
+        if self.paths.settle_seconds > 0:  # MixMonitor's thread flushes and closes the file
+            await self.sleep(min(0.5, self.paths.settle_seconds))
         for attempt in range(max(1, attempts)):
             try:
                 await _fetch(self.paths, attempt_uuid)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -153,6 +154,8 @@ class PbxStack:
     tmp: Path
     dialers: int = 1
     virtual_agents: bool = True
+    #: overrides the server's agent_channel (e.g. dialer.lab_pstn.TALKING_AGENT_CHANNEL)
+    agent_channel: str = ""
     env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Any] = field(default_factory=dict)
     db_url: str = ""
@@ -205,9 +208,7 @@ class PbxStack:
                 "MARCADOR_DATABASE__URL": self.db_url,
                 "MARCADOR_REDIS__URL": redis_url,
                 "MARCADOR_REDIS__KEY_PREFIX": prefix,
-                "MARCADOR_ASTERISK__SERVERS": self.lab.servers_json(
-                    virtual_agents=self.virtual_agents
-                ),
+                "MARCADOR_ASTERISK__SERVERS": self._servers_json(),
                 "MARCADOR_ASTERISK__ACTION_TIMEOUT": "5",
                 "MARCADOR_ASTERISK__PING_INTERVAL": "2",
                 "MARCADOR_API__HOST": "127.0.0.1",
@@ -230,6 +231,12 @@ class PbxStack:
         if not chaos.wait_port(self.api_port, timeout=60):
             raise RuntimeError(f"marcador api did not listen (see {logs / 'api.log'})")
         return self
+
+    def _servers_json(self) -> str:
+        if not self.agent_channel:
+            return self.lab.servers_json(virtual_agents=self.virtual_agents)
+        server = self.lab.server(virtual_agents=self.virtual_agents)
+        return json.dumps([{**server, "agent_channel": self.agent_channel}])
 
     def _database_url(self, data: Path) -> str:
         url = os.environ.get("MARCADOR_DATABASE__URL")
