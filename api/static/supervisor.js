@@ -113,8 +113,14 @@ function buildPanel(campaign) {
       ),
     ),
     el("div", { class: "charts" }, el("div", { class: "chart-calls" }), el("div", { class: "chart-abandon" })),
+    el(
+      "details",
+      { class: "recordings" },
+      el("summary", {}, "Grabaciones recientes"),
+      el("ul", { class: "recordings-list" }, el("li", { class: "muted" }, "Sin grabaciones.")),
+    ),
   );
-  const panel = { id, root, data: null, dirty: false, refresh: null };
+  const panel = { id, root, data: null, dirty: false, refresh: null, recIds: "" };
   for (const input of [modeSelect, ratio, target]) input.addEventListener("input", () => (panel.dirty = true));
   panel.refresh = throttle(() => loadLive(panel), LIVE_MIN_MS);
   return panel;
@@ -252,6 +258,36 @@ async function loadToday(panel) {
   }
 }
 
+// The campaign's latest playable recordings (supervisors; every play is audited by the API).
+// Re-rendered only when the list changes, so a recording being played is not interrupted.
+async function loadRecordings(panel) {
+  let page;
+  try {
+    page = await api("GET", `${API}/recordings?campaign_id=${panel.id}&status=ok&limit=10`);
+  } catch {
+    return; // recordings are optional on the dashboard
+  }
+  const ids = page.items.map((r) => r.id).join(",");
+  if (ids === panel.recIds) return;
+  panel.recIds = ids;
+  const list = clear(panel.root.querySelector(".recordings-list"));
+  if (!page.items.length) list.append(el("li", { class: "muted" }, "Sin grabaciones."));
+  for (const r of page.items) {
+    list.append(
+      el(
+        "li",
+        { dataset: { recordingId: r.id } },
+        el("span", {}, `${fmtWhen(r.started_at)} · ${fmtDuration(r.duration_s)} · intento ${r.attempt.slice(0, 8)}`),
+        el("audio", { controls: true, preload: "metadata", src: r.audio_url }),
+        el("a", { href: `${r.audio_url}?download=true` }, "Descargar"),
+      ),
+    );
+  }
+}
+setInterval(() => {
+  for (const panel of panels.values()) loadRecordings(panel);
+}, 30000);
+
 async function loadCampaigns() {
   let campaigns;
   try {
@@ -275,7 +311,7 @@ async function loadCampaigns() {
       const panel = buildPanel(c);
       panels.set(c.id, panel);
       box.append(panel.root);
-      loadLive(panel).then(() => loadToday(panel));
+      loadLive(panel).then(() => loadToday(panel)).then(() => loadRecordings(panel));
     }
   }
   $("sin-campanas").hidden = wanted.length > 0;
