@@ -1072,7 +1072,7 @@ class Pbx:
         ch.priority = priority
 
     async def _record_steps(self, ch: Channel) -> None:
-        record = self._var(ch, dp.VAR_RECORD) == "1"
+        record = self._var(ch, dp.VAR_RECORD) == "1" and self._var(ch, dp.VAR_RECORD_FILE) != ""
         self._newexten(ch, 1, "GotoIf", f"{int(not record)}?done")
         if record:
             path = self._var(ch, dp.VAR_RECORD_FILE)
