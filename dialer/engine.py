@@ -1276,6 +1276,8 @@ class Engine:
         """
         now = self._now()
         await self.reconcile_orphans(now)
+        if self.recordings is not None:  # recordings a dead dialer left unfinalised
+            await self.recordings.sweep(now)
         released = await self.store.release_expired_claims(now)
         if released:
             await self.leases.force_release(*(self.keys.lead_lease(i) for i in released))

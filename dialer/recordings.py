@@ -305,6 +305,26 @@ class RecordingKeeper:
                 log.info("recording_ok", attempt=attempt_uuid, seconds=facts.duration_s)
             return rec.status
 
+    async def sweep(self, now: datetime, older_than: timedelta = timedelta(minutes=2)) -> int:
+        """Finalise recordings whose call ended a while ago but were never finalised (the
+        dialer that had the call died after the hang-up). Returns how many were handled."""
+        async with self.sm() as s:
+            uuids = (
+                await s.scalars(
+                    sa.select(CallAttempt.uuid)
+                    .join(Recording, Recording.attempt_id == CallAttempt.id)
+                    .where(
+                        Recording.status == RecordingStatus.RECORDING,
+                        CallAttempt.ended_at.is_not(None),
+                        CallAttempt.ended_at < now - older_than,
+                    )
+                    .limit(50)
+                )
+            ).all()
+        for uuid in uuids:
+            await self.finished(uuid, now, attempts=1)
+        return len(uuids)
+
 
 async def _by_attempt(s: AsyncSession, attempt_uuid: str) -> Recording | None:
     rec: Recording | None = await s.scalar(

@@ -325,3 +325,21 @@ async def test_failed_recording_on_dashboard_and_metrics(
         text = (await c.get("/metrics")).text
     assert f'marcador_recordings_today{{campaign_id="{camp}",status="failed"}} 1.0' in text
     assert f'marcador_recordings_today{{campaign_id="{camp}",status="ok"}} 1.0' in text
+
+
+async def test_sweep_finalises_what_a_dead_dialer_left(app: FastAPI, tmp_path: Path) -> None:
+    sm = app.state.sessionmaker
+    camp = await make_campaign(sm, name="Sweep")
+    async with sm.begin() as s:
+        await s.execute(sa.update(Campaign).values(record_calls=True))
+    lead = await make_lead(sm, camp, 7)
+    attempt = await make_connected_attempt(sm, camp, lead, None)  # ended 10:59
+    keeper = RecordingKeeper(sm, RecordingPaths(str(tmp_path), tmp_path, settle_seconds=0))
+    assert await keeper.started(attempt, None, MONDAY_10AM - timedelta(minutes=4)) is not None
+    _wav(tmp_path / f"{attempt}.wav")
+    assert await keeper.sweep(MONDAY_10AM) == 0  # the call ended one minute ago: still settling
+    assert await keeper.sweep(MONDAY_10AM + timedelta(minutes=5)) == 1
+    async with sm() as s:
+        rec = await s.scalar(sa.select(Recording).where(Recording.lead_id == lead))
+    assert rec is not None and rec.status is RecordingStatus.OK
+    assert await keeper.sweep(MONDAY_10AM + timedelta(minutes=6)) == 0
