@@ -1175,6 +1175,12 @@ class AmiBridge:
             await self._emit(server, outputs)
             raise
 
+    def adopt(self, server: str, call_id: str, **kw: Any) -> None:
+        """Follow a live call another process originated (see ``CallTracker.adopt``).
+
+        The milestones already reached are not emitted: the caller knows them."""
+        self.trackers[server].adopt(call_id, now=self._now(), **kw)
+
     async def hangup_call(self, server: str, call_id: str, cause: int | None = None) -> None:
         """Drop a tracked call (campaign paused, window closed): CANCELLED if unanswered."""
         tracker = self.trackers[server]

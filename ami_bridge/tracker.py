@@ -443,6 +443,56 @@ class CallTracker:
         self._calls[call_id] = call
         self._by_action[action_id] = call
 
+    def adopt(
+        self,
+        call_id: str,
+        *,
+        uniqueid: str,
+        channel: str,
+        now: datetime,
+        answered_at: datetime | None = None,
+        conference: str | None = None,
+        connected_at: datetime | None = None,
+        ring_timeout: timedelta = timedelta(seconds=60),
+    ) -> list[TrackerOutput]:
+        """Follow a call another process originated and that is still up on the PBX.
+
+        Used after a dialer restart (its calls survive on the PBX, see ``docs/reliability.md``):
+        ``uniqueid``/``channel`` come from ``CoreShowChannels``; ``answered_at`` is set when the
+        channel is Up; ``conference`` when it already sits in an agent room (the call is then
+        connected). From here on the call ends exactly like an originated one: the ``;1`` leg's
+        Hangup gives its :class:`CallEnded`. Returns the milestones already reached
+        (``CallAnswered``/``CallConnected``). Raises :class:`DuplicateCallError` if tracked.
+        """
+        if call_id in self._calls or uniqueid in self._by_uid:
+            raise DuplicateCallError(f"call {call_id!r} is already tracked")
+        action_id = f"adopted-{call_id}"
+        deadline = now + (
+            self.config.max_call_duration
+            if answered_at is not None
+            else ring_timeout + self.config.originate_grace
+        )
+        call = _Call(call_id, action_id, now, deadline, False, None)
+        call.response = "Success"  # the originate was accepted long ago
+        call.primary_uid = uniqueid
+        call.other_uid = uniqueid + ";2"
+        call.channel = channel
+        call.legs[uniqueid] = True
+        call.saw_channel = True
+        for uid in (uniqueid, call.other_uid):
+            self._by_uid.setdefault(uid, call)
+        self._calls[call_id] = call
+        self._by_action[action_id] = call
+        out: list[TrackerOutput] = []
+        if answered_at is not None:
+            call.answered_at = answered_at
+            out.append(CallAnswered(call_id, answered_at, channel, uniqueid))
+            if conference is not None and conference.startswith(self.config.agent_room_prefix):
+                call.connected_at = connected_at or now
+                call.conference = conference
+                out.append(CallConnected(call_id, call.connected_at, None, conference, None))
+        return out
+
     def cancel(self, call_id: str, now: datetime) -> None:
         """Record that the dialer is hanging this call up (campaign paused, window closed).
 

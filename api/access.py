@@ -48,6 +48,15 @@ async def load_lead(ctx: RequestContext, lead_id: int) -> Lead:
     return lead
 
 
+def mask_national_id(value: str | None) -> str | None:
+    """``1049601234`` -> ``******1234``: agents confirm identity with the last four digits."""
+    if not value:
+        return value
+    if len(value) <= 4:
+        return "*" * len(value)
+    return "*" * (len(value) - 4) + value[-4:]
+
+
 def mask_phone(e164: str) -> str:
     """``+573001234567`` -> ``+57*******4567`` (agents see only the last four digits)."""
     if len(e164) <= 7:

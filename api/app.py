@@ -38,6 +38,8 @@ from api.authcache import AuthCache
 from api.errors import error_response, install_error_handlers
 from api.events import Broadcaster
 from api.metrics import MetricsCollector
+from api.netguard import GuardedResolver, Resolver, networks
+from api.nul import RefuseNul
 from api.timing import RequestTiming, TimingMetrics, freeze_gc_after, watch_loop_lag
 from api.webhooks import WebhookWorker
 from dialer.db.engine import make_engine, make_sessionmaker
@@ -136,6 +138,7 @@ def _routers() -> list[Any]:
         auth,
         calls,
         campaigns,
+        clock,
         dnc,
         events,
         imports,
@@ -167,6 +170,7 @@ def _routers() -> list[Any]:
         agents.router,
         webhooks.router,
         audit.router,
+        clock.router,
     ]
 
 
@@ -199,6 +203,7 @@ def create_app(
     redis: aioredis.Redis | None = None,
     keys: Keys | None = None,
     webhook_transport: httpx.AsyncBaseTransport | None = None,
+    webhook_resolver: Resolver | None = None,
     start_workers: bool = True,
     password_hasher: PasswordHasher | None = None,
     gc_freeze_after_s: float | None = None,
@@ -228,11 +233,14 @@ def create_app(
         app.state.keys = keys or Keys(prefix=settings.redis.key_prefix)
         app.state.background = set()
         app.state.broadcaster = Broadcaster(client, app.state.keys)
-        from api.routers.agent import prefetch_screen_pops
+        from api.routers.agent import apply_disposition_drafts, prefetch_screen_pops
 
         app.state.broadcaster.listeners.append(prefetch_screen_pops(app.state))
-        http = httpx.AsyncClient(transport=webhook_transport, timeout=10.0)
-        worker = WebhookWorker(sm, client, app.state.keys, http)
+        app.state.broadcaster.listeners.append(apply_disposition_drafts(app.state))
+        http = httpx.AsyncClient(transport=webhook_transport, timeout=10.0, follow_redirects=False)
+        guard = GuardedResolver(networks(settings.webhooks.allowed_networks), webhook_resolver)
+        app.state.webhook_guard = guard
+        worker = WebhookWorker(sm, client, app.state.keys, http, guard=guard)
         app.state.webhook_worker = worker
         stop = asyncio.Event()
         tasks: list[asyncio.Task[Any]] = [
@@ -301,6 +309,7 @@ def create_app(
     app.state.password_hasher = password_hasher or PasswordHasher()
     app.state.import_sync_max_bytes = 512 * 1024
     install_error_handlers(app)
+    app.add_middleware(RefuseNul)  # inside BodySizeLimit: the body it buffers is bounded
     app.add_middleware(BodySizeLimit, upload_limit=settings.api.max_upload_mb * 1024 * 1024)
     # Added last, so outermost of the two: the Server-Timing header covers the body limit too.
     app.state.timing = TimingMetrics(app.state.metrics.registry)

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from dialer.db.models import Role
+
+if TYPE_CHECKING:
+    from dialer.settings import Settings
 
 console = Console()
 
@@ -23,6 +26,19 @@ def _settings(ctx: typer.Context) -> object:
     if obj is None:
         raise typer.Exit(2)
     return obj
+
+
+def proxy_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn's X-Forwarded-For handling: believed only from ``MARCADOR_API__TRUSTED_PROXIES``.
+
+    uvicorn's own default trusts 127.0.0.1, which would let anything on the host pick its
+    client address (and dodge the per-IP login limit); with no trusted proxy the header is
+    ignored altogether.
+    """
+    trusted = list(settings.api.trusted_proxies)
+    if not trusted:
+        return {"proxy_headers": False}
+    return {"proxy_headers": True, "forwarded_allow_ips": trusted}
 
 
 def register(app: typer.Typer) -> None:
@@ -61,8 +77,8 @@ def register(app: typer.Typer) -> None:
             host=bind_host,
             port=bind_port,
             log_level=settings.log_level,
-            proxy_headers=True,
             timeout_keep_alive=settings.api.keep_alive_s,
+            **proxy_options(settings),
         )
 
     @user_app.command("create")

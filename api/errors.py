@@ -150,6 +150,8 @@ async def _pydantic_validation(_request: Request, exc: Exception) -> JSONRespons
 async def _domain_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     status = 404 if exc.code in NOT_FOUND_CODES else 422
+    if exc.code == "import_too_large":  # a decompression bomb: the payload, unpacked
+        status = 413
     message = str(getattr(exc, "message_en", "") or exc.message)
     return error_response(status, exc.code, message, exc.details)
 

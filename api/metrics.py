@@ -23,6 +23,7 @@ The same registry also holds the request-timing and event-loop-lag histograms of
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -56,6 +57,11 @@ def _gauge(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, labels=labels)
 
 
+#: A "connected" link whose dialer has not re-published it for this long counts as down
+#: (the dialer re-publishes every ``dialer.telephony.LINK_HEARTBEAT_S``, 1 s).
+LINK_STALE_S = 5.0
+
+
 async def ami_statuses(redis: aioredis.Redis, keys: Keys, settings: Settings) -> dict[str, str]:
     """server -> link state ("missing" when the dialer never reported it)."""
     names = [s.name for s in settings.asterisk.servers]
@@ -66,9 +72,17 @@ async def ami_statuses(redis: aioredis.Redis, keys: Keys, settings: Settings) ->
         if name and name not in names:
             names.append(name)
     out: dict[str, str] = {}
+    now = time.time()
     for name in names:
-        state = await redis.hget(keys.ami_link(name), "state")  # type: ignore[misc]
+        state, beat = await redis.hmget(keys.ami_link(name), ["state", "heartbeat_at"])  # type: ignore[misc]
         out[name] = str(state) if state else "missing"
+        try:
+            silent = now - float(beat) if beat else 0.0
+        except ValueError:
+            silent = 0.0
+        if state == "connected" and silent > LINK_STALE_S:
+            # The dialer that reported it stopped (killed): its last word is not believed.
+            out[name] = f"stale (no dialer heartbeat for {silent:.0f} s)"
     return out
 
 

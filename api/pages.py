@@ -16,10 +16,13 @@ own 401 JSON, like every other route. ``/ingresar`` is public.
 from __future__ import annotations
 
 import hashlib
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -34,7 +37,7 @@ from api.deps import (
     get_principal,
 )
 from api.errors import ApiError
-from dialer.db.models import Role, User
+from dialer.db.models import CallAttempt, Role, User, UserCampaign
 from dialer.domain.windows import resolve_tz
 from dialer.reports.filters import previous_month
 
@@ -206,16 +209,31 @@ async def reports_page(
     principal = _require(request, auth)
     if not principal.has(Scope.AGENTS_READ) or principal.kind != "session":
         return await _forbidden(request, principal, db, "los reportes")
-    today = clock.now().astimezone(resolve_tz(settings.timezone)).date()
+    tz = resolve_tz(settings.timezone)
+    today = clock.now().astimezone(tz).date()
     return await _render(
         request,
         "reports.html",
         principal,
         db,
         reports_available=_has_reports(request),
-        # The monthly report is about the month that just ended.
-        default_month=previous_month(today),
+        default_month=await latest_month_with_data(db, principal, tz, today),
     )
+
+
+async def latest_month_with_data(db: DbDep, principal: Principal, tz: ZoneInfo, today: date) -> str:
+    """The month the reports page opens on, ``YYYY-MM``: the latest one with a call in the
+    campaigns the viewer may see (right after the demo: this month), else the month that
+    just ended."""
+    q = sa.select(sa.func.max(CallAttempt.created_at))
+    if not principal.is_admin and principal.user_id is not None:
+        mine = sa.select(UserCampaign.campaign_id).where(UserCampaign.user_id == principal.user_id)
+        q = q.where(CallAttempt.campaign_id.in_(mine))
+    latest = await db.scalar(q)
+    if latest is None:
+        return previous_month(today)
+    day = min(latest.astimezone(tz).date(), today)
+    return f"{day.year:04d}-{day.month:02d}"
 
 
 def include(app: FastAPI) -> None:

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.access import mask_phone
+from api.access import mask_national_id, mask_phone
 from dialer.db.models import (
     Appointment,
     CallAttempt,
@@ -200,7 +200,7 @@ def lead_out(lead: Lead, *, masked: bool) -> LeadOut:
         campaign_id=lead.campaign_id,
         external_id=lead.external_id,
         customer_name=lead.customer_name,
-        national_id=lead.national_id,
+        national_id=mask_national_id(lead.national_id) if masked else lead.national_id,
         id_type=lead.id_type,
         email=lead.email,
         plate=lead.plate,

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.netguard import GuardedResolver, RefusedTarget, pinned
 from dialer.db.models import WebhookDelivery, WebhookSubscription
 from dialer.domain.clock import Clock, SystemClock
 from dialer.logging import get_logger
@@ -122,6 +123,7 @@ class WebhookWorker:
         http: httpx.AsyncClient,
         clock: Clock | None = None,
         consumer: str | None = None,
+        guard: GuardedResolver | None = None,
     ) -> None:
         self.sm = sessionmaker
         self.redis = redis
@@ -130,6 +132,8 @@ class WebhookWorker:
         self.clock: Clock = clock or SystemClock()
         self.consumer = consumer or f"api-{socket.gethostname()}-{os.getpid()}"
         self.streams = Streams(redis)
+        #: Checks each delivery's target afresh (SSRF / DNS rebinding), see api/netguard.py.
+        self.guard = guard or GuardedResolver()
         #: Monotonic time until which "no active subscription" is taken as known (see
         #: :data:`NO_SUBSCRIPTIONS_S`); None: look in the database.
         self._none_until: float | None = None
@@ -267,16 +271,30 @@ class WebhookWorker:
                 "X-Marcador-Delivery": event_id,
                 SIGNATURE_HEADER: sign(secret, body),
             }
+            final = False
             try:
-                response = await self.http.post(url, content=body, headers=headers)
+                address = await self.guard.check(url)
+                target, host_header, extensions = pinned(url, address)
+                response = await self.http.post(
+                    target,
+                    content=body,
+                    headers={**headers, **host_header},
+                    extensions=extensions,
+                    follow_redirects=False,
+                )
                 status_code = response.status_code
                 ok = 200 <= status_code < 300
                 if not ok:
                     error = f"HTTP {status_code}"
+                    if 300 <= status_code < 400:
+                        error += " (redirects are not followed)"
+            except RefusedTarget as exc:
+                ok = False
+                error = exc.code
+                final = exc.code != "webhook_dns_failed"
             except httpx.HTTPError as exc:
                 ok = False
                 error = f"{type(exc).__name__}"
-            final = False
         now = self.clock.now()
         async with self.sm.begin() as s:
             row = await s.get(WebhookDelivery, delivery_id)

@@ -98,6 +98,10 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
         "dialer.recordings_cli",
         "Call recordings: retention purge, data-subject (habeas data) deletion.",
     ),
+    "softphone": LazyCommand(
+        "dialer.softphone_cli",
+        "Register extensions, auto-answer and hold calls; BYE and un-register on SIGINT/SIGTERM.",
+    ),
 }
 
 

@@ -329,13 +329,14 @@ _REASON_ES = {
     DecisionReason.PREVIEW: "el asesor decide",
     DecisionReason.PROGRESSIVE: "una llamada por asesor",
     DecisionReason.FIXED_RATIO: "relación fija",
-    DecisionReason.NO_AGENTS: "sin asesores disponibles",
+    DecisionReason.NO_AGENTS: "sin agentes libres pronto",
     DecisionReason.COLD_START: "arranque: aprendiendo",
+    DecisionReason.CAP_WARMUP: "arranque del día: pocas respuestas para el tope de abandono",
     DecisionReason.SMALL_TEAM: "equipo pequeño",
     DecisionReason.HARD_CAP_TODAY: "tope de abandono de hoy alcanzado",
     DecisionReason.HARD_CAP_30D: "tope de abandono 30 días alcanzado",
     DecisionReason.RISK_BOUND: "riesgo de abandono bajo control",
-    DecisionReason.LINE_CAP: "máximo de líneas por asesor",
+    DecisionReason.LINE_CAP: "máximo de líneas por agente",
 }
 LEAD_STATUS_ES = {
     LeadStatus.NEW.value: "nuevos",

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import time
 import uuid as uuidlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -33,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 
 from ami_bridge import dialplan
-from ami_bridge.actions import OriginateRequest, spy_agent
+from ami_bridge.actions import ChannelInfo, OriginateRequest, spy_agent
 from ami_bridge.errors import AMIError
 from ami_bridge.events import AMIEvent, ConfbridgeJoin, Hangup
 from ami_bridge.tracker import (
@@ -53,6 +55,7 @@ from dialer.domain.outcomes import AgentState, CallOutcome, CampaignStatus, Dial
 from dialer.leases import Leases
 from dialer.logging import get_logger
 from dialer.pacing.config import PacingConfig
+from dialer.pacing.feed import PacerFeed
 from dialer.pacing.pacer import Pacer
 from dialer.pacing.types import (
     AgentView,
@@ -65,7 +68,7 @@ from dialer.pacing.types import (
 from dialer.recordings import RecordingKeeper, RecordingPaths, recording_variables
 from dialer.redis_client import StreamEntry, Streams
 from dialer.redis_keys import Keys
-from dialer.store import CallResult, EngineStore, FinishResult, campaign_abandon_stats
+from dialer.store import CallResult, EngineStore, FinishResult, Orphan, campaign_abandon_stats
 
 log = get_logger("marcador.engine")
 
@@ -73,6 +76,13 @@ log = get_logger("marcador.engine")
 AGENT_SESSION_PREFIX = "agent-"
 #: ChannelId prefix of supervisors' listen/whisper/barge calls.
 SPY_PREFIX = "spy-"
+#: A command about a subject no dialer holds yet (a campaign just started, an agent being
+#: restored) is retried this long (real seconds) before it is refused with a reason.
+COMMAND_RETRY_S = 20.0
+#: Commands older than this (real seconds, from their stream id) are refused, not replayed.
+COMMAND_MAX_AGE_S = 120.0
+#: How long a command's result stays readable (``Keys.command_result``).
+COMMAND_RESULT_TTL_S = 300
 
 
 def pacing_config(campaign: Campaign) -> PacingConfig:
@@ -85,6 +95,35 @@ def pacing_config(campaign: Campaign) -> PacingConfig:
         target_abandon=min(limit, round(limit * 5 / 6, 5)),
         connect_timeout=campaign.connect_timeout,
     )
+
+
+def pacing_live_fields(decision: PacingDecision | None, now: datetime) -> dict[str, str]:
+    """The pacing state as published in ``Keys.campaign_live`` (the dashboard reads it).
+
+    ``mode`` is the mode actually applied (predictive falls back to progressive during cold
+    start, under the abandon cap or with a small team), ``reason`` says why (a
+    :class:`~dialer.pacing.types.DecisionReason` value), ``dial_level`` is lines per active
+    agent. No decision (a preview campaign): mode preview, no level.
+    """
+    if decision is None:
+        return {
+            "mode": DialMode.PREVIEW.value,
+            "reason": "preview",
+            "dial_level": "",
+            "launch": "0",
+            "risk": "",
+            "risk_bound": "",
+            "pacing_at": now.isoformat(),
+        }
+    return {
+        "mode": decision.mode.value,
+        "reason": decision.reason.value,
+        "dial_level": f"{decision.dial_level:.3f}",
+        "launch": str(decision.launch),
+        "risk": f"{decision.risk:.5f}",
+        "risk_bound": f"{decision.risk_bound:.5f}",
+        "pacing_at": now.isoformat(),
+    }
 
 
 # --------------------------------------------------------------------------- bridge port
@@ -127,6 +166,24 @@ class Telephony(Protocol):
 
     async def live_channel_ids(self, server: str) -> set[str]:
         """Uniqueids of the channels alive on ``server`` (CoreShowChannels)."""
+        ...
+
+    async def live_channels(self, server: str) -> list[ChannelInfo]:
+        """Every channel alive on ``server``, with where it is (CoreShowChannels)."""
+        ...
+
+    def adopt(
+        self,
+        server: str,
+        call_id: str,
+        *,
+        uniqueid: str,
+        channel: str,
+        answered_at: datetime | None,
+        conference: str | None,
+        connected_at: datetime | None,
+    ) -> None:
+        """Have the call tracker follow a live call a dead dialer originated."""
         ...
 
 
@@ -223,6 +280,11 @@ class CampaignRuntime:
     last_decision: PacingDecision | None = None
     stats: PacingStats = field(default_factory=PacingStats)
     stats_at: datetime | None = None
+    #: The pacer's only input of samples: the simulator feeds its pacer the same way.
+    feed: PacerFeed = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.feed = PacerFeed(self.pacer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,7 +386,7 @@ class Engine:
         for cid, camp in running.items():
             owned = await self.leases.acquire(
                 self.keys.campaign_lease(cid), self.config.dialer_id, self.config.campaign_lease_ms
-            )
+            ) or await self._take_from_predecessor(self.keys.campaign_lease(cid))
             if not owned:
                 self.campaigns.pop(cid, None)
                 continue
@@ -336,6 +398,16 @@ class Engine:
                 await self.restore_agents(cid)
             else:
                 rt.campaign = camp
+
+    async def _take_from_predecessor(self, key: str) -> bool:
+        """Take a lease an earlier (dead) run of this dialer still holds, without waiting for
+        it to expire: a restarted dialer resumes its campaigns and agents at once."""
+        prefix = self._predecessor_prefix()
+        holder = await self.leases.owner(key) if prefix else None
+        if holder is None or not holder.startswith(prefix) or holder == self.config.dialer_id:
+            return False
+        await self.leases.force_release(key)
+        return await self.leases.acquire(key, self.config.dialer_id, self.config.campaign_lease_ms)
 
     async def step(self) -> None:
         """One pacing round over every owned campaign (called every ~0.5 s)."""
@@ -392,6 +464,7 @@ class Engine:
         if wanted != rt.pacer.config:
             if wanted.connect_timeout != rt.pacer.config.connect_timeout:
                 rt.pacer = Pacer(wanted)
+                rt.feed.rebind(rt.pacer)
             else:  # mode, ratio or cap changed: keep what the model learned
                 rt.pacer.config = wanted
         return rt.pacer.decide(self._snapshot(rt, now))
@@ -401,11 +474,14 @@ class Engine:
         if camp.status is not CampaignStatus.RUNNING:
             return
         if camp.dial_mode is DialMode.PREVIEW:
+            rt.last_decision = None
+            await self._publish_pacing(rt, now)
             await self._offer_previews(rt, now)
             return
         await self._refresh_stats(rt, now)
         decision = self._decide(rt, now)
         rt.last_decision = decision
+        await self._publish_pacing(rt, now)
         launch = min(decision.launch, self.config.max_launch_per_tick)
         if launch <= 0:
             return
@@ -416,6 +492,28 @@ class Engine:
                 break
             if await self._dial_lead(rt, lead_id, now, decision.mode):
                 launched += 1
+
+    async def _publish_pacing(self, rt: CampaignRuntime, now: datetime) -> None:
+        """Publish the effective mode, dial level and reason (``Keys.campaign_live``).
+
+        The hash expires unless refreshed, so a stopped dialer or a paused campaign does not
+        leave a stale mode on the dashboard. Losing Redis loses only this view.
+        """
+        key = self.keys.campaign_live(rt.campaign.id)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hset(key, mapping=pacing_live_fields(rt.last_decision, now))
+                pipe.pexpire(key, 3 * self.config.campaign_lease_ms)
+                await pipe.execute()
+        except Exception as exc:
+            log.warning("pacing_publish_failed", error=type(exc).__name__)
+
+    def _feed_agent(self, agent: AgentSession) -> None:
+        """Report an agent's state to its campaign's pacer feed (talk and wrap-up samples)."""
+        rt = self.campaigns.get(agent.campaign_id) if agent.campaign_id is not None else None
+        if rt is not None:
+            since = agent.since or self._now()
+            rt.feed.agent_state(agent.agent_id, agent.state, since.timestamp())
 
     async def _dial_lead(
         self,
@@ -490,6 +588,14 @@ class Engine:
             agent_id=preview_agent.agent_id if preview_agent else None,
         )
         self.calls[info.uuid] = call
+        # tag the call with the decision that launched it (preview calls: none)
+        decision = rt.last_decision if preview_agent is None else None
+        rt.feed.dialed(
+            info.uuid,
+            Segment(attempt=call.attempt_number, hour=now.hour),
+            now.timestamp(),
+            decision.reason if decision is not None else None,
+        )
         if preview_agent is not None:
             self.agents[preview_agent.agent_id] = preview_agent.reserve(info.uuid, now)
             await self._log_agent(preview_agent.agent_id)
@@ -884,6 +990,10 @@ class Engine:
             log.warning("connect_mismatch", error=str(exc))
             return
         await self._log_agent(agent.agent_id)
+        try:  # durable evidence of the connect: a dialer killed mid-call can't lose it
+            await self.store.mark_connected(call.uuid, agent.agent_id, call.answered_at, ev.at)
+        except Exception as exc:
+            log.warning("connect_record_failed", attempt=call.uuid, error=type(exc).__name__)
         recording = await self._recording_started(call, agent.agent_id, now)
         await self.publish(
             "screen_pop",
@@ -900,6 +1010,7 @@ class Engine:
         if ev.call_id.startswith(AGENT_SESSION_PREFIX):  # an agent's nailed-up session ended
             owner = self.agent_channel.pop(ev.call_id, None)
             if owner is not None and owner in self.agents:
+                await self._leave_wrap_up(self.agents[owner])
                 self.agents[owner] = self.agents[owner].logout(self._now())
                 self.agent_server.pop(owner, None)
                 await self._log_agent(owner)
@@ -928,14 +1039,10 @@ class Engine:
             await self.leases.release(self.keys.lead_lease(call.lead_id), self.config.dialer_id)
             rt = self.campaigns.get(call.campaign_id)
             if rt is not None:
-                ring = ((ev.answered_at or ev.ended_at) - call.dialed_at).total_seconds()
-                rt.pacer.observe_call(
-                    Segment(attempt=call.attempt_number, hour=call.dialed_at.hour),
-                    ev.outcome,
-                    max(0.0, ring),
+                # talk and wrap-up samples come from the agent's states (``_feed_agent``)
+                rt.feed.call_ended(
+                    ev.call_id, ev.outcome, (ev.answered_at or ev.ended_at).timestamp()
                 )
-                if ev.connected_at is not None:
-                    rt.pacer.observe_talk((ev.ended_at - ev.connected_at).total_seconds())
                 rt.stats_at = None  # abandon counters changed
         if agent_id is not None:
             await self._agent_call_ended(agent_id, ev, now)
@@ -1004,6 +1111,7 @@ class Engine:
         agent = self.agents.get(agent_id)
         if agent is None:
             return
+        await self._leave_wrap_up(agent)
         self.agents[agent_id] = agent.logout(self._now())
         await self._log_agent(agent_id)
         log.info("agent_channel_hung_up", agent=agent_id)
@@ -1011,8 +1119,14 @@ class Engine:
     async def restore_agents(self, campaign_id: int) -> int:
         """Take over the live agent sessions of a campaign whose dialer died.
 
-        Their nailed-up calls are still in their rooms on the PBX; the Redis agent hash says
-        which channel and server. Agents caught mid-call come back in WRAP_UP.
+        Evidence (docs/reliability.md, "Restart evidence"): the Redis agent hash says which
+        session channel on which server, the state and the call; the PBX (CoreShowChannels)
+        says whether that session channel is still up (if not, the agent is logged out); the
+        database says what became of the call. The state is made consistent with the call:
+        an unresolved call keeps the agent on it (reconcile then adopts or resolves it); a
+        connected call without a disposition gives WRAP_UP on that call (its lead stays
+        claimed, by this dialer now); no call, or one already dispositioned or not theirs,
+        gives READY. Pause codes are kept.
         """
         restored = 0
         try:
@@ -1021,6 +1135,7 @@ class Engine:
             log.warning("agent_restore_failed", error=type(exc).__name__)
             return 0
         now = self._now()
+        snapshots: dict[str, list[ChannelInfo] | None] = {}
         for raw in members:
             agent_id = int(raw)
             if agent_id in self.agents and self.agents[agent_id].is_logged_in:
@@ -1031,20 +1146,32 @@ class Engine:
             channel, server = h.get("channel", ""), h.get("server", "")
             if not channel or not server:
                 continue
-            state = AgentState(h["state"])
-            if state in (AgentState.RESERVED, AgentState.IN_CALL):
-                state = AgentState.WRAP_UP
+            chans = await self._pbx_channels(server, snapshots)
+            if chans is not None and not any(c.uniqueid == channel for c in chans):
+                # The phone hung up while no dialer ran: the session is over.
+                self.agents[agent_id] = AgentSession(agent_id)
+                await self._log_agent(agent_id)
+                log.info("agent_session_gone_on_restore", agent=agent_id)
+                continue
+            state, attempt = await self._restored_state(
+                agent_id, AgentState(h["state"]), h.get("attempt") or None, now
+            )
+            rt = self.campaigns.get(campaign_id)
+            wrap = rt.campaign.wrap_up_seconds if rt else 30
             self.agents[agent_id] = AgentSession(
                 agent_id=agent_id,
                 state=state,
                 since=now,
                 extension=h.get("extension") or None,
                 campaign_id=campaign_id,
-                pause_code=h.get("pause_code") or None,
+                pause_code=(h.get("pause_code") or None) if state is AgentState.PAUSED else None,
                 session_channel=channel,
                 room_joined=True,
+                call_attempt=attempt,
                 ready_since=now if state is AgentState.READY else None,
-                wrap_deadline=now if state is AgentState.WRAP_UP else None,
+                wrap_deadline=now + timedelta(seconds=wrap)
+                if state is AgentState.WRAP_UP
+                else None,
             )
             self.agent_channel[channel] = agent_id
             self.agent_server[agent_id] = (server, channel)
@@ -1054,6 +1181,104 @@ class Engine:
             log.info("agents_restored", campaign=campaign_id, count=restored)
         return restored
 
+    async def _restored_state(
+        self, agent_id: int, state: AgentState, attempt: str | None, now: datetime
+    ) -> tuple[AgentState, str | None]:
+        """The state a restored agent resumes in, from their call's record (see above)."""
+        if state in (AgentState.READY, AgentState.PAUSED):
+            return state, None
+        status = await self.store.call_status(attempt) if attempt else None
+        if status is None:  # no call on record: a call awaiting their disposition?
+            found = await self.store.awaiting_disposition(agent_id, now - timedelta(hours=12))
+            status = await self.store.call_status(found) if found else None
+            if status is None:
+                return AgentState.READY, None
+        if status.outcome is None:  # still unresolved: reconcile adopts or resolves it
+            kept = AgentState.RESERVED if state is AgentState.RESERVED else AgentState.IN_CALL
+            return kept, status.uuid
+        if (
+            status.outcome is CallOutcome.ANSWERED_CONNECTED
+            and status.agent_id == agent_id
+            and not status.disposed
+        ):
+            await self.store.take_claim(
+                status.lead_id, self.config.dialer_id, now, self.config.claim_ttl
+            )
+            return AgentState.WRAP_UP, status.uuid
+        return AgentState.READY, None
+
+    async def _leave_wrap_up(self, agent: AgentSession) -> None:
+        """An agent logs out in WRAP_UP without a disposition: their call's lead must not stay
+        claimed (``in_progress``) for a disposition that will not come. It returns to the pool
+        (the contact-frequency rules defer it); a late disposition still decides it."""
+        if agent.state is not AgentState.WRAP_UP or not agent.call_attempt:
+            return
+        status = await self.store.call_status(agent.call_attempt)
+        if status is None or status.disposed:
+            return
+        await self.store.release_claim(status.lead_id)
+        await self.leases.force_release(self.keys.lead_lease(status.lead_id))
+        log.info("wrap_up_left_without_disposition", agent=agent.agent_id, lead=status.lead_id)
+
+    async def _pbx_channels(
+        self, server: str, cache: dict[str, list[ChannelInfo] | None]
+    ) -> list[ChannelInfo] | None:
+        """CoreShowChannels of ``server`` (once per round), or None when it can't be asked."""
+        if server not in cache:
+            chans: list[ChannelInfo] | None = None
+            if self.tel.link_up(server):
+                try:
+                    chans = await self.tel.live_channels(server)
+                except AMIError as exc:
+                    log.warning("pbx_channels_failed", server=server, error=type(exc).__name__)
+            cache[server] = chans
+        return cache[server]
+
+    def _session_channels(
+        self, chans: Sequence[ChannelInfo], agent_id: int, extension: str | None
+    ) -> list[ChannelInfo]:
+        """The agent's session calls on the PBX: theirs by ChannelId (``agent-<id>-…``,
+        whichever dialer run placed it), or a login call to the extension (``marcador-agent``
+        context) that is no other agent's session."""
+        prefix = f"{AGENT_SESSION_PREFIX}{agent_id}-"
+        found = [
+            c
+            for c in chans
+            if c.uniqueid.startswith(prefix)
+            or (
+                extension
+                and c.context == dialplan.CTX_AGENT
+                and c.exten == extension
+                and not c.uniqueid.startswith(AGENT_SESSION_PREFIX)
+            )
+        ]
+        names = {c.channel for c in found}
+        # A Local channel's ;2 leg goes with its ;1 leg: hang up only the ;1.
+        return [
+            c for c in found if not (c.channel.endswith(";2") and c.channel[:-1] + "1" in names)
+        ]
+
+    async def _hangup_sessions(
+        self, agent_id: int, extension: str | None, keep: str | None = None
+    ) -> int:
+        """Hang up every session call of the agent found on the PBX (all linked servers)."""
+        count = 0
+        cache: dict[str, list[ChannelInfo] | None] = {}
+        for server in self.tel.server_names():
+            chans = await self._pbx_channels(server, cache)
+            for c in self._session_channels(chans or [], agent_id, extension):
+                if c.uniqueid == keep:
+                    continue
+                self.agent_channel.pop(c.uniqueid, None)
+                try:
+                    await self.tel.hangup(server, c.channel)
+                    count += 1
+                except AMIError as exc:
+                    log.warning("agent_hangup_failed", agent=agent_id, error=type(exc).__name__)
+        if count:
+            log.info("agent_session_calls_hung_up", agent=agent_id, count=count)
+        return count
+
     async def agent_login(self, agent_id: int, extension: str, campaign_id: int) -> None:
         now = self._now()
         previous = self.agents.get(agent_id) or AgentSession(agent_id)
@@ -1061,6 +1286,9 @@ class Engine:
         server = next((s for s in self.tel.server_names() if self.tel.link_up(s)), None)
         if server is None:
             raise AMIError("no Asterisk link is up: cannot call the agent's softphone")
+        # A leftover session call (a dialer killed before the logout, a login retried) would
+        # keep the phone busy and the room's party count above 0: end it first.
+        await self._hangup_sessions(agent_id, agent.extension)
         self.agents[agent_id] = agent
         channel_id = f"{AGENT_SESSION_PREFIX}{agent_id}-{uuidlib.uuid4().hex[:12]}"
         self.agent_channel[channel_id] = agent_id
@@ -1096,18 +1324,29 @@ class Engine:
         elif action == "pause":
             agent = agent.pause(str(kw.get("code", "break")), now)
         elif action == "dispositioned":
-            agent = agent.dispositioned(now, pause_code=kw.get("pause_code"))
+            pause_code = kw.get("pause_code")
+            if agent.state is AgentState.READY:
+                # Restored READY after a restart: the disposition was already on record.
+                if pause_code:
+                    agent = agent.pause(str(pause_code), now)
+            else:
+                agent = agent.dispositioned(now, pause_code=pause_code)
         elif action == "logout":
+            previous_ext = agent.extension
+            await self._leave_wrap_up(agent)
             agent = agent.logout(now)
             offer = self.previews.pop(agent_id, None)
             if offer is not None:
                 await self.store.release_claim(offer.lead_id)
             session = self.agent_server.pop(agent_id, None)
             if session is not None:
-                server, channel_id = session
-                self.agent_channel.pop(channel_id, None)
-                try:  # hang up the nailed-up call: the softphone is free again
-                    await self.tel.cancel(server, channel_id)
+                self.agent_channel.pop(session[1], None)
+            # Hang up the session call(s) the PBX has, not only the one in memory: after a
+            # restart the tracker does not know the call, and a retried login may have left one.
+            found = await self._hangup_sessions(agent_id, agent.extension or previous_ext)
+            if session is not None and not found:
+                try:  # PBX listing unavailable: hang up what the tracker knows
+                    await self.tel.cancel(*session)
                 except AMIError as exc:
                     log.warning("agent_hangup_failed", agent=agent_id, error=type(exc).__name__)
         else:
@@ -1119,6 +1358,7 @@ class Engine:
 
     async def _log_agent(self, agent_id: int) -> None:
         agent = self.agents[agent_id]
+        self._feed_agent(agent)
         now = self._now()
         state = {
             "state": agent.state.value,
@@ -1185,16 +1425,24 @@ class Engine:
                 return int(d["campaign_id"]) in self.campaigns
             if entry.type == "hangup_call":
                 return str(d.get("attempt")) in self.calls
-            if "agent_id" in d:
-                return int(d["agent_id"]) in self.agents
+            if "agent_id" in d:  # a logged-out session left in memory is nobody's
+                agent = self.agents.get(int(d["agent_id"]))
+                return agent is not None and agent.is_logged_in
         except (TypeError, ValueError):
             return False
         return False
 
-    async def handle_command(self, entry: StreamEntry) -> None:
+    async def handle_command(self, entry: StreamEntry) -> bool:
+        """Act on a command this dialer owns, or refuse it with a reason.
+
+        Returns False when the command is not this dialer's (yet): the caller retries it for
+        a while (:data:`COMMAND_RETRY_S`), then :meth:`refuse_unowned`. Every command acted on
+        or refused gets a result (``Keys.command_result``, and a ``command_result`` event)
+        that the API shows.
+        """
         d = entry.data
         if not self._is_mine(entry):
-            return
+            return False
         try:
             if entry.type == "agent_login":
                 await self.agent_login(
@@ -1223,9 +1471,66 @@ class Engine:
                     await self.tel.hangup(call.server, call.channel)
             else:
                 log.warning("unknown_command", type=entry.type)
+                await self._command_result(entry, "rejected", "unknown_command", entry.type)
+                return True
         except (InvalidAgentTransition, KeyError, ValueError, AMIError) as exc:
             log.warning("command_rejected", type=entry.type, error=str(exc))
             await self.publish("command_rejected", {"command": entry.type, "error": str(exc), **d})
+            await self._command_result(entry, "rejected", type(exc).__name__, str(exc))
+            return True
+        await self._command_result(entry, "accepted")
+        return True
+
+    async def refuse_unowned(self, entry: StreamEntry, reason: str | None = None) -> None:
+        """No dialer took the command in time: refuse it (unless another dialer acted)."""
+        d = entry.data
+        if reason is None:
+            if entry.type == "agent_login":
+                reason = f"no dialer runs campaign {d.get('campaign_id')} (is it started?)"
+            elif "agent_id" in d:
+                reason = "no dialer holds this agent's session (log in again)"
+            else:
+                reason = "no dialer holds the subject of this command"
+        try:
+            if await self.redis.exists(self.keys.command_result(entry.id)):
+                return  # another dialer acted on it (fan-out: every dialer sees every command)
+        except Exception as exc:
+            log.warning("command_result_failed", error=type(exc).__name__)
+            return
+        log.warning("command_not_owned", type=entry.type, reason=reason)
+        await self._command_result(entry, "rejected", "not_owned", reason, only_if_new=True)
+
+    async def _command_result(
+        self,
+        entry: StreamEntry,
+        status: str,
+        code: str = "",
+        message: str = "",
+        *,
+        only_if_new: bool = False,
+    ) -> None:
+        """Publish what became of a command: the first refusal, or any dialer's action, wins."""
+        body = {
+            "command_id": entry.id,
+            "command": entry.type,
+            "status": status,
+            "code": code,
+            "message": message[:300],
+            "dialer": self.config.dialer_id,
+            "agent_id": entry.data.get("agent_id"),
+        }
+        try:
+            written = await self.redis.set(
+                self.keys.command_result(entry.id),
+                json.dumps(body),
+                ex=COMMAND_RESULT_TTL_S,
+                nx=only_if_new,
+            )
+        except Exception as exc:
+            log.warning("command_result_failed", error=type(exc).__name__)
+            return
+        if written:
+            await self.publish("command_result", body)
 
     # ------------------------------------------------------------------ recording (issue 16)
     async def _recording_started(self, call: LiveCall, agent_id: int, now: datetime) -> bool:
@@ -1283,45 +1588,225 @@ class Engine:
             await self.leases.force_release(*(self.keys.lead_lease(i) for i in released))
             log.info("expired_claims_released", count=len(released))
 
-    async def reconcile_orphans(self, now: datetime) -> int:
-        """Resolve attempts whose dialer died before their outcome.
+    def _predecessor_prefix(self) -> str:
+        """Claim-owner prefix of earlier runs of this dialer (``<name>.``): they are dead."""
+        name = self.config.dialer_name
+        return f"{name}." if name and self.config.dialer_id.startswith(f"{name}.") else ""
 
-        An attempt still alive on its PBX is left alone (checked again next round); one that
-        is gone is resolved FAILED "lost", and **counted** against the limits, because the
-        customer's phone may have rung: a limit is never exceeded.
+    async def reconcile_orphans(self, now: datetime) -> int:
+        """Rebuild what became of the attempts a dead dialer left unresolved.
+
+        Orphans are unresolved attempts whose claim expired, or is held by an earlier run of
+        this dialer (so a restart reconciles at once). For each, the PBX is asked
+        (CoreShowChannels; the attempt id is the channel's Uniqueid):
+
+        * still up: the call is **adopted**: the tracker follows it to its end, a call sitting
+          in an agent's room (``marcador-agent-room``/``agent-<ext>``) is connected to that
+          agent, who gets their wrap-up and disposition as usual;
+        * gone: it gets the best outcome the evidence supports (:meth:`_evidence`):
+          connected to an agent (database, or the agent's live state) -> ANSWERED_CONNECTED
+          with that agent, who gets WRAP_UP for it, and the lead waits for the disposition;
+          nothing known -> FAILED "lost", **counted** (the phone may have rung).
+
+        Returns the number resolved.
         """
-        live: dict[str, set[str]] = {}
         resolved = 0
-        for uuid, server in await self.store.orphan_attempts(now):
-            if uuid in self.calls:
+        cache: dict[str, list[ChannelInfo] | None] = {}
+        for orphan in await self.store.unresolved_attempts(now, self._predecessor_prefix()):
+            if orphan.uuid in self.calls or orphan.claim_owner == self.config.dialer_id:
                 continue
-            if server not in live:
-                if not self.tel.link_up(server):
-                    continue  # can't tell yet
-                try:
-                    live[server] = await self.tel.live_channel_ids(server)
-                except AMIError:
-                    continue
-            if uuid in live[server]:
+            chans = await self._pbx_channels(orphan.server, cache)
+            if chans is None:
+                continue  # can't tell yet
+            live = next((c for c in chans if c.uniqueid == orphan.uuid), None)
+            if live is not None:
+                await self._adopt(orphan, live, now)
                 continue
-            finished = await self.store.finish_attempt(
-                uuid,
-                CallResult(
-                    CallOutcome.FAILED,
-                    ended_at=now,
-                    detail="lost: its dialer stopped before the outcome",
-                    counts=True,
-                ),
-                now,
+            result = await self._evidence(orphan, now)
+            finished = await self.store.finish_attempt(orphan.uuid, result, now)
+            if finished.already_finished:
+                continue
+            resolved += 1
+            await self._settle_orphan(orphan, result, now)
+            await self.publish(
+                "call_ended",
+                {
+                    "attempt": orphan.uuid,
+                    "lead_id": orphan.lead_id,
+                    "campaign_id": orphan.campaign_id,
+                    "outcome": result.outcome.value,
+                    "lead_status": (
+                        finished.decision.lead_status.value if finished.decision else "in_progress"
+                    ),
+                    "next_attempt_at": (
+                        str(finished.decision.next_attempt_at) if finished.decision else None
+                    ),
+                },
             )
-            if not finished.already_finished:
-                resolved += 1
-                await self.leases.force_release(self.keys.lead_lease(finished.lead_id))
-                if finished.whatsapp_message_id is not None:
-                    await self.publish_whatsapp(finished.whatsapp_message_id, finished.lead_id)
+            if finished.whatsapp_message_id is not None:
+                await self.publish_whatsapp(finished.whatsapp_message_id, finished.lead_id)
         if resolved:
             log.warning("orphan_attempts_resolved", count=resolved)
         return resolved
+
+    async def _evidence(self, orphan: Orphan, now: datetime) -> CallResult:
+        """The best outcome the evidence supports for a call that ended unseen."""
+        agent_id, connected_at, source = orphan.agent_id, orphan.connected_at, "database"
+        if connected_at is None:  # the agent's live state: in a call with this attempt
+            agent_id, connected_at = await self._agent_on_call(orphan.uuid, now)
+            source = "agent state"
+        if connected_at is not None:
+            return CallResult(
+                CallOutcome.ANSWERED_CONNECTED,
+                answered_at=orphan.answered_at or connected_at,
+                connected_at=connected_at,
+                ended_at=now,
+                detail=f"ended while no dialer followed it; connected to an agent ({source})",
+                agent_id=agent_id,
+            )
+        return CallResult(
+            CallOutcome.FAILED,
+            ended_at=now,
+            detail="lost: its dialer stopped before the outcome",
+            counts=True,
+        )
+
+    async def _agent_on_call(self, uuid: str, now: datetime) -> tuple[int | None, datetime | None]:
+        """(agent, connect time) of an agent whose live state shows them IN_CALL on ``uuid``."""
+        for agent in self.agents.values():
+            if agent.call_attempt == uuid and agent.state is AgentState.IN_CALL:
+                return agent.agent_id, agent.since or now
+        try:
+            members = await self.redis.smembers(self.keys.agents_online)  # type: ignore[misc]
+            for raw in members:
+                h = await self.redis.hgetall(self.keys.agent_state(int(raw)))  # type: ignore[misc]
+                if h.get("attempt") == uuid and h.get("state") == AgentState.IN_CALL.value:
+                    since = h.get("since") or ""
+                    try:
+                        at = datetime.fromisoformat(since)
+                    except ValueError:
+                        at = now
+                    return int(raw), at
+        except Exception as exc:  # Redis lost: only the database's evidence remains
+            log.warning("agent_state_read_failed", error=type(exc).__name__)
+        return None, None
+
+    async def _settle_orphan(self, orphan: Orphan, result: CallResult, now: datetime) -> None:
+        """The agent and the lead after an orphan's outcome: wrap-up on a connected call."""
+        agent = self.agents.get(result.agent_id or -1)
+        if (
+            result.outcome is CallOutcome.ANSWERED_CONNECTED
+            and agent is not None
+            and agent.is_logged_in
+        ):
+            # The lead waits for this agent's disposition: hold its claim meanwhile.
+            await self.store.take_claim(
+                orphan.lead_id, self.config.dialer_id, now, self.config.claim_ttl
+            )
+            rt = self.campaigns.get(agent.campaign_id or -1)
+            wrap = rt.campaign.wrap_up_seconds if rt else 30
+            self.agents[agent.agent_id] = replace(
+                agent,
+                state=AgentState.WRAP_UP,
+                since=now,
+                call_attempt=orphan.uuid,
+                ready_since=None,
+                pause_code=None,
+                wrap_deadline=now + timedelta(seconds=wrap),
+            )
+            await self._log_agent(agent.agent_id)
+            return
+        await self.leases.force_release(self.keys.lead_lease(orphan.lead_id))
+        for other in list(self.agents.values()):
+            if other.call_attempt == orphan.uuid and other.state in (
+                AgentState.RESERVED,
+                AgentState.IN_CALL,
+            ):
+                self.agents[other.agent_id] = replace(
+                    other, state=AgentState.READY, since=now, ready_since=now, call_attempt=None
+                )
+                await self._log_agent(other.agent_id)
+
+    async def _adopt(self, orphan: Orphan, live: ChannelInfo, now: datetime) -> None:
+        """Follow a dead dialer's call that is still up on the PBX, to its end."""
+        answered = live.channel_state == 6  # Up
+        room = None
+        if live.context == dialplan.CTX_AGENT_ROOM and live.exten:
+            room = dialplan.agent_room(live.exten)
+        elif live.application == "ConfBridge" and live.application_data.startswith(
+            dialplan.ROOM_PREFIX
+        ):
+            room = live.application_data.split(",", 1)[0]
+        ext = dialplan.agent_of_room(room) if room else None
+        agent = next(
+            (
+                a
+                for a in self.agents.values()
+                if a.is_logged_in and ext is not None and a.extension == ext
+            ),
+            None,
+        )
+        agent_id = agent.agent_id if agent else (orphan.agent_id if room else None)
+        connected_at = (orphan.connected_at or now) if room else None
+        answered_at = (orphan.answered_at or connected_at or now) if answered else None
+        try:
+            self.tel.adopt(
+                orphan.server,
+                orphan.uuid,
+                uniqueid=live.uniqueid,
+                channel=live.channel,
+                answered_at=answered_at,
+                conference=room,
+                connected_at=connected_at,
+            )
+        except AMIError as exc:  # already tracked (a reconnect's own reconcile): leave it
+            log.warning("adopt_failed", attempt=orphan.uuid, error=str(exc))
+            return
+        self.calls[orphan.uuid] = LiveCall(
+            uuid=orphan.uuid,
+            campaign_id=orphan.campaign_id,
+            lead_id=orphan.lead_id,
+            server=orphan.server,
+            number=orphan.number,
+            attempt_number=orphan.attempt_number,
+            dialed_at=orphan.created_at,
+            mode=orphan.mode,
+            channel=live.channel,
+            answered_at=answered_at,
+            agent_id=agent_id,
+        )
+        await self.store.take_claim(
+            orphan.lead_id, self.config.dialer_id, now, self.config.claim_ttl
+        )
+        lease = self.keys.lead_lease(orphan.lead_id)
+        await self.leases.force_release(lease)
+        await self.leases.acquire(lease, self.config.dialer_id, self.config.lead_lease_ms)
+        if room is not None and connected_at is not None:
+            await self.store.mark_connected(orphan.uuid, agent_id, answered_at, connected_at)
+        if agent is not None and room is not None:
+            self.agents[agent.agent_id] = replace(
+                agent,
+                state=AgentState.IN_CALL,
+                since=connected_at or now,
+                call_attempt=orphan.uuid,
+                ready_since=None,
+                pause_code=None,
+                wrap_deadline=None,
+            )
+            await self._log_agent(agent.agent_id)
+        elif agent is None:
+            # Nobody here was on it: release an agent left reserved for it.
+            for other in list(self.agents.values()):
+                if other.call_attempt == orphan.uuid and other.state is AgentState.RESERVED:
+                    self.agents[other.agent_id] = other.release_reservation(now)
+                    await self._log_agent(other.agent_id)
+        log.info(
+            "call_adopted",
+            attempt=orphan.uuid,
+            answered=answered,
+            room=room,
+            agent=agent_id,
+        )
 
     async def republish_outbox(self) -> int:
         """Re-publish queued WhatsApp fallbacks (after a crash or a Redis loss)."""
@@ -1335,13 +1820,20 @@ class Engine:
     # ------------------------------------------------------------------ run loop
     async def run(self, stop: asyncio.Event, tick: float = 0.5) -> None:
         await self.streams.ensure_group(self.keys.commands_stream, self.command_group, "$")
-        tasks = [
-            asyncio.create_task(self._bridge_loop(stop), name="bridge"),
-            asyncio.create_task(self._command_loop(stop), name="commands"),
-        ]
+        bridge = asyncio.create_task(self._bridge_loop(stop), name="bridge")
+        tasks = [bridge]
         last_maintenance = -1e9
         loop = asyncio.get_running_loop()
         try:
+            # Restore first (own campaigns, their agents, the calls a dead run left), then
+            # take commands: a command about an agent must meet that agent already restored.
+            await self.step()
+            last_maintenance = loop.time()
+            try:
+                await self.maintenance()
+            except Exception as exc:
+                log.exception("maintenance_failed", error=str(exc))
+            tasks.append(asyncio.create_task(self._command_loop(stop), name="commands"))
             while not stop.is_set():
                 await self.step()
                 if loop.time() - last_maintenance >= self.config.maintenance_interval:
@@ -1368,8 +1860,23 @@ class Engine:
         return f"{self.keys.dialer_group}:{self.config.dialer_name or self.config.dialer_id}"
 
     async def _command_loop(self, stop: asyncio.Event) -> None:
+        """Read this dialer's group. Entries an earlier run of this dialer read but never
+        acknowledged (it was killed) are taken over first; commands not (yet) ours are retried
+        for :data:`COMMAND_RETRY_S`, then refused with a reason."""
         consumer = self.config.dialer_id
         stream, group = self.keys.commands_stream, self.command_group
+        loop = asyncio.get_running_loop()
+        waiting: list[tuple[StreamEntry, float]] = []
+        try:
+            left = await self.streams.autoclaim(stream, group, consumer, min_idle_ms=0)
+        except Exception as exc:
+            log.warning("command_reclaim_failed", error=type(exc).__name__)
+            left = []
+        if left:
+            log.info("commands_reclaimed", count=len(left))
+        for entry in left:
+            waiting.extend(await self._take_command(entry, loop.time()))
+            await self.streams.ack(stream, group, entry.id)
         while not stop.is_set():
             try:
                 entries = await self.streams.read_group(stream, group, consumer, block_ms=500)
@@ -1378,5 +1885,40 @@ class Engine:
                 await asyncio.sleep(1.0)
                 continue
             for entry in entries:
-                await self.handle_command(entry)
+                waiting.extend(await self._take_command(entry, loop.time()))
                 await self.streams.ack(stream, group, entry.id)
+            still: list[tuple[StreamEntry, float]] = []
+            for entry, deadline in waiting:
+                if await self.handle_command(entry):
+                    continue
+                if loop.time() >= deadline:
+                    await self.refuse_unowned(entry)
+                else:
+                    still.append((entry, deadline))
+            waiting = still
+
+    async def _take_command(
+        self, entry: StreamEntry, now: float
+    ) -> list[tuple[StreamEntry, float]]:
+        """Handle a new command; returns it (with its retry deadline) if not ours yet."""
+        age = command_age(entry.id)
+        if age is not None and age > COMMAND_MAX_AGE_S:
+            if self._is_mine(entry):
+                await self._command_result(
+                    entry,
+                    "rejected",
+                    "expired",
+                    f"sent {age:.0f} s ago: not applied, send it again",
+                )
+            return []
+        if await self.handle_command(entry):
+            return []
+        return [(entry, now + COMMAND_RETRY_S)]
+
+
+def command_age(entry_id: str) -> float | None:
+    """Seconds since a stream entry was added (its id starts with Redis's ms time)."""
+    try:
+        return max(0.0, time.time() - int(entry_id.split("-", 1)[0]) / 1000)
+    except ValueError:
+        return None

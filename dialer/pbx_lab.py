@@ -217,9 +217,15 @@ def _sub_once(pattern: str, repl: str, text: str, what: str) -> str:
     return out
 
 
-def lab_manager_conf(ports: LabPorts, sec: LabSecrets) -> str:
-    """Production manager.conf (its [marcador] classes unchanged) on loopback, plus lab-admin."""
+def lab_manager_conf(ports: LabPorts, sec: LabSecrets, *, timestamp_events: bool = False) -> str:
+    """Production manager.conf (its [marcador] classes unchanged) on loopback, plus lab-admin.
+    ``timestamp_events`` adds ``timestampevents = yes`` (a ``Timestamp`` header on every event,
+    the PBX's own clock: scripts/bench_pbx.py measures latencies with it)."""
     text = (DEPLOY / "manager.conf").read_text(encoding="utf-8")
+    if timestamp_events:
+        text = _sub_once(
+            r"^\[general\]\s*$", "[general]\ntimestampevents = yes", text, "manager [general]"
+        )
     text = _sub_once(r"^bindaddr\s*=.*$", "bindaddr = 127.0.0.1", text, "manager bindaddr")
     text = _sub_once(r"^port\s*=.*$", f"port = {ports.ami}", text, "manager port")
     text = _sub_once(r"^secret\s*=.*$", f"secret = {sec.ami}", text, "manager secret")
@@ -269,7 +275,9 @@ def split_core_defaults() -> dict[str, str]:
     return files
 
 
-def build_conf(conf_dir: Path, ports: LabPorts, sec: LabSecrets) -> None:
+def build_conf(
+    conf_dir: Path, ports: LabPorts, sec: LabSecrets, *, timestamp_events: bool = False
+) -> None:
     """Write a complete CONF_DIR for ``start-asterisk``."""
     conf_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(DEPLOY / "extensions.conf", conf_dir / "extensions_marcador.conf")
@@ -290,7 +298,7 @@ def build_conf(conf_dir: Path, ports: LabPorts, sec: LabSecrets) -> None:
     (conf_dir / "rtp.conf").write_text(_fill(rtp, values), encoding="utf-8")
     (conf_dir / "pjsip.conf").write_text(lab_pjsip_conf(ports), encoding="utf-8")
     secret_files = {
-        "manager.conf": lab_manager_conf(ports, sec),
+        "manager.conf": lab_manager_conf(ports, sec, timestamp_events=timestamp_events),
         "pjsip_lab.conf": lab_seats(sec),
     }
     for name, text in secret_files.items():
@@ -367,8 +375,10 @@ class LabPbx:
         bundle: Path | None = None,
         progress: Progress | None = None,
         timeout: float = 90.0,
+        timestamp_events: bool = False,
     ) -> LabPbx:
-        """Build the configuration, start Asterisk, wait until fully booted, write lab.json."""
+        """Build the configuration, start Asterisk, wait until fully booted, write lab.json.
+        ``timestamp_events``: AMI events carry a ``Timestamp`` header (benchmarks)."""
         say = progress or (lambda _msg: None)
         bundle = (bundle or bundle_dir()).resolve()
         if not bundle_present(bundle):
@@ -390,7 +400,7 @@ class LabPbx:
             if conf.exists():
                 shutil.rmtree(conf)
             say(f"building the configuration in {conf} (AMI {ports.ami}, SIP {ports.sip})")
-            build_conf(conf, ports, sec)
+            build_conf(conf, ports, sec, timestamp_events=timestamp_events)
             for old in ("messages.log", "full.log"):  # log_problems() reads this start only
                 (run_dir / "pbx" / "log" / old).unlink(missing_ok=True)
             say("starting Asterisk (the first start unpacks the bundle, a few seconds)")

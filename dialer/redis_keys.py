@@ -46,6 +46,10 @@ class Keys:
     def dialer_heartbeat(self, dialer_id: str) -> str:
         return f"{self.prefix}:dialer:{dialer_id}:heartbeat"
 
+    def command_result(self, command_id: str) -> str:
+        """String (JSON): what the dialer did with a command (accepted or rejected, and why)."""
+        return f"{self.prefix}:command:{command_id}:result"
+
     # ---- hoppers --------------------------------------------------------------------------
     def hopper(self, campaign_id: int) -> str:
         """Sorted set of ready lead ids for a campaign (score: order of dialing)."""
@@ -55,6 +59,11 @@ class Keys:
     def agent_state(self, user_id: int) -> str:
         """Hash: state, since, extension, campaign, pause_code, call."""
         return f"{self.prefix}:agent:{user_id}"
+
+    def disposition_draft(self, user_id: int, attempt: str) -> str:
+        """String (JSON): the disposition an agent saved during a call, applied when the call
+        ends (api/routers/agent.py; expires after ``DRAFT_TTL_S``)."""
+        return f"{self.prefix}:agent:{user_id}:draft:{attempt}"
 
     @property
     def agents_online(self) -> str:

@@ -187,6 +187,30 @@ class ApiSettings(BaseModel):
             "(60 s on most), so the server never closes a connection a client is about to reuse."
         ),
     )
+    command_wait_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=30,
+        description=(
+            "How long `POST /agent/login` waits for the dialer's answer to the command before "
+            "it answers 202 (the result is then at `GET /agent/commands/{id}`). A refusal "
+            "(e.g. no dialer runs the campaign) is answered 409 with the reason."
+        ),
+    )
+
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Addresses or CIDRs of reverse proxies whose X-Forwarded-For is believed (JSON "
+            "list). Empty: the header is ignored and the client is the TCP peer."
+        ),
+    )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        return _cidrs(value)
+
     gc_freeze_after_s: float = Field(
         default=10.0,
         ge=0,
@@ -194,6 +218,60 @@ class ApiSettings(BaseModel):
             "Seconds after start-up (`marcador api`) to collect once and move what the first "
             "requests loaded out of the cyclic GC's reach, so full collections stay short. "
             "0: never."
+        ),
+    )
+
+
+class WebhookSettings(BaseModel):
+    allowed_networks: list[str] = Field(
+        default_factory=list,
+        description=(
+            "CIDRs (JSON list) outbound webhooks may reach although they are loopback, private, "
+            "link-local or otherwise internal, e.g. an internal CRM. Empty: public addresses only."
+        ),
+    )
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        return _cidrs(value)
+
+
+def _cidrs(value: list[str]) -> list[str]:
+    import ipaddress
+
+    for item in value:
+        ipaddress.ip_network(item.strip(), strict=False)  # ValueError names the bad entry
+    return [item.strip() for item in value]
+
+
+class ImportLimitsSettings(BaseModel):
+    xlsx_max_unpacked_mb: int = Field(
+        default=500, ge=1, description="Largest total unpacked size of an XLSX archive (MB)."
+    )
+    xlsx_max_member_mb: int = Field(
+        default=300, ge=1, description="Largest unpacked size of one XLSX archive member (MB)."
+    )
+    xlsx_max_ratio: int = Field(
+        default=200,
+        ge=1,
+        description="Largest compression ratio (unpacked / packed) of any XLSX member.",
+    )
+    xlsx_max_rows: int = Field(
+        default=2_000_000, ge=1, description="Most rows a sheet may declare or hold."
+    )
+    xlsx_max_columns: int = Field(
+        default=200, ge=1, description="Most columns a sheet may declare or hold."
+    )
+    max_cell_chars: int = Field(
+        default=32_767, ge=1, description="Longest cell text (Excel's own limit), CSV and XLSX."
+    )
+    report_rows_in_redis: int = Field(
+        default=1000,
+        ge=0,
+        description=(
+            "Rows of a background import's per-row report kept in Redis; the whole report is "
+            "kept on disk under data_dir."
         ),
     )
 
@@ -275,6 +353,8 @@ class Settings(BaseSettings):
     whatsapp: WhatsAppSettings = Field(default_factory=WhatsAppSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     reports: ReportsSettings = Field(default_factory=ReportsSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    imports: ImportLimitsSettings = Field(default_factory=ImportLimitsSettings)
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
 
     @model_validator(mode="after")

@@ -144,6 +144,33 @@ class CallResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Orphan:
+    """An unresolved attempt that no live dialer follows, with the database's evidence."""
+
+    uuid: str
+    server: str
+    lead_id: int
+    campaign_id: int
+    attempt_number: int
+    number: str
+    mode: DialMode
+    created_at: datetime
+    answered_at: datetime | None
+    connected_at: datetime | None
+    agent_id: int | None
+    claim_owner: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CallStatus:
+    uuid: str
+    outcome: CallOutcome | None
+    agent_id: int | None
+    lead_id: int
+    disposed: bool
+
+
+@dataclass(frozen=True, slots=True)
 class FinishResult:
     attempt_uuid: str
     lead_id: int
@@ -458,6 +485,108 @@ class EngineStore:
                 )
             )
             return [(u, srv) for u, srv in rows]
+
+    async def unresolved_attempts(self, now: datetime, predecessor: str = "") -> list[Orphan]:
+        """Unresolved attempts no live dialer follows: the claim expired (its dialer died), or
+        the claim is held by a previous run of this dialer (``predecessor``: an owner prefix,
+        ``"<name>."``; the caller excludes its own run). Each with the evidence the database
+        holds (connect time and agent written at connect, see :meth:`mark_connected`).
+        """
+        dead = sa.or_(LeadClaim.lead_id.is_(None), LeadClaim.expires_at < now)
+        if predecessor:
+            dead = sa.or_(dead, LeadClaim.owner.startswith(predecessor, autoescape=True))
+        async with self.sm() as s:
+            rows = await s.execute(
+                sa.select(CallAttempt, LeadClaim.owner)
+                .join(LeadClaim, LeadClaim.lead_id == CallAttempt.lead_id, isouter=True)
+                .where(CallAttempt.outcome.is_(None), dead)
+            )
+            return [
+                Orphan(
+                    uuid=a.uuid,
+                    server=a.server,
+                    lead_id=a.lead_id,
+                    campaign_id=a.campaign_id,
+                    attempt_number=a.attempt_number,
+                    number=a.number,
+                    mode=a.mode,
+                    created_at=a.created_at,
+                    answered_at=a.answered_at,
+                    connected_at=a.connected_at,
+                    agent_id=a.agent_id,
+                    claim_owner=owner,
+                )
+                for a, owner in rows
+            ]
+
+    async def mark_connected(
+        self, uuid: str, agent_id: int | None, answered_at: datetime | None, connected_at: datetime
+    ) -> None:
+        """Durable evidence that the call reached an agent (a dialer killed later can't lose it)."""
+        async with self.sm() as s, s.begin():
+            await s.execute(
+                sa.update(CallAttempt)
+                .where(CallAttempt.uuid == uuid, CallAttempt.outcome.is_(None))
+                .values(agent_id=agent_id, answered_at=answered_at, connected_at=connected_at)
+            )
+
+    async def take_claim(self, lead_id: int, owner: str, now: datetime, ttl: timedelta) -> None:
+        """Take over a dead dialer's claim on a lead whose call this dialer now follows."""
+        async with self.sm() as s, s.begin():
+            res = await s.execute(
+                sa.update(LeadClaim)
+                .where(LeadClaim.lead_id == lead_id)
+                .values(owner=owner, expires_at=now + ttl)
+            )
+            if not res.rowcount:  # type: ignore[attr-defined]
+                lead = await s.get(Lead, lead_id)
+                if lead is None or lead.status is not LeadStatus.IN_PROGRESS:
+                    return
+                s.add(
+                    LeadClaim(
+                        lead_id=lead_id,
+                        campaign_id=lead.campaign_id,
+                        owner=owner,
+                        claimed_at=now,
+                        expires_at=now + ttl,
+                    )
+                )
+
+    async def call_status(self, uuid: str) -> CallStatus | None:
+        """Outcome, agent, lead and disposition of an attempt; None if unknown."""
+        async with self.sm() as s:
+            row = (
+                await s.execute(
+                    sa.select(
+                        CallAttempt.id,
+                        CallAttempt.outcome,
+                        CallAttempt.agent_id,
+                        CallAttempt.lead_id,
+                    ).where(CallAttempt.uuid == uuid)
+                )
+            ).first()
+            if row is None:
+                return None
+            disposed = await s.scalar(
+                sa.select(Disposition.id).where(Disposition.attempt_id == row[0])
+            )
+            return CallStatus(uuid, row[1], row[2], row[3], disposed is not None)
+
+    async def awaiting_disposition(self, agent_id: int, since: datetime) -> str | None:
+        """The agent's latest connected call without a disposition (since ``since``), if any."""
+        async with self.sm() as s:
+            found: str | None = await s.scalar(
+                sa.select(CallAttempt.uuid)
+                .where(
+                    CallAttempt.agent_id == agent_id,
+                    CallAttempt.outcome == CallOutcome.ANSWERED_CONNECTED,
+                    CallAttempt.created_at >= since,
+                    ~sa.exists().where(Disposition.attempt_id == CallAttempt.id),
+                )
+                .order_by(CallAttempt.created_at.desc())
+                .limit(1)
+            )
+            return found
 
     async def release_expired_claims(self, now: datetime) -> list[int]:
         """Return leads of dead dialers to the pool (only when no attempt is unresolved).
@@ -881,6 +1010,50 @@ class DispositionConflict(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
         self.code = code
+
+
+async def reschedule_deferred(s: AsyncSession, campaign_id: int, now: datetime, reason: str) -> int:
+    """Make leads deferred by the campaign's rules due now, after the rules changed.
+
+    A deferral (``LeadEvent`` kind ``deferred``) moved ``next_attempt_at`` to when every rule
+    would pass, computed in the campaign's time zone and window. When the zone or the window
+    changes, those times are wrong: such leads (the deferral is still what set their
+    ``next_attempt_at``) become due now, and the next claim evaluates them under the new
+    settings (and defers them again if needed). Times set by the retry policy are kept.
+    Returns the number of leads rescheduled.
+    """
+    leads = {
+        lead.id: lead
+        for lead in await s.scalars(
+            sa.select(Lead).where(
+                Lead.campaign_id == campaign_id,
+                Lead.status.in_((LeadStatus.NEW, LeadStatus.PENDING)),
+                Lead.next_attempt_at > now,
+            )
+        )
+    }
+    if not leads:
+        return 0
+    latest: dict[int, LeadEvent] = {}
+    for event in await s.scalars(
+        sa.select(LeadEvent)
+        .where(LeadEvent.lead_id.in_(list(leads)), LeadEvent.kind == "deferred")
+        .order_by(LeadEvent.at, LeadEvent.id)
+    ):
+        latest[event.lead_id] = event
+    count = 0
+    for lead_id, event in latest.items():
+        lead = leads[lead_id]
+        try:
+            until = datetime.fromisoformat(str((event.detail or {}).get("until")))
+        except ValueError:
+            continue
+        if until.tzinfo is None or lead.next_attempt_at != until:
+            continue  # something else scheduled it since (a retry, a callback)
+        lead.next_attempt_at = now
+        s.add(LeadEvent(lead_id=lead_id, at=now, kind="rescheduled", reason=reason))
+        count += 1
+    return count
 
 
 async def add_dnc(s: AsyncSession, numbers: Sequence[str], reason: str, now: datetime) -> int:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 import redis.asyncio as aioredis
 
-from ami_bridge.actions import OriginateRequest
+from ami_bridge.actions import ChannelInfo, OriginateRequest
 from ami_bridge.connection import AmiBridge, LinkStatus, ServerSpec
 from ami_bridge.events import AMIEvent, ConfbridgeJoin, Hangup
 from ami_bridge.tracker import TrackerOutput
@@ -25,8 +26,12 @@ from dialer.settings import Settings
 
 log = get_logger("marcador.telephony")
 
-#: Lifetime of a ``Keys.ami_link`` hash; every running dialer refreshes it at a third of this.
+#: Lifetime of a ``Keys.ami_link`` hash (what the dashboard shows of a gone dialer's link).
 LINK_STATUS_TTL_S = 30
+#: Every running dialer re-publishes its links this often, with ``heartbeat_at`` (UNIX time):
+#: ``/readyz`` counts a link whose heartbeat is older than ``api.metrics.LINK_STALE_S`` (5 s)
+#: as down, so a killed dialer's "connected" is believed for a few seconds at most.
+LINK_HEARTBEAT_S = 1.0
 #: How long close() waits for link-status writes already in flight.
 PUBLISH_DRAIN_S = 2.0
 
@@ -81,7 +86,7 @@ class BridgeTelephony:
         self._publishing += 1
         try:
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, mapping=status.as_mapping())
+                pipe.hset(key, mapping={**status.as_mapping(), "heartbeat_at": f"{time.time()}"})
                 pipe.expire(key, LINK_STATUS_TTL_S)
                 await pipe.execute()
         except Exception as exc:
@@ -100,7 +105,7 @@ class BridgeTelephony:
     async def _heartbeat(self) -> None:
         """Re-publish every link's status before its hash expires."""
         while True:
-            await asyncio.sleep(LINK_STATUS_TTL_S / 3)
+            await asyncio.sleep(LINK_HEARTBEAT_S)
             for status in list(self.bridge.statuses().values()):
                 await self._publish_status(status)
 
@@ -132,6 +137,30 @@ class BridgeTelephony:
 
     async def live_channel_ids(self, server: str) -> set[str]:
         return {c.uniqueid for c in await self.bridge.link(server).core_show_channels()}
+
+    async def live_channels(self, server: str) -> list[ChannelInfo]:
+        return await self.bridge.link(server).core_show_channels()
+
+    def adopt(
+        self,
+        server: str,
+        call_id: str,
+        *,
+        uniqueid: str,
+        channel: str,
+        answered_at: datetime | None,
+        conference: str | None,
+        connected_at: datetime | None,
+    ) -> None:
+        self.bridge.adopt(
+            server,
+            call_id,
+            uniqueid=uniqueid,
+            channel=channel,
+            answered_at=answered_at,
+            conference=conference,
+            connected_at=connected_at,
+        )
 
     async def next_item(self) -> TelephonyItem:
         return await self.queue.get()

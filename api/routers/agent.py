@@ -11,16 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import redis.asyncio as aioredis
 import sqlalchemy as sa
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.auth import Scope
 from api.cache import CAMPAIGN_LIST, cache_ttl, cached
@@ -56,6 +58,7 @@ from dialer.domain.outcomes import AgentState, CampaignStatus
 from dialer.domain.script import fill_script
 from dialer.logging import get_logger
 from dialer.redis_client import StreamEntry
+from dialer.redis_keys import Keys
 from dialer.store import EngineStore
 
 router = APIRouter(prefix="/agent", tags=["agent screen"])
@@ -93,10 +96,21 @@ class DispositionIn(BaseModel):
     )
 
 
+class CommandResult(BaseModel):
+    """What the dialer did with a command: ``pending`` (no answer yet), ``accepted`` (acted
+    on) or ``rejected`` (with ``code`` and ``message``: why)."""
+
+    command_id: str
+    status: str
+    code: str = ""
+    message: str = ""
+
+
 class Accepted(BaseModel):
     status: str = "accepted"
     command: str
     command_id: str
+    result: CommandResult | None = None
 
 
 class DispositionOutcome(BaseModel):
@@ -376,6 +390,27 @@ async def _command(ctx: RequestContext, type_: str, data: dict[str, Any]) -> Acc
     return Accepted(command=type_, command_id=command_id)
 
 
+async def _command_result(ctx: RequestContext, command_id: str) -> dict[str, Any] | None:
+    raw = await ctx.redis.get(ctx.keys.command_result(command_id))
+    if not raw:
+        return None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+async def _await_result(ctx: RequestContext, command_id: str) -> dict[str, Any] | None:
+    """The dialer's answer to a command, waiting up to ``api.command_wait_s``."""
+    deadline = time.monotonic() + ctx.settings.api.command_wait_s
+    while True:
+        body = await _command_result(ctx, command_id)
+        if body is not None or time.monotonic() >= deadline:
+            return body
+        await asyncio.sleep(0.05)
+
+
 def _require_logged_in(state: LiveState, action: str) -> None:
     if state.state == AgentState.LOGGED_OUT.value:
         raise ApiError(409, "not_logged_in", f"log in with an extension before you {action}")
@@ -405,8 +440,41 @@ async def agent_login(body: LoginIn, ctx: Ctx) -> Accepted:
     state = await _state(ctx, me)
     if state.state != AgentState.LOGGED_OUT.value:
         raise ApiError(409, "already_logged_in", f"you are already logged in ({state.state})")
-    return await _command(
+    accepted = await _command(
         ctx, "agent_login", {"agent_id": me, "extension": extension, "campaign_id": campaign.id}
+    )
+    answer = await _await_result(ctx, accepted.command_id)
+    if answer is not None and answer.get("status") == "rejected":
+        raise ApiError(
+            409,
+            "login_refused",
+            str(answer.get("message") or "the dialer refused the login"),
+            {"command_id": accepted.command_id, "reason": answer.get("code") or ""},
+        )
+    accepted.result = CommandResult(
+        command_id=accepted.command_id,
+        status=str(answer.get("status")) if answer else "pending",
+    )
+    return accepted
+
+
+@router.get(
+    "/commands/{command_id}",
+    summary="What the dialer did with one of your commands (pending, accepted, rejected)",
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_command_result(command_id: str, ctx: Ctx) -> CommandResult:
+    me = _me(ctx)
+    body = await _command_result(ctx, command_id)
+    if body is None:
+        return CommandResult(command_id=command_id, status="pending")
+    if str(body.get("agent_id")) != str(me):
+        raise not_found("command", command_id)
+    return CommandResult(
+        command_id=command_id,
+        status=str(body.get("status") or "pending"),
+        code=str(body.get("code") or ""),
+        message=str(body.get("message") or ""),
     )
 
 
@@ -419,6 +487,12 @@ async def agent_ready(ctx: Ctx) -> Accepted:
     _require_logged_in(state, "go ready")
     if state.state == AgentState.WRAP_UP.value:
         raise ApiError(409, "disposition_required", "submit the call's disposition first")
+    if state.state == AgentState.PAUSED.value and state.pause_code == "connecting":
+        raise ApiError(
+            409,
+            "connecting",
+            "your softphone is not in the room yet: answer the call, you go ready on joining",
+        )
     return await _command(ctx, "agent_ready", {"agent_id": me})
 
 
@@ -452,24 +526,43 @@ async def agent_logout(ctx: Ctx) -> Accepted:
 )
 async def agent_disposition(body: DispositionIn, ctx: Ctx) -> DispositionOutcome:
     me = _me(ctx)
+    _call_cache(ctx).pop(me, None)
+    out = await record_disposition(
+        ctx.db, ctx.sessionmaker, ctx.redis, ctx.keys, me, body, ctx.now()
+    )
+    with contextlib.suppress(Exception):
+        await drop_draft(ctx.redis, ctx.keys, me, body.attempt)  # recorded: no draft left
+    return out
+
+
+async def record_disposition(
+    db: AsyncSession,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis: aioredis.Redis,
+    keys: Keys,
+    me: int,
+    body: DispositionIn,
+    now: datetime,
+) -> DispositionOutcome:
+    """Record agent ``me``'s disposition of a call (the agent's own request, or the draft
+    saved during the call, applied when it ends): the store writes it, the dialer is told
+    (``agent_dispositioned``) and the events go out."""
     if body.pause_code is not None and body.pause_code not in PAUSE_CODES:
         raise ApiError(422, "unknown_pause_code", f"unknown pause code {body.pause_code!r}")
-    attempt = await ctx.db.scalar(sa.select(CallAttempt).where(CallAttempt.uuid == body.attempt))
+    attempt = await db.scalar(sa.select(CallAttempt).where(CallAttempt.uuid == body.attempt))
     if attempt is None or attempt.agent_id != me:
         raise not_found("call", body.attempt)
-    campaign = await ctx.db.get_one(Campaign, attempt.campaign_id)
+    campaign = await db.get_one(Campaign, attempt.campaign_id)
     attempt_id, campaign_id, campaign_type = attempt.id, campaign.id, campaign.type
-    now = ctx.now()
     record = validate_disposition(campaign_type, body.code, body.details, now)
-    await ctx.db.rollback()  # end the read transaction; the store writes in its own
-    _call_cache(ctx).pop(me, None)
-    result = await EngineStore(ctx.sessionmaker).record_disposition(
+    await db.rollback()  # end the read transaction; the store writes in its own
+    result = await EngineStore(sessionmaker).record_disposition(
         body.attempt, record, now, agent_id=me
     )
     command: dict[str, Any] = {"agent_id": me}
     if body.pause_code:
         command["pause_code"] = body.pause_code
-    await send_command(ctx.redis, ctx.keys, "agent_dispositioned", command)
+    await send_command(redis, keys, "agent_dispositioned", command)
     decision = result.decision
     out = DispositionOutcome(
         attempt=body.attempt,
@@ -479,17 +572,17 @@ async def agent_disposition(body: DispositionIn, ctx: Ctx) -> DispositionOutcome
         next_attempt_at=decision.next_attempt_at if decision else None,
     )
     base = {"attempt": body.attempt, "lead_id": result.lead_id, "campaign_id": campaign_id}
-    disposition_id = await ctx.db.scalar(
+    disposition_id = await db.scalar(
         sa.select(Disposition.id).where(Disposition.attempt_id == attempt_id)
     )
-    appointment = await ctx.db.scalar(
+    appointment = await db.scalar(
         sa.select(Appointment).where(Appointment.disposition_id == disposition_id)
     )
     if appointment is not None:
         out.appointment_id = appointment.id
         await publish_event(
-            ctx.redis,
-            ctx.keys,
+            redis,
+            keys,
             "appointment_booked",
             {
                 **base,
@@ -499,17 +592,17 @@ async def agent_disposition(body: DispositionIn, ctx: Ctx) -> DispositionOutcome
                 "service": appointment.service,
             },
         )
-    pqrs = await ctx.db.scalar(sa.select(Pqrs).where(Pqrs.disposition_id == disposition_id))
+    pqrs = await db.scalar(sa.select(Pqrs).where(Pqrs.disposition_id == disposition_id))
     if pqrs is not None:
         out.pqrs_id = pqrs.id
         await publish_event(
-            ctx.redis,
-            ctx.keys,
+            redis,
+            keys,
             "complaint_raised",
             {**base, "pqrs_id": pqrs.id, "deadline": pqrs.deadline.isoformat()},
         )
     await publish_event(
-        ctx.redis, ctx.keys, "disposition_recorded", {**base, "agent_id": me, "code": out.code}
+        redis, keys, "disposition_recorded", {**base, "agent_id": me, "code": out.code}
     )
     return out
 
@@ -652,3 +745,169 @@ async def agent_preview_skip(ctx: Ctx) -> Accepted:
     if state.preview_lead is None:
         raise ApiError(409, "no_preview", "there is no lead on your screen to skip")
     return await _command(ctx, "preview_skip", {"agent_id": me})
+
+
+# --------------------------------------------------------------------------- drafts
+#
+# A disposition the agent submits while the customer is still on the line is kept in Redis
+# (``Keys.disposition_draft``), not in the page: the API applies it when the dialer reports
+# the call over (the ``agent_state`` event with state ``wrap_up``, seen by every API process's
+# event feed, :func:`apply_disposition_drafts`), so closing or reloading the tab loses
+# nothing, and the page restores the form from it (``GET /agent/disposition/draft``). Taking
+# the draft is atomic (GET + DEL in one transaction): with several API processes, one applies
+# it. Redis rather than SQL: a draft is live, short-lived state like the agent's own state
+# hash, and losing Redis loses only drafts of calls in progress (the agent types it again).
+
+#: A draft outlives any call and wrap-up; a stale one (the call never ended) expires.
+DRAFT_TTL_S = 4 * 3600
+
+
+class DraftOut(BaseModel):
+    status: str = Field(description="saved: applied when the call ends; applied: recorded now")
+    draft: DispositionIn
+    outcome: DispositionOutcome | None = None
+
+
+async def drop_draft(redis: aioredis.Redis, keys: Keys, agent_id: int, attempt: str) -> None:
+    await redis.delete(keys.disposition_draft(agent_id, attempt))
+
+
+async def take_draft(
+    redis: aioredis.Redis, keys: Keys, agent_id: int, attempt: str
+) -> DispositionIn | None:
+    """Remove and return the agent's draft for ``attempt`` (None: none, or taken already)."""
+    key = keys.disposition_draft(agent_id, attempt)
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.get(key)
+        pipe.delete(key)
+        raw, deleted = await pipe.execute()
+    if raw is None or not deleted:
+        return None
+    return DispositionIn.model_validate_json(raw)
+
+
+async def _check_draft(ctx: RequestContext, me: int, body: DispositionIn) -> None:
+    """Refuse now what would fail at hang-up: another agent's call, unknown codes, missing
+    or invalid details."""
+    if body.pause_code is not None and body.pause_code not in PAUSE_CODES:
+        raise ApiError(422, "unknown_pause_code", f"unknown pause code {body.pause_code!r}")
+    attempt = await ctx.db.scalar(sa.select(CallAttempt).where(CallAttempt.uuid == body.attempt))
+    # During the call the row may not name the agent yet: the agent's live state does.
+    mine = attempt is not None and (
+        attempt.agent_id == me
+        or (attempt.agent_id is None and (await _state(ctx, me)).attempt == body.attempt)
+    )
+    if attempt is None or not mine:
+        raise not_found("call", body.attempt)
+    campaign = await ctx.db.get_one(Campaign, attempt.campaign_id)
+    validate_disposition(campaign.type, body.code, body.details, ctx.now())
+
+
+@router.put(
+    "/disposition/draft",
+    summary="Save the call's disposition during the call: recorded when the call ends",
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def save_draft(body: DispositionIn, ctx: Ctx) -> DraftOut:
+    me = _me(ctx)
+    await _check_draft(ctx, me, body)
+    app_state = ctx.request.app.state
+    await app_state.broadcaster.start()  # this process sees the call end
+    app_state.draft_clock = ctx.clock  # the requests' clock (a demo's scaled one), for then
+    await ctx.redis.set(
+        ctx.keys.disposition_draft(me, body.attempt), body.model_dump_json(), ex=DRAFT_TTL_S
+    )
+    state = await _state(ctx, me)
+    if state.attempt == body.attempt and state.state == AgentState.WRAP_UP.value:
+        # The call ended already (before the draft arrived): record it now.
+        draft = await take_draft(ctx.redis, ctx.keys, me, body.attempt)
+        if draft is not None:
+            _call_cache(ctx).pop(me, None)
+            outcome = await record_disposition(
+                ctx.db, ctx.sessionmaker, ctx.redis, ctx.keys, me, draft, ctx.now()
+            )
+            return DraftOut(status="applied", draft=draft, outcome=outcome)
+    return DraftOut(status="saved", draft=body)
+
+
+@router.get(
+    "/disposition/draft",
+    summary="The disposition saved during a call (to restore the form)",
+    responses={404: {"description": "No draft for this call"}},
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def get_draft(attempt: str, ctx: Ctx) -> DraftOut:
+    me = _me(ctx)
+    raw = await ctx.redis.get(ctx.keys.disposition_draft(me, attempt))
+    if raw is None:
+        raise not_found("draft", attempt)
+    return DraftOut(status="saved", draft=DispositionIn.model_validate_json(raw))
+
+
+@router.delete(
+    "/disposition/draft",
+    status_code=204,
+    summary="Drop the disposition saved during a call (the agent edits it again)",
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def delete_draft(attempt: str, ctx: Ctx) -> Response:
+    await drop_draft(ctx.redis, ctx.keys, _me(ctx), attempt)
+    return Response(status_code=204)
+
+
+def apply_disposition_drafts(app_state: Any) -> Callable[[StreamEntry], None]:
+    """A listener for the process's event feed: when the dialer reports an agent's call over
+    (``agent_state`` ``wrap_up`` with the attempt), the draft saved for that call, if any, is
+    recorded in the background, as if the agent had submitted it then."""
+
+    def on_entry(entry: StreamEntry) -> None:
+        if entry.type != "agent_state" or entry.data.get("state") != AgentState.WRAP_UP.value:
+            return
+        attempt = str(entry.data.get("attempt") or "")
+        agent_id = entry.data.get("agent_id")
+        if not attempt or not isinstance(agent_id, int):
+            return
+        task = asyncio.create_task(
+            apply_draft(app_state, agent_id, attempt), name="disposition-draft"
+        )
+        background: set[asyncio.Task[Any]] | None = getattr(app_state, "background", None)
+        if background is not None:
+            background.add(task)
+            task.add_done_callback(background.discard)
+
+    return on_entry
+
+
+async def apply_draft(app_state: Any, agent_id: int, attempt: str) -> DispositionOutcome | None:
+    """Record the agent's draft for ``attempt`` if there is one (None: none, or failed: the
+    failure is logged and published as ``command_rejected`` for the agent's screen, and the
+    draft is kept so the page can show it again to be fixed)."""
+    redis, keys = app_state.redis, app_state.keys
+    draft: DispositionIn | None = None
+    try:
+        draft = await take_draft(redis, keys, agent_id, attempt)
+        if draft is None:
+            return None
+        _cache_of(app_state).pop(agent_id, None)
+        clock = getattr(app_state, "draft_clock", None) or getattr(app_state, "clock", None)
+        now = clock.now() if clock is not None else datetime.now(UTC)
+        async with app_state.sessionmaker() as db:
+            return await record_disposition(
+                db, app_state.sessionmaker, redis, keys, agent_id, draft, now
+            )
+    except Exception as exc:
+        log.warning("disposition_draft_failed", agent=agent_id, error=repr(exc))
+        with contextlib.suppress(Exception):
+            if draft is not None:  # kept: the agent's page restores the form to fix it
+                await redis.set(
+                    keys.disposition_draft(agent_id, attempt),
+                    draft.model_dump_json(),
+                    ex=DRAFT_TTL_S,
+                )
+            await publish_event(
+                redis,
+                keys,
+                "command_rejected",
+                {"agent_id": agent_id, "command": "disposition_draft", "attempt": attempt},
+            )
+        return None

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Response
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from api.auth import Scope
 from api.cache import STATS_CACHE_S, cache_ttl, cached, forget
@@ -31,11 +31,14 @@ from dialer.db.models import Campaign, UserCampaign
 from dialer.domain.dispositions import catalogue_for
 from dialer.domain.outcomes import CampaignStatus, CampaignType, DialMode
 from dialer.domain.script import PLACEHOLDERS, unknown_placeholders
-from dialer.store import EngineStore, campaign_abandon_stats
+from dialer.store import EngineStore, campaign_abandon_stats, reschedule_deferred
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"])
 
-_NAME = Field(min_length=1, max_length=120)
+#: Surrounding spaces are dropped; a name of spaces only is refused (422).
+CampaignName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)
+]
 
 
 class CampaignFields(BaseModel):
@@ -100,12 +103,12 @@ class CampaignFields(BaseModel):
 
 
 class CampaignCreate(CampaignFields):
-    name: str = _NAME
+    name: CampaignName
     type: CampaignType
 
 
 class CampaignUpdate(CampaignFields):
-    name: str | None = Field(default=None, min_length=1, max_length=120)
+    name: CampaignName | None = None
 
 
 class CampaignOut(BaseModel):
@@ -277,6 +280,15 @@ async def list_campaigns(
 
 
 @router.get(
+    "/script-placeholders",
+    summary="Placeholders a campaign script (guion) may use, with what fills each",
+    dependencies=[Scoped(Scope.CAMPAIGNS_READ)],
+)
+async def script_placeholders() -> dict[str, str]:
+    return dict(PLACEHOLDERS)
+
+
+@router.get(
     "/presets",
     summary="Default settings per campaign type (from the seed procedures)",
     dependencies=[Scoped(Scope.CAMPAIGNS_READ)],
@@ -334,7 +346,12 @@ async def update_campaign(campaign_id: PathId, body: CampaignUpdate, ctx: Ctx) -
         dup = await ctx.db.scalar(sa.select(Campaign.id).where(Campaign.name == values["name"]))
         if dup is not None:
             raise ApiError(409, "duplicate_name", f"a campaign named {values['name']!r} exists")
+    before = (campaign.timezone, campaign.call_window)
     changed = _apply(campaign, values, campaign.type)
+    if (campaign.timezone, campaign.call_window) != before:
+        # Leads deferred by the old zone/window are re-evaluated under the new one.
+        await ctx.db.flush()
+        await reschedule_deferred(ctx.db, campaign.id, ctx.now(), "campaign_zone_or_window_changed")
     ctx.audit("campaign.update", "campaign", campaign.id, fields=changed)
     await ctx.commit()
     forget(ctx.request.app.state, campaign.id)

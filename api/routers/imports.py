@@ -6,8 +6,16 @@
 - small files (up to ``app.state.import_sync_max_bytes``) are imported in the request; the
   answer (200) is the per-row report;
 - larger files answer 202 with a job id; ``GET /imports/{job_id}`` shows the progress (phase,
-  done, total) and, once done, the same report. Jobs live in Redis (``Keys.import_job``) for
-  7 days; the import itself is recorded in SQL (``import_batches``) like a CLI import.
+  done, total) and, once done, the same report. The live progress lives in Redis
+  (``Keys.import_job``, 7 days); the import itself is recorded in SQL (``import_batches``,
+  with the job id, written in the import's own transaction) like a CLI import. Once the
+  batch says ``done`` the job is done, whatever Redis holds or lost: the database decides.
+  Redis keeps only the first ``MARCADOR_IMPORTS__REPORT_ROWS_IN_REDIS`` rows of the per-row
+  report; the whole report is a JSON-lines file under ``<data_dir>/import-reports/``
+  (``GET /imports/{job_id}/rows`` pages through it).
+
+XLSX files are checked for decompression bombs (``dialer.importing.reader.check_xlsx``, limits
+``MARCADOR_IMPORTS__*``) before anything is parsed: 413 or 422 naming the limit.
 
 The report carries row numbers and reasons, never phone numbers or national ids.
 """
@@ -27,6 +35,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 
 from api.auth import Scope
 from api.deps import Ctx, RequestContext, Scoped
@@ -36,6 +45,7 @@ from api.types import PathId, QueryId
 from api.uploads import file_kind, save_upload, upload_dir
 from dialer.db.models import ImportBatch
 from dialer.importing.mapping import ColumnMapping
+from dialer.importing.reader import XlsxLimits, check_xlsx
 from dialer.importing.report import ImportReport
 from dialer.importing.service import import_file
 from dialer.logging import get_logger
@@ -68,6 +78,10 @@ class ImportResult(BaseModel):
     batch_id: int | None = None
     summary: dict[str, Any] = Field(default_factory=dict)
     rows: list[RowOut] = Field(default_factory=list)
+    rows_complete: bool = Field(
+        default=True,
+        description="False: only the first rows are here; GET /imports/{job_id}/rows has all",
+    )
     error: dict[str, Any] | None = None
 
 
@@ -136,8 +150,10 @@ async def upload_leads(
     max_bytes = ctx.settings.api.max_upload_mb * 1024 * 1024
     path = await save_upload(file, upload_dir(ctx.settings.data_dir), max_bytes)
     filename = Path(file.filename or "upload").name[:200]
+    limits = XlsxLimits.from_settings(ctx.settings.imports)
     try:
-        file_kind(path)
+        if file_kind(path) == "xlsx":
+            await asyncio.to_thread(check_xlsx, path, limits)  # bombs: refused before parsing
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -155,6 +171,7 @@ async def upload_leads(
                 now=ctx.now(),
                 assume_consent=assume_consent,
                 created_by=created_by,
+                limits=limits,
             )
         finally:
             _cleanup(named)
@@ -231,6 +248,9 @@ class ImportJob:
         self.assume_consent = assume_consent
         self.created_by = ctx.principal.user_id
         self.progress: dict[str, Any] = {"phase": "read", "done": 0, "total": None}
+        self.limits = XlsxLimits.from_settings(ctx.settings.imports)
+        self.rows_in_redis = ctx.settings.imports.report_rows_in_redis
+        self.report_file = report_file(ctx.settings.data_dir, job_id)
 
     async def save(self, fields: dict[str, Any]) -> None:
         base = {
@@ -245,9 +265,18 @@ class ImportJob:
     def _on_progress(self, phase: str, done: int, total: int | None) -> None:
         self.progress = {"phase": phase, "done": done, "total": total}
 
+    async def _save_quietly(self, fields: dict[str, Any]) -> bool:
+        """The live copy is best effort: losing it never changes what the import did."""
+        try:
+            await self.save(fields)
+        except (RedisError, OSError) as exc:
+            log.warning("import_job_save_failed", job=self.job_id, error=type(exc).__name__)
+            return False
+        return True
+
     async def _flush_progress(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await self.save({"status": "running", **self.progress})
+            await self._save_quietly({"status": "running", **self.progress})
             try:
                 await asyncio.wait_for(stop.wait(), PROGRESS_FLUSH_S)
             except TimeoutError:
@@ -267,19 +296,8 @@ class ImportJob:
                 progress=self._on_progress,
                 assume_consent=self.assume_consent,
                 created_by=self.created_by,
-            )
-            stop.set()
-            await flusher
-            await self.save(
-                {
-                    "status": "done",
-                    "phase": "save",
-                    "done": report.rows_total,
-                    "total": report.rows_total,
-                    "batch_id": report.batch_id,
-                    "summary": report.summary(),
-                    "rows": [r.model_dump() for r in _rows(report)],
-                }
+                limits=self.limits,
+                job_id=self.job_id,
             )
         except Exception as exc:
             stop.set()
@@ -292,9 +310,76 @@ class ImportJob:
             if hasattr(exc, "message_en"):
                 error["message"] = exc.message_en
             log.warning("import_job_failed", job=self.job_id, error=type(exc).__name__)
-            await self.save({"status": "failed", "error": error})
+            await self._save_quietly({"status": "failed", "error": error})
+            return
         finally:
             _cleanup(path)
+        # Committed: from here on nothing may turn the job into a failure.
+        stop.set()
+        await flusher
+        rows = _rows(report)
+        try:
+            await asyncio.to_thread(_write_rows, self.report_file, rows)
+        except OSError as exc:
+            log.warning("import_report_file_failed", job=self.job_id, error=type(exc).__name__)
+        await self._save_quietly(
+            {
+                "status": "done",
+                "phase": "save",
+                "done": report.rows_total,
+                "total": report.rows_total,
+                "batch_id": report.batch_id,
+                "summary": report.summary(),
+                "rows": [r.model_dump() for r in rows[: self.rows_in_redis]],
+                "rows_complete": len(rows) <= self.rows_in_redis,
+            }
+        )
+
+
+def report_file(data_dir: Path, job_id: str) -> Path:
+    """The whole per-row report of a background import (JSON lines, one row each)."""
+    return data_dir / "import-reports" / f"{job_id}.jsonl"
+
+
+def _write_rows(path: Path, rows: list[RowOut]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part")
+    with partial.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(row.model_dump_json())
+            fh.write("\n")
+    partial.replace(path)
+
+
+def _read_rows(path: Path, offset: int, limit: int) -> list[RowOut] | None:
+    if not path.exists():
+        return None
+    out: list[RowOut] = []
+    with path.open(encoding="utf-8") as fh:
+        for index, line in enumerate(fh):
+            if index < offset:
+                continue
+            if len(out) >= limit:
+                break
+            out.append(RowOut.model_validate_json(line))
+    return out
+
+
+async def _live(ctx: RequestContext, job_id: str) -> dict[str, Any]:
+    """The job's live copy in Redis ({} when lost, expired or Redis fails)."""
+    try:
+        raw: dict[str, str] = await ctx.redis.hgetall(ctx.keys.import_job(job_id))  # type: ignore[misc]
+    except (RedisError, OSError) as exc:
+        log.warning("import_job_read_failed", error=type(exc).__name__)
+        return {}
+    return {k: json.loads(v) for k, v in raw.items()}
+
+
+async def _batch(ctx: RequestContext, job_id: str) -> ImportBatch | None:
+    batch: ImportBatch | None = await ctx.db.scalar(
+        sa.select(ImportBatch).where(ImportBatch.job_id == job_id)
+    )
+    return batch
 
 
 @router.get(
@@ -305,14 +390,14 @@ class ImportJob:
 async def get_import(job_id: str, ctx: Ctx) -> ImportResult:
     if len(job_id) > 64:
         raise not_found("import", job_id)
-    raw: dict[str, str] = await ctx.redis.hgetall(ctx.keys.import_job(job_id))  # type: ignore[misc]
-    if not raw:
+    data = await _live(ctx, job_id)
+    batch = await _batch(ctx, job_id)
+    if not data and batch is None:
         raise not_found("import", job_id)
-    data: dict[str, Any] = {k: json.loads(v) for k, v in raw.items()}
-    campaign_id = int(data.get("campaign_id", 0))
+    campaign_id = batch.campaign_id if batch is not None else int(data.get("campaign_id", 0))
     if not await ctx.can_see_campaign(campaign_id):
         raise not_found("import", job_id)
-    return ImportResult(
+    result = ImportResult(
         job_id=job_id,
         status=str(data.get("status", "queued")),
         campaign_id=campaign_id,
@@ -323,8 +408,51 @@ async def get_import(job_id: str, ctx: Ctx) -> ImportResult:
         batch_id=data.get("batch_id"),
         summary=data.get("summary") or {},
         rows=[RowOut.model_validate(r) for r in data.get("rows") or []],
+        rows_complete=bool(data.get("rows_complete", True)),
         error=data.get("error"),
     )
+    db_status = (batch.summary or {}).get("status") if batch is not None else None
+    if batch is not None and db_status == "done":  # the database decides, not the live copy
+        summary = {k: v for k, v in (batch.summary or {}).items() if k != "status"}
+        result.status, result.phase, result.error = "done", "save", None
+        result.batch_id = batch.id
+        result.filename = result.filename or batch.filename
+        result.done = result.total = batch.rows_total
+        result.summary = summary
+        if not result.rows:
+            limit = ctx.settings.imports.report_rows_in_redis
+            path = report_file(ctx.settings.data_dir, job_id)
+            rows = await asyncio.to_thread(_read_rows, path, 0, limit + 1)
+            result.rows = (rows or [])[:limit]
+            result.rows_complete = rows is not None and len(rows) <= limit
+    elif batch is not None and db_status == "failed" and result.status != "failed":
+        result.status = "failed"
+        result.error = result.error or {"code": "import_failed", "message": "the import failed"}
+    return result
+
+
+@router.get(
+    "/imports/{job_id}/rows",
+    summary="The whole per-row report of a background import, page by page",
+    dependencies=[Scoped(Scope.LEADS_READ)],
+)
+async def get_import_rows(
+    job_id: str,
+    ctx: Ctx,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+) -> list[RowOut]:
+    if len(job_id) > 64 or not re.fullmatch(r"[0-9a-f]+", job_id):
+        raise not_found("import", job_id)
+    batch = await _batch(ctx, job_id)
+    if batch is None or not await ctx.can_see_campaign(batch.campaign_id):
+        raise not_found("import", job_id)
+    rows = await asyncio.to_thread(
+        _read_rows, report_file(ctx.settings.data_dir, job_id), offset, limit
+    )
+    if rows is None:
+        raise not_found("import report", job_id)
+    return rows
 
 
 @router.get(

@@ -8,8 +8,10 @@ attempts used, and the call window (open now, closes at, next opening).
 ``GET /campaigns/{id}/today``: the day so far (campaign time zone) in 15-minute buckets, for
 the dashboard's charts.
 
-Live call counters come from the dialer's ``Keys.campaign_live`` hash when it publishes one;
+Live call counters come from the dialer's ``Keys.campaign_live`` hash when it publishes them;
 otherwise they are derived from SQL (attempts without an outcome) and the agents' live state.
+The pacing state (effective mode, dial level and why) comes from the same hash, which the
+dialer refreshes on every pacing round; without it, the campaign's configured mode is shown.
 The answers are cached per campaign for :data:`~api.cache.LIVE_CACHE_S`
 (``app.state.live_cache_s``, see :mod:`api.cache`), so a hundred open dashboards cost one
 computation per campaign and interval; access is checked before the cache is used, and a cache
@@ -90,10 +92,19 @@ class LiveCalls(BaseModel):
 
 
 class LivePacing(BaseModel):
+    """The pacing the dialer applies now (``source`` "dialer"), else what the campaign says.
+
+    ``mode`` is the effective mode: predictive runs progressive during its cold start, under
+    the abandon cap or with a small team, and ``reason`` says why (a pacer decision reason:
+    ``cold_start``, ``cap_warmup``, ``hard_cap_today``, ``hard_cap_30d``, ``small_team``,
+    ``no_agents``, ``risk_bound``, ``line_cap``, or the mode's own name).
+    """
+
     mode: str
     dial_level: float | None
     dial_ratio: float
     reason: str | None
+    source: str  # "dialer" (published by the pacer) or "campaign" (the configured mode)
 
 
 class LiveAbandon(BaseModel):
@@ -409,7 +420,8 @@ async def compute_live(ctx: RequestContext, campaign: Campaign) -> LiveOut:
     )
     total = sum(by_status.values())
     recordings = await _recordings_today(ctx, campaign, day_start)
-    mode = hash_.get("mode") or campaign.dial_mode.value
+    published_mode = hash_.get("mode") or None
+    mode = published_mode or campaign.dial_mode.value
     return LiveOut(
         campaign=LiveCampaign(
             id=cid,
@@ -432,6 +444,7 @@ async def compute_live(ctx: RequestContext, campaign: Campaign) -> LiveOut:
             dial_level=_dial_level(campaign, hash_),
             dial_ratio=campaign.dial_ratio,
             reason=hash_.get("reason") or None,
+            source="dialer" if published_mode else "campaign",
         ),
         abandon=LiveAbandon(
             today=ab_d,

@@ -4,8 +4,9 @@
 - ``/readyz``: the database, Redis and every AMI link (``Keys.ami_link(server)`` hashes
   written by the dialer) are up; 503 with the list of what is down otherwise. Open, like
   ``/healthz``: it reveals no data, and load balancers call it without credentials. Each
-  running dialer refreshes those hashes every 10 s with a 30 s TTL, so the links of a dialer
-  that died show as "missing" (down) within 30 s.
+  running dialer re-publishes those hashes every second with a ``heartbeat_at`` time; a
+  "connected" link whose heartbeat is older than 5 s (``api.metrics.LINK_STALE_S``) counts as
+  down ("stale"), so the links of a dialer that died show as down within about 5 s.
 - ``/metrics``: Prometheus text format; needs an API key with the ``metrics:read`` scope
   (Prometheus: ``authorization: {credentials: mk_...}``), because the numbers are business data.
 """

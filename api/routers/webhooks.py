@@ -17,6 +17,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from api.auth import Scope
 from api.deps import Ctx, RequestContext, Scoped
 from api.errors import ApiError, not_found
+from api.netguard import RefusedTarget, check_url, mask_credentials, networks
 from api.types import PathId
 from api.webhooks import WEBHOOK_EVENTS, WebhookWorker
 from dialer.db.models import WebhookDelivery, WebhookSubscription
@@ -78,7 +79,7 @@ def sub_out(s: WebhookSubscription) -> SubscriptionOut:
     events = s.events.get("events", []) if isinstance(s.events, dict) else []
     return SubscriptionOut(
         id=s.id,
-        url=s.url,
+        url=mask_credentials(s.url),
         events=[str(e) for e in events],
         active=s.active,
         created_at=s.created_at,
@@ -93,10 +94,15 @@ async def _load(ctx: RequestContext, sub_id: int) -> WebhookSubscription:
     return sub
 
 
-def _url(url: AnyHttpUrl) -> str:
+def _url(url: AnyHttpUrl, ctx: RequestContext) -> str:
+    """The URL as stored, after the SSRF checks of :func:`api.netguard.check_url`."""
     text = str(url)
     if len(text) > 500:
         raise ApiError(422, "url_too_long", "the URL must have at most 500 characters")
+    try:
+        check_url(text, networks(ctx.settings.webhooks.allowed_networks))
+    except RefusedTarget as exc:
+        raise ApiError(422, exc.code, exc.message) from exc
     return text
 
 
@@ -122,7 +128,7 @@ async def list_subscriptions(ctx: Ctx) -> list[SubscriptionOut]:
 async def create_subscription(body: SubscriptionIn, ctx: Ctx) -> SubscriptionCreated:
     secret = body.secret or secrets.token_urlsafe(32)
     sub = WebhookSubscription(
-        url=_url(body.url),
+        url=_url(body.url, ctx),
         events={"events": sorted(set(body.events))},
         secret=secret,
         active=body.active,
@@ -151,7 +157,7 @@ async def update_subscription(
 ) -> SubscriptionOut | SubscriptionCreated:
     sub = await _load(ctx, sub_id)
     if body.url is not None:
-        sub.url = _url(body.url)
+        sub.url = _url(body.url, ctx)
     if body.events is not None:
         sub.events = {"events": sorted(set(body.events))}
     if body.active is not None:

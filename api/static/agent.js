@@ -14,10 +14,14 @@ import {
   fmtDate,
   fmtDuration,
   liveEvents,
+  loadClock,
   messageEs,
   onSignOut,
   serverClock,
+  setZone,
   throttle,
+  zone,
+  zoneParts,
   toast,
 } from "./common.js";
 
@@ -122,20 +126,38 @@ function pad(n) {
   return String(n).padStart(2, "0");
 }
 
-// datetime-local value for a Date (browser local time).
-function localInput(date) {
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}T${pad(date.getHours())}:${pad(date.getMinutes())}`;
-}
+// Date and time fields: dd/mm/aaaa and 24 h (HH:MM) text inputs in the campaign's time zone,
+// never the browser's locale (an <input type=datetime-local> shows AM/PM under en-US).
+const DATE_RE = /^(\d{1,2})\/(\d{1,2})\/(\d{4})$/;
+const TIME_RE = /^([01]?\d|2[0-3]):([0-5]\d)$/;
 
-// "2026-11-25T09:00" (local) -> "2026-11-25T09:00:00-05:00" (with the browser's offset).
-function isoWithOffset(value) {
-  if (!value) return null;
-  const d = new Date(value);
-  if (Number.isNaN(d.getTime())) return null;
-  const off = -d.getTimezoneOffset();
+// "25/11/2026", "09:00" -> "2026-11-25T09:00:00-05:00" (the display zone's offset at that
+// moment), or null when either is not a valid date / 24 h time.
+export function zonedIso(dateText, timeText) {
+  const dm = DATE_RE.exec((dateText || "").trim());
+  const tm = TIME_RE.exec((timeText || "").trim());
+  if (!dm || !tm) return null;
+  const [day, month, year, hour, minute] = [dm[1], dm[2], dm[3], tm[1], tm[2]].map(Number);
+  const wall = Date.UTC(year, month - 1, day, hour, minute);
+  const check = new Date(wall);
+  if (check.getUTCDate() !== day || check.getUTCMonth() !== month - 1) return null;
+  let t = wall;
+  for (let i = 0; i < 3; i++) {
+    const p = zoneParts(new Date(t));
+    t += wall - Date.UTC(+p.year, +p.month - 1, +p.day, +p.hour, +p.minute);
+  }
+  const off = Math.round((wall - t) / 60000);
   const sign = off >= 0 ? "+" : "-";
   const abs = Math.abs(off);
-  return `${value.length === 16 ? `${value}:00` : value}${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
+  return `${year}-${pad(month)}-${pad(day)}T${pad(hour)}:${pad(minute)}:00${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
+}
+
+// {date: "dd/mm/aaaa", time: "HH:MM"} of an ISO time in the display zone (a saved draft).
+function splitIso(iso) {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return null;
+  const p = zoneParts(d);
+  return { date: `${p.day}/${p.month}/${p.year}`, time: `${p.hour}:${p.minute}` };
 }
 
 function campaignName(id) {
@@ -460,14 +482,27 @@ function field(id, label, input, hint) {
   return el("div", { class: "field", id: `campo-${id}` }, el("label", { for: `f-${id}` }, label), input, hint ? el("div", { class: "muted small" }, hint) : null);
 }
 
+// A default date and time in the display zone: `hoursAhead` from now, at `atHour` o'clock or
+// rounded up to the quarter hour.
 function defaultDate(hoursAhead, atHour) {
-  const d = new Date(serverClock.now() + hoursAhead * 3600 * 1000);
-  if (atHour !== undefined) {
-    d.setHours(atHour, 0, 0, 0);
-  } else {
-    d.setMinutes(Math.ceil(d.getMinutes() / 15) * 15, 0, 0);
-  }
-  return localInput(d);
+  let t = serverClock.now() + hoursAhead * 3600 * 1000;
+  if (atHour === undefined) t = Math.ceil(t / 900000) * 900000;
+  const p = zoneParts(new Date(t));
+  return { date: `${p.day}/${p.month}/${p.year}`, time: atHour === undefined ? `${p.hour}:${p.minute}` : `${pad(atHour)}:00` };
+}
+
+function dateTimeField(id, label, value) {
+  const date = el("input", { id: `f-${id}`, type: "text", inputmode: "numeric", required: true, placeholder: "dd/mm/aaaa", pattern: "\\d{1,2}/\\d{1,2}/\\d{4}", maxlength: 10, size: 10, value: value.date, "aria-label": `${label}: fecha (dd/mm/aaaa)` });
+  const time = el("input", { id: `f-${id}-hora`, type: "text", inputmode: "numeric", required: true, placeholder: "HH:MM", pattern: "([01]?\\d|2[0-3]):[0-5]\\d", maxlength: 5, size: 5, value: value.time, "aria-label": `${label}: hora (24 h)` });
+  const row = el("div", { class: "datetime" }, date, time, el("span", { class: "muted small" }, `hora de ${zone.label}, 24 h`));
+  return field(id, label, row, "Fecha dd/mm/aaaa y hora de 24 h (por ejemplo 14:30).");
+}
+
+function readDateTime(id) {
+  const date = $(`f-${id}`);
+  const time = $(`f-${id}-hora`);
+  if (!date || !time) return null;
+  return zonedIso(date.value, time.value);
 }
 
 function buildFields(def) {
@@ -476,7 +511,7 @@ function buildFields(def) {
   const call = view.me.call;
   const req = new Set(def.required);
   if (req.has("appointment_at")) {
-    box.append(field("appointment_at", "Fecha y hora de la cita *", el("input", { id: "f-appointment_at", type: "datetime-local", required: true, value: defaultDate(24, 9) })));
+    box.append(dateTimeField("appointment_at", "Fecha y hora de la cita *", defaultDate(24, 9)));
   }
   if (req.has("branch")) {
     const select = el("select", { id: "f-branch", required: true });
@@ -489,7 +524,7 @@ function buildFields(def) {
     box.append(field("service", "Servicio *", el("input", { id: "f-service", list: "servicios", required: true, maxlength: 200, value: SERVICES[0] })), list);
   }
   if (req.has("callback_at")) {
-    box.append(field("callback_at", "Volver a llamar el *", el("input", { id: "f-callback_at", type: "datetime-local", required: true, value: defaultDate(2) })));
+    box.append(dateTimeField("callback_at", "Volver a llamar el *", defaultDate(2)));
   }
   if (req.has("callback_scope")) {
     const group = el("div", { class: "radios", id: "f-callback_scope" });
@@ -560,11 +595,14 @@ function buildForm(me) {
   clear($("campos"));
   $("notas").value = "";
   $("error-tipificacion").hidden = true;
+  resetSubmitLabel();
+  delete document.body.dataset.draft;
   const after = clear($("despues"));
   after.append(el("option", { value: "" }, "Pasar a disponible"));
   for (const p of me.pause_codes) {
     if (p.code !== "supervisor") after.append(el("option", { value: p.code }, `Pausa: ${p.label_es}`));
   }
+  restoreDraft(call.attempt.uuid);
 }
 
 function collectDetails(def) {
@@ -574,10 +612,10 @@ function collectDetails(def) {
     const node = $(id);
     return node ? node.value.trim() : "";
   };
-  if (req.has("appointment_at")) details.appointment_at = isoWithOffset(val("f-appointment_at"));
+  if (req.has("appointment_at")) details.appointment_at = readDateTime("appointment_at");
   if (req.has("branch")) details.branch = val("f-branch");
   if (req.has("service")) details.service = val("f-service");
-  if (req.has("callback_at")) details.callback_at = isoWithOffset(val("f-callback_at"));
+  if (req.has("callback_at")) details.callback_at = readDateTime("callback_at");
   if (req.has("callback_scope")) {
     const checked = document.querySelector('input[name="callback_scope"]:checked');
     details.callback_scope = checked ? checked.value : null;
@@ -608,32 +646,31 @@ async function submitDisposition() {
     return;
   }
   const { details, missing } = collectDetails(def);
+  const badDate = ["appointment_at", "callback_at"].find((f) => $(`f-${f}`) && ($(`f-${f}`).value.trim() || $(`f-${f}-hora`).value.trim()) && !details[f]);
+  if (badDate) {
+    error.textContent = "Fecha u hora no válida: escriba la fecha como dd/mm/aaaa y la hora de 24 h (por ejemplo 14:30).";
+    error.hidden = false;
+    $(`f-${badDate}`).focus();
+    return;
+  }
   if (missing.length) {
     error.textContent = messageEs(new ApiFailure(422, "invalid_disposition", "", { missing }));
     error.hidden = false;
     return;
   }
-  if (me.state.state === "in_call" || me.state.state === "reserved") {
-    view.pendingSubmit = true;
-    toast("La tipificación se guardará cuando el cliente cuelgue.", "info", 4000);
-    $("btn-guardar").textContent = "Se guardará al colgar…";
-    return;
-  }
   const body = { attempt: me.call.attempt.uuid, code: def.code, details };
   const after = $("despues").value;
   if (after) body.pause_code = after;
+  if (me.state.state === "in_call" || me.state.state === "reserved") {
+    await saveDraft(body, def);
+    return;
+  }
   view.saving = true;
   $("btn-guardar").disabled = true;
   try {
     const out = await api("POST", `${API}/agent/disposition`, body);
     view.pendingSubmit = false;
-    let text = `Tipificación guardada: ${def.label_es}.`;
-    if (out.appointment_id) text += ` Cita #${out.appointment_id} agendada.`;
-    if (out.pqrs_id) text += ` PQRS #${out.pqrs_id} creada.`;
-    toast(text, "ok");
-    document.body.dataset.lastDisposition = def.code;
-    if (out.appointment_id) document.body.dataset.lastAppointment = String(out.appointment_id);
-    document.title = view.baseTitle;
+    recorded(def, out);
   } catch (err) {
     view.pendingSubmit = false;
     error.textContent = messageEs(err);
@@ -644,6 +681,100 @@ async function submitDisposition() {
     resetSubmitLabel();
   }
   refreshSoon();
+}
+
+function recorded(def, out) {
+  let text = `Tipificación guardada: ${def.label_es}.`;
+  if (out.appointment_id) text += ` Cita #${out.appointment_id} agendada.`;
+  if (out.pqrs_id) text += ` PQRS #${out.pqrs_id} creada.`;
+  toast(text, "ok");
+  document.body.dataset.lastDisposition = def.code;
+  if (out.appointment_id) document.body.dataset.lastAppointment = String(out.appointment_id);
+  document.title = view.baseTitle;
+}
+
+// During the call the disposition is saved on the server as a draft: the API records it when
+// the customer hangs up, even with this tab closed (PUT /agent/disposition/draft).
+async function saveDraft(body, def) {
+  const error = $("error-tipificacion");
+  view.saving = true;
+  $("btn-guardar").disabled = true;
+  try {
+    const out = await api("PUT", `${API}/agent/disposition/draft`, body);
+    if (out.status === "applied") {
+      view.pendingSubmit = false;
+      resetSubmitLabel();
+      recorded(def, out.outcome);
+      refreshSoon();
+      return;
+    }
+    view.pendingSubmit = true;
+    view.pendingSince = Date.now();
+    document.body.dataset.draft = body.attempt;
+    toast("La tipificación quedó guardada: se registra cuando el cliente cuelgue, aunque cierre esta pestaña.", "info", 5000);
+    $("btn-guardar").textContent = "Se guardará al colgar…";
+  } catch (err) {
+    view.pendingSubmit = false;
+    error.textContent = messageEs(err);
+    error.hidden = false;
+    resetSubmitLabel();
+  } finally {
+    view.saving = false;
+    $("btn-guardar").disabled = false;
+  }
+}
+
+// A reloaded page: the draft saved during this call (if any) fills the form again.
+async function restoreDraft(attempt) {
+  let out;
+  try {
+    out = await api("GET", `${API}/agent/disposition/draft?attempt=${encodeURIComponent(attempt)}`);
+  } catch {
+    return; // 404: none
+  }
+  if (view.formFor !== attempt) return;
+  const draft = out.draft;
+  selectDisposition(draft.code);
+  const d = draft.details || {};
+  const put = (id, v) => {
+    if ($(id) && v !== undefined && v !== null) $(id).value = v;
+  };
+  for (const f of ["appointment_at", "callback_at"]) {
+    const parts = d[f] ? splitIso(d[f]) : null;
+    if (parts) {
+      put(`f-${f}`, parts.date);
+      put(`f-${f}-hora`, parts.time);
+    }
+  }
+  put("f-branch", d.branch);
+  put("f-service", d.service);
+  put("f-reason", d.reason);
+  put("f-description", d.description);
+  put("notas", d.notes);
+  if (d.callback_scope) {
+    for (const r of document.querySelectorAll('input[name="callback_scope"]')) r.checked = r.value === d.callback_scope;
+  }
+  for (const c of document.querySelectorAll("#f-opportunity_areas input")) c.checked = (d.opportunity_areas || []).includes(c.value);
+  put("despues", draft.pause_code || "");
+  view.pendingSubmit = true;
+  view.pendingSince = Date.now();
+  document.body.dataset.draft = attempt;
+  $("btn-guardar").textContent = "Se guardará al colgar…";
+}
+
+// The call ended and the draft is still there (no API process saw the hang-up): send it
+// again, now it is recorded at once.
+async function flushDraft(me) {
+  if (view.saving || Date.now() - (view.pendingSince || 0) < 3000) return;
+  view.pendingSince = Date.now();
+  let out;
+  try {
+    out = await api("GET", `${API}/agent/disposition/draft?attempt=${encodeURIComponent(me.call.attempt.uuid)}`);
+  } catch {
+    return; // recorded (or failed: command_rejected says so)
+  }
+  const def = me.call.dispositions.find((d) => d.code === out.draft.code) || { label_es: out.draft.code };
+  await saveDraft(out.draft, def);
 }
 
 function resetSubmitLabel() {
@@ -678,7 +809,9 @@ function tick() {
   const wrap = $("wrap");
   if (!wrap.hidden) {
     const limit = Number(wrap.dataset.limit || 0);
-    wrap.textContent = limit ? `Tipificando ${fmtDuration(secs)} / ${fmtDuration(limit)}` : `Tipificando ${fmtDuration(secs)}`;
+    // Timers run on the API's clock: in the demo (×N) they run N times faster, like the dialer's.
+    const demo = serverClock.speed !== 1 ? ` · reloj de la demo ×${String(serverClock.speed).replace(".", ",")}` : "";
+    wrap.textContent = (limit ? `Tipificando ${fmtDuration(secs)} / ${fmtDuration(limit)}` : `Tipificando ${fmtDuration(secs)}`) + demo;
     wrap.classList.toggle("over", !!limit && secs > limit);
   }
 }
@@ -695,6 +828,11 @@ async function refresh() {
   }
   view.me = me;
   serverClock.sync(me.state.since, me.state.seconds_in_state);
+  const campaignId = (me.call && me.call.campaign.id) || me.state.campaign_id;
+  if (campaignId) {
+    const camp = await campaignDetails(campaignId);
+    if (camp) setZone(camp.timezone);
+  }
   renderStatus(me);
   renderLogin(me);
   renderIdle(me);
@@ -704,7 +842,7 @@ async function refresh() {
   await renderWrap(me);
   tick();
   document.body.dataset.ready = "1";
-  if (view.pendingSubmit && me.state.state === "wrap_up") submitDisposition();
+  if (view.pendingSubmit && me.state.state === "wrap_up" && me.call) flushDraft(me);
 }
 
 const refreshSoon = throttle(refresh, 150);
@@ -719,8 +857,20 @@ liveEvents(
         agent_pause: "No se pudo poner en pausa",
         agent_logout: "No se pudo desconectar",
         agent_dispositioned: "El marcador no aceptó el cierre de la llamada",
+        disposition_draft: "No se pudo registrar la tipificación guardada al colgar; revísela y guárdela de nuevo",
       }[data.command] || "El marcador rechazó la acción";
-      toast(`${what}: ${data.error || "error"}`, "error", 8000);
+      if (data.command === "disposition_draft" && data.attempt === view.formFor) {
+        view.pendingSubmit = false;
+        resetSubmitLabel();
+      }
+      toast(data.error ? `${what}: ${data.error}` : what, "error", 8000);
+    }
+    if (type === "disposition_recorded" && view.pendingSubmit && data.attempt === view.formFor) {
+      // The draft saved during the call was recorded at hang-up by the server.
+      view.pendingSubmit = false;
+      resetSubmitLabel();
+      const def = (view.me && view.me.call && view.me.call.dispositions.find((d) => d.code === data.code)) || { label_es: data.code };
+      recorded(def, {});
     }
     refreshSoon();
   },
@@ -761,4 +911,4 @@ document.addEventListener("keydown", (ev) => {
   }
 });
 
-refresh();
+loadClock().then(refresh);

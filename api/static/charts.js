@@ -1,6 +1,8 @@
 // Inline SVG charts for the dashboard (no library): bars + line per time bucket, and a rate
 // line against a cap.
 
+import { zoneParts } from "./common.js";
+
 const NS = "http://www.w3.org/2000/svg";
 
 function svg(tag, attrs, ...children) {
@@ -13,9 +15,10 @@ function svg(tag, attrs, ...children) {
   return node;
 }
 
+// "HH:MM" in the campaign's time zone (the page's display zone, common.js).
 function hhmm(iso) {
-  const d = new Date(iso);
-  return `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
+  const p = zoneParts(new Date(iso));
+  return `${p.hour}:${p.minute}`;
 }
 
 // Trim the leading empty buckets (before the first call of the day), keep at least `min`.

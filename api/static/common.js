@@ -141,6 +141,10 @@ export function messageEs(err) {
       return "Escriba la extensión de su softphone.";
     case "disposition_required":
       return "Guarde la tipificación de la llamada antes de pasar a disponible.";
+    case "connecting":
+      return "Su extensión aún no está en la sala: conteste la llamada del marcador y quedará disponible al entrar.";
+    case "login_refused":
+      return "El marcador no aceptó el ingreso: ningún marcador atiende esta campaña en este momento. Intente de nuevo en unos segundos o avise al supervisor.";
     case "unknown_pause_code":
       return "Ese motivo de pausa no existe.";
     case "invalid_transition":
@@ -202,26 +206,76 @@ export function fmtDuration(seconds) {
   return h ? `${h}:${String(m).padStart(2, "0")}:${r}` : `${m}:${r}`;
 }
 
-const DATE_FMT = new Intl.DateTimeFormat("es-CO", { dateStyle: "medium", timeStyle: "short" });
-const TIME_FMT = new Intl.DateTimeFormat("es-CO", { hour: "2-digit", minute: "2-digit" });
-const WEEKDAY_FMT = new Intl.DateTimeFormat("es-CO", { weekday: "short", day: "numeric", month: "short", hour: "2-digit", minute: "2-digit" });
+// Every time on the pages is shown in one time zone (the campaign's; the API's default until a
+// page knows its campaign), labelled, as dd/mm/aaaa and 24 h (never the browser's locale).
+export const zone = { tz: "America/Bogota", label: "Bogotá" };
 
-export function fmtDate(iso) {
-  if (!iso) return "–";
-  const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? "–" : DATE_FMT.format(d);
+const CITY_ES = { Bogota: "Bogotá", Mexico_City: "Ciudad de México", Panama: "Panamá", Sao_Paulo: "São Paulo", New_York: "Nueva York" };
+
+export function zoneLabel(tz) {
+  const city = String(tz || "").split("/").pop();
+  return CITY_ES[city] || city.replaceAll("_", " ");
 }
 
-export function fmtTime(iso) {
-  if (!iso) return "–";
-  const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? "–" : TIME_FMT.format(d);
+// Show times in `tz` from now on (labelled with its city).
+export function setZone(tz) {
+  if (!tz || tz === zone.tz) return;
+  try {
+    new Intl.DateTimeFormat("es-CO", { timeZone: tz });
+  } catch {
+    return;
+  }
+  zone.tz = tz;
+  zone.label = zoneLabel(tz);
+  formatters.clear();
 }
 
-export function fmtWhen(iso) {
-  if (!iso) return "–";
-  const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? "–" : WEEKDAY_FMT.format(d);
+const formatters = new Map();
+const WEEKDAYS = ["dom", "lun", "mar", "mié", "jue", "vie", "sáb"];
+
+// {year, month, day, hour, minute, weekday} of a Date in the display time zone.
+export function zoneParts(d) {
+  let f = formatters.get(zone.tz);
+  if (!f) {
+    f = new Intl.DateTimeFormat("en-US", { timeZone: zone.tz, year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", weekday: "short", hourCycle: "h23" });
+    formatters.set(zone.tz, f);
+  }
+  const out = {};
+  for (const p of f.formatToParts(d)) out[p.type] = p.value;
+  const wd = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"].indexOf(out.weekday);
+  return { year: out.year, month: out.month, day: out.day, hour: out.hour === "24" ? "00" : out.hour, minute: out.minute, second: out.second, weekday: WEEKDAYS[wd] || "" };
+}
+
+function parse(iso) {
+  if (iso === null || iso === undefined || iso === "") return null;
+  const d = iso instanceof Date ? iso : new Date(iso);
+  return Number.isNaN(d.getTime()) ? null : d;
+}
+
+const tag = (text, label) => (label === false ? text : `${text} (${zone.label})`);
+
+// "12/08/2026 09:00 (Bogotá)"; {label: false} leaves the zone out (a labelled table header).
+export function fmtDate(iso, { label = true } = {}) {
+  const d = parse(iso);
+  if (!d) return "–";
+  const p = zoneParts(d);
+  return tag(`${p.day}/${p.month}/${p.year} ${p.hour}:${p.minute}`, label);
+}
+
+// "19:00 (Bogotá)"
+export function fmtTime(iso, { label = true, seconds = false } = {}) {
+  const d = parse(iso);
+  if (!d) return "–";
+  const p = zoneParts(d);
+  return tag(`${p.hour}:${p.minute}${seconds ? `:${p.second}` : ""}`, label);
+}
+
+// "lun 12/08 09:00 (Bogotá)"
+export function fmtWhen(iso, { label = true } = {}) {
+  const d = parse(iso);
+  if (!d) return "–";
+  const p = zoneParts(d);
+  return tag(`${p.weekday} ${p.day}/${p.month} ${p.hour}:${p.minute}`, label);
 }
 
 export function pct(x, digits = 1) {
@@ -266,6 +320,27 @@ export const DIAL_MODES = {
   fixed_ratio: "Relación fija",
 };
 
+// Why the dialer applies the mode it applies (the pacer's decision reason, GET .../live).
+// The reasons that just repeat the configured mode map to "".
+export const PACING_REASONS = {
+  preview: "",
+  progressive: "",
+  fixed_ratio: "",
+  risk_bound: "riesgo de abandono bajo control",
+  line_cap: "máximo de líneas por agente",
+  no_agents: "sin agentes libres pronto",
+  cold_start: "arranque: aprendiendo",
+  cap_warmup: "arranque del día: pocas respuestas para el tope de abandono",
+  small_team: "equipo pequeño: progresivo",
+  hard_cap_today: "tope de abandono de hoy alcanzado",
+  hard_cap_30d: "tope de abandono 30 días alcanzado",
+};
+
+export function pacingReason(reason) {
+  if (!reason) return "";
+  return reason in PACING_REASONS ? PACING_REASONS[reason] : reason;
+}
+
 export const PAUSE_FALLBACK = {
   connecting: "Conectando",
   break: "Descanso",
@@ -276,26 +351,54 @@ export const PAUSE_FALLBACK = {
   supervisor: "Pausa por supervisor",
 };
 
-// Server time estimate: offset (ms) so that Date.now() + offset ~ the server's clock.
+// The API's clock (GET /api/v1/clock): an anchor (server time at a local instant) and its
+// speed (the demo runs faster than real time: its timers must too, or they disagree with the
+// dialer's). now() = anchor + elapsed local time x speed.
 export const serverClock = {
-  offset: 0,
+  base: Date.now(),
+  local: Date.now(),
+  speed: 1,
   sync(sinceIso, secondsInState) {
     if (!sinceIso || secondsInState === null || secondsInState === undefined) return;
     const t = Date.parse(sinceIso);
-    if (!Number.isNaN(t)) this.offset = t + secondsInState * 1000 - Date.now();
+    if (!Number.isNaN(t)) this.anchor(t + secondsInState * 1000);
   },
   setNow(iso) {
     const t = Date.parse(iso);
-    if (!Number.isNaN(t)) this.offset = t - Date.now();
+    if (!Number.isNaN(t)) this.anchor(t);
+  },
+  anchor(ms) {
+    this.base = ms;
+    this.local = Date.now();
   },
   now() {
-    return Date.now() + this.offset;
+    return this.base + (Date.now() - this.local) * this.speed;
   },
   secondsSince(iso) {
     const t = Date.parse(iso);
     return Number.isNaN(t) ? null : Math.max(0, (this.now() - t) / 1000);
   },
 };
+
+// Load the API's clock (now, speed, default time zone) once per page; shows a "reloj de la
+// demo ×N" badge in the top bar when the clock runs faster than real time.
+export async function loadClock() {
+  try {
+    const c = await api("GET", `${API}/clock`);
+    serverClock.speed = c.speed > 0 ? c.speed : 1;
+    serverClock.setNow(c.now);
+    setZone(c.timezone);
+    const badge = $("reloj-demo");
+    if (badge) {
+      badge.hidden = serverClock.speed === 1;
+      badge.textContent = `Reloj de la demo ×${String(serverClock.speed).replace(".", ",")}`;
+      badge.title = `Los tiempos en pantalla corren a ${serverClock.speed} veces el tiempo real, como el marcador de la demo.`;
+    }
+  } catch {
+    // keep the browser's clock: the page still works
+  }
+  return serverClock;
+}
 
 export function toast(text, kind = "info", ms = 5000) {
   const box = $("avisos");

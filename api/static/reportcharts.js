@@ -69,6 +69,36 @@ function wrap(text, width, lines = 2) {
   return out.map((line) => (line.length > width + 2 ? `${line.slice(0, width)}…` : line));
 }
 
+// Axis labels (each a list of lines) that stay distinct when shortened: labels that wrap to
+// the same text ("No interesad…" three times) keep their first line and show where they
+// differ ("…por precio"), numbered only if the whole labels are the same.
+export function distinctLabels(labels, width, lines = 2) {
+  const out = labels.map((l) => wrap(l, width, lines));
+  const key = (ls) => ls.join("\n");
+  const clip = (text, w) => (text.length > w ? `${text.slice(0, Math.max(1, w - 1))}…` : text);
+  const groupsOf = (ids) => {
+    const groups = new Map();
+    for (const i of ids) groups.set(key(out[i]), [...(groups.get(key(out[i])) || []), i]);
+    return [...groups.values()].filter((g) => g.length > 1);
+  };
+  for (const idx of groupsOf(labels.map((_, i) => i))) {
+    const words = idx.map((i) => String(labels[i]).split(/\s+/));
+    let common = 0;
+    while (words.every((w) => w.length > common + 1 && w[common] === words[0][common])) common++;
+    if (common) {
+      idx.forEach((i, j) => {
+        out[i] = [clip(words[j].slice(0, common).join(" "), width), `…${clip(words[j].slice(common).join(" "), width - 1)}`];
+      });
+    }
+    for (const same of groupsOf(idx)) {
+      same.forEach((i, n) => {
+        out[i] = [...out[i].slice(0, -1), `${out[i][out[i].length - 1]} (${n + 1})`];
+      });
+    }
+  }
+  return out;
+}
+
 // Pareto rows from {code,label,count} sorted by count desc: cumulative % and the vital few
 // (the smallest prefix whose cumulative share reaches `threshold` %).
 export function paretoRows(items, threshold = 80) {
@@ -88,7 +118,7 @@ export function paretoRows(items, threshold = 80) {
 // rows: [{label, count, cumulative (0-100), vital}], largest first.
 export function paretoChart(title, rows, { width = 620, height = 300, threshold = 80, id } = {}) {
   if (!rows.length) return emptyChart(title);
-  const pad = { left: 38, right: 44, top: 30, bottom: 62 };
+  const pad = { left: 38, right: 44, top: 46, bottom: 62 };
   const w = width - pad.left - pad.right;
   const h = height - pad.top - pad.bottom;
   const y0 = pad.top + h;
@@ -111,6 +141,8 @@ export function paretoChart(title, rows, { width = 620, height = 300, threshold 
   root.append(svg("text", { x: pad.left + w - 4, y: yPct(threshold) - 5, class: "axis threshold-label", "text-anchor": "end" }, `${threshold} %`));
   const points = [];
   const chars = Math.max(6, Math.floor(slot / 6.4));
+  const labels = distinctLabels(rows.map((r) => r.label), chars);
+  const tops = [];
   rows.forEach((r, i) => {
     const x = pad.left + i * slot + (slot - barW) / 2;
     const top = yCount(r.count);
@@ -119,16 +151,18 @@ export function paretoChart(title, rows, { width = 620, height = 300, threshold 
       svg("rect", { x, y: top, width: barW, height: Math.max(0, y0 - top), class: r.vital ? "pbar vital" : "pbar", "data-count": r.count, "data-label": r.label }, svg("title", {}, tip)),
     );
     root.append(svg("text", { x: x + barW / 2, y: top - 4, class: "value", "text-anchor": "middle" }, fmtInt(r.count)));
-    wrap(r.label, chars).forEach((line, j) => {
+    tops.push(top);
+    labels[i].forEach((line, j) => {
       root.append(svg("text", { x: x + barW / 2, y: y0 + 14 + 12 * j, class: "axis label", "text-anchor": "middle" }, line));
     });
     points.push([x + barW / 2, yPct(r.cumulative), r.cumulative]);
   });
   root.append(svg("polyline", { points: points.map(([x, y]) => `${x.toFixed(1)},${y.toFixed(1)}`).join(" "), class: "cum-line" }));
-  for (const [x, y, c] of points) {
+  points.forEach(([x, y, c], i) => {
     root.append(svg("circle", { cx: x, cy: y, r: 3.5, class: "cum-dot" }));
-    root.append(svg("text", { x: x + 5, y: y - 7, class: "cum-label" }, fmtPct(c)));
-  }
+    // Above the dot and above its bar (and the bar's count), never on a bar.
+    root.append(svg("text", { x, y: Math.min(y - 7, tops[i] - 18), class: "cum-label", "text-anchor": "middle" }, fmtPct(c)));
+  });
   const ly = height - 10;
   const legend = svg("g", { class: "legend" });
   legend.append(

@@ -18,9 +18,12 @@ import {
   fmtTime,
   fmtWhen,
   liveEvents,
+  loadClock,
   messageEs,
+  pacingReason,
   pct,
   serverClock,
+  setZone,
   throttle,
   toast,
 } from "./common.js";
@@ -81,6 +84,7 @@ function buildPanel(campaign) {
       el("label", { class: "inline" }, "Meta de abandono (%) ", target),
       el("button", { type: "submit", class: "btn" }, "Guardar cambios"),
     ),
+    scriptEditor(campaign),
     el(
       "div",
       { class: "kpis" },
@@ -164,6 +168,7 @@ function renderLive(panel, d) {
   serverClock.setNow(d.now);
   const root = panel.root;
   const c = d.campaign;
+  setZone(c.timezone);
   root.dataset.status = c.status;
   root.querySelector(".campaign-name").textContent = c.name;
   root.querySelector(".campaign-meta").textContent = `${DIAL_MODES[c.dial_mode] || c.dial_mode} · máx. ${c.max_attempts} intentos · tipificación ${c.wrap_up_seconds} s`;
@@ -186,7 +191,8 @@ function renderLive(panel, d) {
   setKpi(panel, "answered", d.calls.answered);
   setKpi(panel, "connected", d.calls.connected);
   const level = d.pacing.dial_level;
-  setKpi(panel, "dial_level", level === null ? "–" : level.toFixed(2).replace(".", ","), `${DIAL_MODES[d.pacing.mode] || d.pacing.mode}${d.pacing.reason ? ` · ${d.pacing.reason}` : ""}`);
+  const why = pacingReason(d.pacing.reason);
+  setKpi(panel, "dial_level", level === null ? "–" : level.toFixed(2).replace(".", ","), `${DIAL_MODES[d.pacing.mode] || d.pacing.mode}${why ? ` · ${why}` : ""}`);
   const ab = d.abandon;
   const lvl = (r) => (r >= ab.cap * 0.9 ? "danger" : r >= ab.cap * 0.66 ? "warning" : "ok");
   setKpi(panel, "abandon_today", pct(ab.rate_today), `${ab.today} de ${ab.live_answers_today} · tope ${pct(ab.cap, 0)}`, lvl(ab.rate_today));
@@ -220,7 +226,7 @@ function renderLive(panel, d) {
   for (const a of shown) body.append(agentRow(panel, a));
   if (hidden) body.append(el("tr", { class: "muted" }, el("td", { colspan: 7 }, `${hidden} agente(s) desconectado(s)`)));
   if (!d.agents.length) body.append(el("tr", {}, el("td", { colspan: 7, class: "muted" }, "No hay agentes asignados.")));
-  $("actualizado").textContent = `Actualizado ${new Date().toLocaleTimeString("es-CO")}`;
+  $("actualizado").textContent = `Actualizado ${fmtTime(d.now, { seconds: true })}`;
 }
 
 function renderToday(panel, today) {
@@ -316,6 +322,62 @@ async function loadCampaigns() {
   }
   $("sin-campanas").hidden = wanted.length > 0;
   document.body.dataset.ready = "1";
+}
+
+// ------------------------------------------------------------------ script (guion) editor
+// The placeholders come from the API (dialer/domain/script.py): the server refuses any other.
+let placeholders = null;
+
+async function scriptPlaceholders() {
+  if (placeholders === null) placeholders = api("GET", `${API}/campaigns/script-placeholders`);
+  return placeholders;
+}
+
+function scriptEditor(campaign) {
+  const area = el("textarea", { class: "ctl-script", rows: 5, maxlength: 20000, "aria-label": "Guion de la campaña" });
+  area.value = campaign.script || "";
+  const chips = el("div", { class: "placeholder-list row wrap" });
+  scriptPlaceholders()
+    .then((all) => {
+      for (const [name, what] of Object.entries(all)) {
+        const token = `{${name}}`;
+        chips.append(
+          el("button", { type: "button", class: "btn btn-small placeholder", title: what, onclick: () => insertAtCursor(area, token) }, token),
+        );
+      }
+    })
+    .catch((err) => toast(messageEs(err), "error"));
+  return el(
+    "details",
+    { class: "script-editor" },
+    el("summary", {}, "Guion de la campaña"),
+    el(
+      "form",
+      { class: "script-form", onsubmit: (ev) => saveScript(ev, campaign.id, area) },
+      area,
+      el("p", { class: "muted small" }, "Marcadores que se llenan con los datos del cliente (clic para insertar):"),
+      chips,
+      el("button", { type: "submit", class: "btn" }, "Guardar guion"),
+    ),
+  );
+}
+
+function insertAtCursor(area, text) {
+  const start = area.selectionStart ?? area.value.length;
+  const end = area.selectionEnd ?? start;
+  area.value = area.value.slice(0, start) + text + area.value.slice(end);
+  area.focus();
+  area.selectionStart = area.selectionEnd = start + text.length;
+}
+
+async function saveScript(ev, id, area) {
+  ev.preventDefault();
+  try {
+    await api("PATCH", `${API}/campaigns/${id}`, { script: area.value });
+    toast("Guion guardado. Se verá en la próxima llamada.", "ok");
+  } catch (err) {
+    toast(messageEs(err), "error");
+  }
 }
 
 // ------------------------------------------------------------------ controls
@@ -446,7 +508,7 @@ const EVENT_TEXT = {
 function logEvent(type, data) {
   const text = (EVENT_TEXT[type] || (() => type))(data);
   const list = $("eventos");
-  list.prepend(el("li", { dataset: { type } }, el("time", {}, new Date().toLocaleTimeString("es-CO")), " ", text));
+  list.prepend(el("li", { dataset: { type } }, el("time", {}, fmtTime(serverClock.now(), { seconds: true })), " ", text));
   while (list.children.length > 25) list.lastElementChild.remove();
 }
 
@@ -485,4 +547,4 @@ setInterval(() => {
 }, TODAY_MS);
 setInterval(loadCampaigns, 30000);
 $("ver-todas").addEventListener("change", loadCampaigns);
-loadCampaigns();
+loadClock().then(loadCampaigns);

@@ -211,6 +211,8 @@ class ImportBatch(Base):
     created_by: Mapped[int | None] = mapped_column(
         sa.ForeignKey("users.id", ondelete="SET NULL"), default=None
     )
+    #: The API's background import job (``GET /imports/{job_id}`` reads its state here).
+    job_id: Mapped[str | None] = mapped_column(sa.String(64), unique=True, default=None)
 
 
 # --------------------------------------------------------------------------- leads

@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from dialer.importing.cleaning import CleaningOptions
 from dialer.importing.errors import LeadImportError
 from dialer.importing.mapping import ColumnMapping
+from dialer.importing.reader import XlsxLimits
 from dialer.importing.report import (
     ImportReport,
     default_report_path,
@@ -54,6 +55,7 @@ async def run_import(
                 progress=progress,
                 options=options,
                 assume_consent=assume_consent,
+                limits=XlsxLimits.from_settings(settings.imports),
             )
     finally:
         await engine.dispose()

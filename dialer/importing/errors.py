@@ -11,7 +11,14 @@ from typing import Any, ClassVar
 
 from dialer.domain.errors import DomainError
 
-__all__ = ["CampaignNotFound", "ImportFileError", "LeadImportError", "MappingError"]
+__all__ = [
+    "CampaignNotFound",
+    "ImportFileError",
+    "ImportLimitExceeded",
+    "ImportTooLarge",
+    "LeadImportError",
+    "MappingError",
+]
 
 
 class LeadImportError(DomainError):
@@ -29,6 +36,21 @@ class ImportFileError(LeadImportError):
     """The file cannot be read as a lead list: unknown format, empty, no header, unreadable."""
 
     code = "import_file_error"
+
+
+class ImportTooLarge(ImportFileError):
+    """The file unpacks to more than the limits allow (size, ratio): a decompression bomb.
+
+    ``details["limit"]`` names the setting (``MARCADOR_IMPORTS__...``).
+    """
+
+    code = "import_too_large"
+
+
+class ImportLimitExceeded(ImportFileError):
+    """The file declares or holds more rows, columns or cell text than the limits allow."""
+
+    code = "import_limit_exceeded"
 
 
 class MappingError(LeadImportError):

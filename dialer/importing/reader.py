@@ -26,9 +26,22 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
-from dialer.importing.errors import ImportFileError
+from dialer.importing.errors import (
+    ImportFileError,
+    ImportLimitExceeded,
+    ImportTooLarge,
+    LeadImportError,
+)
 
-__all__ = ["CANDIDATE_DELIMITERS", "RawRow", "TableReader", "cell_text", "open_table"]
+__all__ = [
+    "CANDIDATE_DELIMITERS",
+    "RawRow",
+    "TableReader",
+    "XlsxLimits",
+    "cell_text",
+    "check_xlsx",
+    "open_table",
+]
 
 CANDIDATE_DELIMITERS = (",", ";", "\t", "|")
 _SNIFF_CHARS = 64 * 1024
@@ -37,6 +50,213 @@ _HEADERISH = re.compile(r"[^\W\d_]", re.UNICODE)  # a header cell has at least o
 _ZERO_FORMAT = re.compile(r"^0+$")
 
 FileFormat = Literal["csv", "xlsx"]
+
+_MB = 1024 * 1024
+#: Members smaller than this are not held to the compression-ratio limit (tiny XML parts
+#: compress very well and are harmless).
+_RATIO_FLOOR = 1 * _MB
+_DIMENSION = re.compile(
+    rb"<(?:\w+:)?dimension\s+ref=\"([A-Z]{1,3})?(\d+)?(?::([A-Z]{1,3})(\d+))?\""
+)
+
+
+@dataclass(frozen=True, slots=True)
+class XlsxLimits:
+    """What an uploaded lead list may unpack to (``MARCADOR_IMPORTS__*``, docs/security.md).
+
+    Checked before any parsing (:func:`check_xlsx`) and again while rows stream in.
+    """
+
+    max_unpacked: int = 500 * _MB
+    max_member: int = 300 * _MB
+    max_ratio: int = 200
+    max_rows: int = 2_000_000
+    max_columns: int = 200
+    max_cell_chars: int = 32_767
+
+    @classmethod
+    def from_settings(cls, imports: Any) -> XlsxLimits:
+        """From :class:`dialer.settings.ImportLimitsSettings`."""
+        return cls(
+            max_unpacked=imports.xlsx_max_unpacked_mb * _MB,
+            max_member=imports.xlsx_max_member_mb * _MB,
+            max_ratio=imports.xlsx_max_ratio,
+            max_rows=imports.xlsx_max_rows,
+            max_columns=imports.xlsx_max_columns,
+            max_cell_chars=imports.max_cell_chars,
+        )
+
+
+def _too_large(
+    path: Path, setting: str, limit: int, found: int, what_es: str, what_en: str
+) -> ImportTooLarge:
+    return ImportTooLarge(
+        f"El archivo excede el límite: {what_es} ({found} > {limit}; {setting}).",
+        f"The file exceeds a limit: {what_en} ({found} > {limit}; {setting}).",
+        path=str(path),
+        reason="limit",
+        limit=setting,
+        allowed=limit,
+        found=found,
+    )
+
+
+def _over_limit(
+    path: Path, setting: str, limit: int, found: int, what_es: str, what_en: str
+) -> ImportLimitExceeded:
+    return ImportLimitExceeded(
+        f"El archivo excede el límite: {what_es} ({found} > {limit}; {setting}).",
+        f"The file exceeds a limit: {what_en} ({found} > {limit}; {setting}).",
+        path=str(path),
+        reason="limit",
+        limit=setting,
+        allowed=limit,
+        found=found,
+    )
+
+
+def _column_number(letters: bytes | None) -> int:
+    number = 0
+    for ch in letters or b"A":
+        number = number * 26 + ch - 64
+    return number
+
+
+def _bad_xlsx(path: Path) -> ImportFileError:
+    return ImportFileError(
+        "El archivo no es un XLSX válido (¿está dañado o es otro formato comprimido?).",
+        "The file is not a valid XLSX (damaged, or another zipped format?).",
+        path=str(path),
+        reason="bad_xlsx",
+    )
+
+
+def check_xlsx(path: Path | str, limits: XlsxLimits | None = None) -> None:
+    """Refuse a decompression bomb before parsing, from the archive's directory alone
+    (sizes, ratios, declared sheet dimensions) plus a streaming scan of the shared strings.
+
+    The sizes the directory declares are the most zipfile will ever unpack (it stops there
+    and checks the CRC), so they bound what the parser can be made to read.
+    """
+    source = Path(path)
+    lim = limits or XlsxLimits()
+    try:
+        archive = zipfile.ZipFile(source)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise _bad_xlsx(source) from exc
+    with archive:
+        members = archive.infolist()
+        names = {m.filename for m in members}
+        if "[Content_Types].xml" not in names or "xl/workbook.xml" not in names:
+            raise _bad_xlsx(source)
+        total = 0
+        for member in members:
+            total += member.file_size
+            if member.file_size > lim.max_member:
+                raise _too_large(
+                    source,
+                    "MARCADOR_IMPORTS__XLSX_MAX_MEMBER_MB",
+                    lim.max_member // _MB,
+                    -(-member.file_size // _MB),
+                    f"una parte del archivo descomprime a {member.file_size // _MB} MB",
+                    f"one archive member unpacks to {member.file_size // _MB} MB",
+                )
+            ratio = member.file_size // max(member.compress_size, 1)
+            if member.file_size >= _RATIO_FLOOR and ratio > lim.max_ratio:
+                raise _too_large(
+                    source,
+                    "MARCADOR_IMPORTS__XLSX_MAX_RATIO",
+                    lim.max_ratio,
+                    ratio,
+                    "relación de compresión",
+                    "compression ratio",
+                )
+        if total > lim.max_unpacked:
+            raise _too_large(
+                source,
+                "MARCADOR_IMPORTS__XLSX_MAX_UNPACKED_MB",
+                lim.max_unpacked // _MB,
+                -(-total // _MB),
+                "tamaño descomprimido total (MB)",
+                "total unpacked size (MB)",
+            )
+        for member in members:
+            if member.filename.startswith("xl/worksheets/") and member.filename.endswith(".xml"):
+                _check_dimension(archive, member, source, lim)
+        if "xl/sharedStrings.xml" in names:
+            _check_strings(archive, source, lim)
+
+
+def _check_dimension(
+    archive: zipfile.ZipFile, member: zipfile.ZipInfo, path: Path, lim: XlsxLimits
+) -> None:
+    try:
+        with archive.open(member) as fh:
+            head = fh.read(4096)
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
+        raise _bad_xlsx(path) from exc
+    found = _DIMENSION.search(head)
+    if found is None:
+        return
+    last_col, last_row = found.group(3) or found.group(1), found.group(4) or found.group(2)
+    rows = int(last_row) if last_row else 1
+    columns = _column_number(last_col)
+    if rows > lim.max_rows:
+        raise _over_limit(
+            path, "MARCADOR_IMPORTS__XLSX_MAX_ROWS", lim.max_rows, rows, "filas", "rows"
+        )
+    if columns > lim.max_columns:
+        raise _over_limit(
+            path,
+            "MARCADOR_IMPORTS__XLSX_MAX_COLUMNS",
+            lim.max_columns,
+            columns,
+            "columnas",
+            "columns",
+        )
+
+
+def _check_strings(archive: zipfile.ZipFile, path: Path, lim: XlsxLimits) -> None:
+    """Stream the shared strings: no single string may be longer than a cell may be."""
+    from xml.parsers import expat
+
+    parser = expat.ParserCreate()
+    length = 0
+    longest = 0
+
+    def start(_name: str, _attrs: Any) -> None:
+        nonlocal length
+        length = 0
+
+    def text(data: str) -> None:
+        nonlocal length, longest
+        length += len(data)
+        if length > longest:
+            longest = length
+
+    parser.StartElementHandler = start
+    parser.CharacterDataHandler = text
+    try:
+        with archive.open("xl/sharedStrings.xml") as fh:
+            while chunk := fh.read(_CHUNK):
+                parser.Parse(chunk, False)
+                if longest > lim.max_cell_chars:
+                    break
+            else:
+                parser.Parse(b"", True)
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
+        raise _bad_xlsx(path) from exc
+    except expat.ExpatError as exc:
+        raise _bad_xlsx(path) from exc
+    if longest > lim.max_cell_chars:
+        raise _over_limit(
+            path,
+            "MARCADOR_IMPORTS__MAX_CELL_CHARS",
+            lim.max_cell_chars,
+            longest,
+            "caracteres en una celda",
+            "characters in one cell",
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,8 +423,9 @@ class TableReader:
     headers: list[str]
     header_row: int
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, limits: XlsxLimits | None = None) -> None:
         self.path = Path(path)
+        self.limits = limits or XlsxLimits()
         self.format = _detect_format(self.path)
         self.encoding = None
         self.delimiter = None
@@ -251,28 +472,32 @@ class TableReader:
                     reason="malformed_csv",
                 ) from exc
             number += 1
-            yield number, [c.strip() for c in cells]
+            stripped = [c.strip() for c in cells]
+            self._check_cells(stripped, number)
+            yield number, stripped
 
     # ------------------------------------------------------------------ XLSX
 
     def _open_xlsx(self) -> None:
         import openpyxl
-        from openpyxl.utils.exceptions import InvalidFileException
 
+        check_xlsx(self.path, self.limits)
         try:
             workbook = openpyxl.load_workbook(self.path, read_only=True, data_only=True)
-        except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError) as exc:
-            raise ImportFileError(
-                "El archivo no es un XLSX válido (¿está dañado o es otro formato comprimido?).",
-                "The file is not a valid XLSX (damaged, or another zipped format?).",
-                path=str(self.path),
-                reason="bad_xlsx",
-            ) from exc
+        except Exception as exc:  # any malformed part: hostile archives raise many kinds
+            raise _bad_xlsx(self.path) from exc
         self._closers.append(workbook)
-        sheets = [workbook.active, *workbook.worksheets] if workbook.active else workbook.worksheets
+        try:
+            sheets = (
+                [workbook.active, *workbook.worksheets] if workbook.active else workbook.worksheets
+            )
+        except Exception as exc:
+            raise _bad_xlsx(self.path) from exc
         numbered: Iterator[tuple[int, list[str]]] | None = None
         for sheet in sheets:
-            candidate = self._xlsx_rows(sheet)
+            if not hasattr(sheet, "iter_rows"):
+                continue  # a chartsheet
+            candidate = self._guard_xlsx(self._xlsx_rows(sheet))
             first = next(candidate, None)
             if first is not None:
                 numbered = _chain_one(first, candidate)
@@ -284,8 +509,21 @@ class TableReader:
         self.headers, self.header_row = self._take_header(numbered)
         self._rows = (RawRow(n, cells) for n, cells in numbered if not _is_blank(cells))
 
-    @staticmethod
-    def _xlsx_rows(sheet: Any) -> Iterator[tuple[int, list[str]]]:
+    def _guard_xlsx(self, rows: Iterator[tuple[int, list[str]]]) -> Iterator[tuple[int, list[str]]]:
+        """Malformed sheet XML found while streaming is a bad file, not a server error."""
+        while True:
+            try:
+                item = next(rows)
+            except StopIteration:
+                return
+            except LeadImportError:
+                raise
+            except Exception as exc:
+                raise _bad_xlsx(self.path) from exc
+            yield item
+
+    def _xlsx_rows(self, sheet: Any) -> Iterator[tuple[int, list[str]]]:
+        lim = self.limits
         for index, row in enumerate(sheet.iter_rows(), start=1):
             number = index
             cells: list[str] = []
@@ -295,8 +533,40 @@ class TableReader:
                 cells.append(cell_text(cell.value, getattr(cell, "number_format", None)))
             while cells and not cells[-1]:
                 cells.pop()
+            if number > lim.max_rows:
+                raise _over_limit(
+                    self.path,
+                    "MARCADOR_IMPORTS__XLSX_MAX_ROWS",
+                    lim.max_rows,
+                    number,
+                    "filas",
+                    "rows",
+                )
+            if len(cells) > lim.max_columns:
+                raise _over_limit(
+                    self.path,
+                    "MARCADOR_IMPORTS__XLSX_MAX_COLUMNS",
+                    lim.max_columns,
+                    len(cells),
+                    "columnas",
+                    "columns",
+                )
+            self._check_cells(cells, number)
             if cells:
                 yield number, cells
+
+    def _check_cells(self, cells: list[str], number: int) -> None:
+        limit = self.limits.max_cell_chars
+        longest = max((len(c) for c in cells), default=0)
+        if longest > limit:
+            raise _over_limit(
+                self.path,
+                "MARCADOR_IMPORTS__MAX_CELL_CHARS",
+                limit,
+                longest,
+                f"caracteres en una celda de la fila {number}",
+                f"characters in one cell of row {number}",
+            )
 
     # ------------------------------------------------------------------ common
 
@@ -335,6 +605,7 @@ def _chain_one(
     yield from rest
 
 
-def open_table(path: Path | str) -> TableReader:
-    """Open a CSV or XLSX lead list; raises :class:`ImportFileError` when it is not one."""
-    return TableReader(path)
+def open_table(path: Path | str, limits: XlsxLimits | None = None) -> TableReader:
+    """Open a CSV or XLSX lead list; raises :class:`ImportFileError` when it is not one
+    (:class:`ImportTooLarge` / :class:`ImportLimitExceeded` past ``limits``)."""
+    return TableReader(path, limits)

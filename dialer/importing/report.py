@@ -27,6 +27,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from dialer.cells import csv_row, write_only_row
 from dialer.importing.cleaning import CleanLead, Group, GroupDecision, PhoneIssue, Reason
 
 __all__ = [
@@ -375,15 +376,15 @@ def write_report(report: ImportReport, path: Path) -> Path:
 
         workbook = Workbook(write_only=True)
         sheet = workbook.create_sheet("Reporte")
-        sheet.append(list(REPORT_COLUMNS))
+        sheet.append(write_only_row(sheet, REPORT_COLUMNS))
         for values in _report_rows(report):
-            sheet.append(values)
+            sheet.append(write_only_row(sheet, values))
         workbook.save(path)
     else:
         with path.open("w", encoding="utf-8-sig", newline="") as fh:
             writer = csv.writer(fh, delimiter=";")
-            writer.writerow(REPORT_COLUMNS)
-            writer.writerows(_report_rows(report))
+            writer.writerow(csv_row(REPORT_COLUMNS))
+            writer.writerows(csv_row(values) for values in _report_rows(report))
     report.report_path = path
     return path
 
@@ -426,14 +427,21 @@ def print_summary(report: ImportReport, console: Console) -> None:
             f"sin visitar el taller) · aún no: {recovery.not_yet} · sin fecha de última "
             f"visita: {recovery.no_visit_date}. Es el denominador del indicador (GSC-PRO-04)."
         )
-    rate = report.rows_total / report.seconds if report.seconds > 0 else 0.0
     console.print(
         f"Teléfonos agregados: {report.phones_added} · descartados por DNC: "
         f"{report.phones_dropped_dnc} · autorizaciones: +{report.consents_granted} / "
-        f"revocadas {report.consents_revoked} · {report.seconds:.1f} s ({rate:,.0f} filas/s)"
+        f"revocadas {report.consents_revoked} · {duration_es(report.seconds, report.rows_total)}"
     )
     if report.report_path is not None:
         console.print(f"Reporte por fila: [bold]{report.report_path}[/]")
+
+
+def duration_es(seconds: float, rows: int) -> str:
+    """Duration and rate in es-CO, e.g. ``2,4 s (41.667 filas/s)``; none under 0,1 s."""
+    if seconds < 0.1:
+        return "menos de 0,1 s"
+    rate = f"{rows / seconds:,.0f}".replace(",", ".")
+    return f"{seconds:.1f} s ({rate} filas/s)".replace(".", ",", 1)
 
 
 @contextmanager

@@ -61,7 +61,7 @@ from dialer.importing.cleaning import (
 )
 from dialer.importing.errors import CampaignNotFound
 from dialer.importing.mapping import ColumnMapping
-from dialer.importing.reader import open_table
+from dialer.importing.reader import XlsxLimits, open_table
 from dialer.importing.report import (
     ImportReport,
     ProgressCallback,
@@ -185,10 +185,11 @@ def _read_and_clean(
     mapping: ColumnMapping,
     options: CleaningOptions,
     progress: ProgressCallback | None,
+    limits: XlsxLimits | None = None,
 ) -> _Parsed:
     sha = _sha256(path)
     rows: list[CleanLead] = []
-    with open_table(path) as table:
+    with open_table(path, limits) as table:
         resolved = mapping.resolve(table.headers)
         for raw in table:
             rows.append(clean_row(resolved.apply(raw.number, raw.cells), options))
@@ -862,6 +863,8 @@ async def import_file(
     assume_consent: str | None = None,
     batch_size: int = 5000,
     created_by: int | None = None,
+    limits: XlsxLimits | None = None,
+    job_id: str | None = None,
 ) -> ImportReport:
     """Import a CSV/XLSX lead list into a campaign; returns the per-row :class:`ImportReport`.
 
@@ -874,6 +877,10 @@ async def import_file(
     index pages it touched (``leads``, ``phones`` and ``consents`` have random-key indexes),
     so bigger batches are much cheaper per row; 5,000 keeps one SQLite write lock under
     about a second.
+
+    ``limits``: what the file may unpack to (:class:`XlsxLimits`). ``job_id``: the API's
+    background job, recorded on the batch in the same transaction, so the job's state can
+    be read from the database.
     """
     with _gc_paused():
         return await _import(
@@ -887,6 +894,8 @@ async def import_file(
             assume_consent=assume_consent,
             batch_size=batch_size,
             created_by=created_by,
+            limits=limits,
+            job_id=job_id,
         )
 
 
@@ -902,6 +911,8 @@ async def _import(
     assume_consent: str | None,
     batch_size: int,
     created_by: int | None,
+    limits: XlsxLimits | None = None,
+    job_id: str | None = None,
 ) -> ImportReport:
     started = time.perf_counter()
     source = Path(path)
@@ -913,7 +924,9 @@ async def _import(
     await resolve_campaign(sessionmaker, campaign_id)
     recovery = await _recovery_count(sessionmaker, campaign_id, stamp)
 
-    parsed = await asyncio.to_thread(_read_and_clean, source, column_mapping, opts, progress)
+    parsed = await asyncio.to_thread(
+        _read_and_clean, source, column_mapping, opts, progress, limits
+    )
     timings = {"read_clean": time.perf_counter() - started}
     report = ImportReport(
         campaign_id=campaign_id,
@@ -972,6 +985,7 @@ async def _import(
             created_at=stamp,
             created_by=created_by,
             summary={"status": "running"},
+            job_id=job_id,
         )
         session.add(batch)
         await session.flush()

@@ -7,6 +7,7 @@ The live engine keeps one :class:`Pacer` per running campaign, calls :meth:`Pace
 """
 
 from dialer.pacing.config import PacingConfig
+from dialer.pacing.feed import PacerFeed, PacingPolicy
 from dialer.pacing.pacer import (
     AgentCounts,
     Pacer,
@@ -15,6 +16,7 @@ from dialer.pacing.pacer import (
     progressive_launch,
 )
 from dialer.pacing.types import (
+    CLOSED_LOOP_REASONS,
     DEFAULT_SEGMENT,
     AgentView,
     CallView,
@@ -26,14 +28,17 @@ from dialer.pacing.types import (
 )
 
 __all__ = [
+    "CLOSED_LOOP_REASONS",
     "DEFAULT_SEGMENT",
     "AgentCounts",
     "AgentView",
     "CallView",
     "DecisionReason",
     "Pacer",
+    "PacerFeed",
     "PacingConfig",
     "PacingDecision",
+    "PacingPolicy",
     "PacingSnapshot",
     "PacingStats",
     "Segment",

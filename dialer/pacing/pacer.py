@@ -24,6 +24,7 @@ from dialer.pacing.estimators import (
     PacingModel,
 )
 from dialer.pacing.types import (
+    CLOSED_LOOP_REASONS,
     DecisionReason,
     PacingDecision,
     PacingSnapshot,
@@ -106,24 +107,39 @@ class Pacer:
         self._capped = False
         self._last_answers_today = 0
         self._daily_answers = 0.0  # typical answers per day, learned across days
-        self._predicting = False
+        # live answers (and abandons among them) the outer loop has counted
+        self.loop_answers = 0
+        self.loop_abandons = 0
 
     # -- observations ----------------------------------------------------------------------------
     @property
     def risk_bound(self) -> float:
         return math.exp(self._log_bound)
 
-    def observe_call(self, segment: Segment, outcome: CallOutcome, ring_seconds: float) -> None:
+    def observe_call(
+        self,
+        segment: Segment,
+        outcome: CallOutcome,
+        ring_seconds: float,
+        dialed_under: DecisionReason | None = None,
+    ) -> None:
         """A dialed call finished ringing.
 
         ``ring_seconds``: for a live answer (connected or abandoned), dial -> the moment it was
         ready for an agent (after AMD); otherwise dial -> the end of the attempt.
+        ``dialed_under``: the reason of the decision that launched the call (None: unknown, or
+        not launched by the pacer). The outer loop counts the live answers of calls launched by
+        a risk-bounded decision, whatever the pacer decides meanwhile: an abandon arrives
+        seconds after its dial, when the pacer may well be holding back or capped.
         """
         live = outcome.is_live_answer
         self.model.observe_dial(segment, live, ring_seconds)
-        if live and self._predicting:
+        if live and dialed_under in CLOSED_LOOP_REASONS:
             cfg = self.config
-            hit = 1.0 if outcome is CallOutcome.ABANDONED else 0.0
+            abandoned = outcome is CallOutcome.ABANDONED
+            self.loop_answers += 1
+            self.loop_abandons += abandoned
+            hit = 1.0 if abandoned else 0.0
             lb = self._log_bound + cfg.outer_gain * (self._own_target - hit)
             lo, hi = math.log(cfg.min_risk_bound), math.log(cfg.max_risk_bound)
             self._log_bound = min(max(lb, lo), hi)
@@ -140,14 +156,18 @@ class Pacer:
         counts = AgentCounts(snap)
         mode = cfg.mode
         if mode is DialMode.PREVIEW:
-            self._predicting = False
             return PacingDecision(
                 0, DialMode.PREVIEW, DecisionReason.PREVIEW, _dial_level(snap, counts, 0)
             )
         if mode is DialMode.PROGRESSIVE:
             return self._progressive(snap, counts, DecisionReason.PROGRESSIVE)
         if mode is DialMode.FIXED_RATIO:
-            self._predicting = False
+            if counts.active == 0:
+                return PacingDecision(0, DialMode.FIXED_RATIO, DecisionReason.NO_AGENTS, 0.0)
+            # a fixed ratio over-dials by design: the abandon cap binds it as it does predictive
+            capped = self._cap_check(snap, penalize=False)
+            if capped is not None:
+                return self._progressive(snap, counts, capped)
             k = fixed_ratio_launch(snap, cfg.fixed_ratio, counts)
             return PacingDecision(
                 k, DialMode.FIXED_RATIO, DecisionReason.FIXED_RATIO, _dial_level(snap, counts, k)
@@ -157,7 +177,6 @@ class Pacer:
     def _progressive(
         self, snap: PacingSnapshot, counts: AgentCounts, reason: DecisionReason
     ) -> PacingDecision:
-        self._predicting = False
         k = progressive_launch(snap, counts)
         return PacingDecision(k, DialMode.PROGRESSIVE, reason, _dial_level(snap, counts, k))
 
@@ -173,17 +192,22 @@ class Pacer:
         month = budget_headroom(
             stats.answers_30d, stats.abandons_30d, cfg.abandon_limit, self._fp_share
         )
-        if month < reserve:
+        if month < reserve and stats.abandons_30d > 0:
             return DecisionReason.HARD_CAP_30D
-        if today < reserve:
+        if today < reserve and stats.abandons_today > 0:
             return DecisionReason.HARD_CAP_TODAY
+        if month < reserve or today < reserve:
+            # no abandon yet, but too few live answers to afford one (a new campaign or day)
+            return DecisionReason.CAP_WARMUP
         return None
 
-    def _predictive(self, snap: PacingSnapshot, counts: AgentCounts) -> PacingDecision:
+    def _cap_check(self, snap: PacingSnapshot, *, penalize: bool) -> DecisionReason | None:
+        """The hard cap's verdict for this decision (None: not capped), with its day tracking.
+
+        Every mode that can over-dial (predictive, fixed ratio) runs progressive while it
+        holds. ``penalize``: the cap engaging mid-day shrinks the predictive risk bound.
+        """
         cfg = self.config
-        if counts.active == 0:
-            self._predicting = False
-            return PacingDecision(0, DialMode.PREDICTIVE, DecisionReason.NO_AGENTS, 0.0)
         answers_today = snap.stats.answers_today
         if answers_today < self._last_answers_today:  # a new day began
             last = self._last_answers_today
@@ -192,16 +216,24 @@ class Pacer:
             )
         capped = self._hard_cap(snap.stats, snap.waiting)
         if capped is not None:
-            if not self._capped and answers_today >= self._last_answers_today:
+            if penalize and not self._capped and answers_today >= self._last_answers_today:
                 # the cap engaged because of abandons (not a new day): the bound overshot
                 self._log_bound = max(
                     self._log_bound + math.log(cfg.cap_penalty), math.log(cfg.min_risk_bound)
                 )
             self._capped = True
-            self._last_answers_today = answers_today
-            return self._progressive(snap, counts, capped)
-        self._capped = False
+        else:
+            self._capped = False
         self._last_answers_today = answers_today
+        return capped
+
+    def _predictive(self, snap: PacingSnapshot, counts: AgentCounts) -> PacingDecision:
+        cfg = self.config
+        if counts.active == 0:
+            return PacingDecision(0, DialMode.PREDICTIVE, DecisionReason.NO_AGENTS, 0.0)
+        capped = self._cap_check(snap, penalize=True)
+        if capped is not None:
+            return self._progressive(snap, counts, capped)
         model = self.model
         if (
             model.answer_rate.live_answers < cfg.cold_start_answers
@@ -215,7 +247,6 @@ class Pacer:
         floor = progressive_launch(snap, counts)
         lines = len(snap.ringing) + snap.waiting + counts.talking
         k_max = max(floor, math.floor(cfg.max_dial_level * counts.active + 1e-9) - lines)
-        self._predicting = True
         tb = model.refresh(snap.now, cfg.model_refresh_seconds)
         now = snap.now
         n_h = len(tb.horizons)
@@ -252,7 +283,6 @@ class Pacer:
                 any(rem_w[i] <= gate for i in wrap_idx) or any(rem_t[i] <= gate for i in talk_idx)
             ):
                 # nobody is or will be free within the answer horizon: never dial
-                self._predicting = False
                 return PacingDecision(
                     0, DialMode.PREDICTIVE, DecisionReason.NO_AGENTS, _dial_level(snap, counts, 0)
                 )

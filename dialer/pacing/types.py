@@ -80,6 +80,9 @@ class DecisionReason(StrEnum):
     COLD_START = "cold_start"  # predictive, but not enough answers seen yet: progressive
     SMALL_TEAM = "small_team"  # too few active agents for pooling: progressive
     HARD_CAP_TODAY = "hard_cap_today"  # today's abandon rate at its limit: progressive
+    # today's budget is still too small to risk one abandon (too few live answers today, none
+    # abandoned yet): progressive until enough answers are in
+    CAP_WARMUP = "cap_warmup"
     HARD_CAP_30D = "hard_cap_30d"  # 30-day abandon rate at its limit: progressive
     RISK_BOUND = "risk_bound"  # predictive: largest k with P(abandon) under the bound
     LINE_CAP = "line_cap"  # predictive, limited by max_dial_level
@@ -95,3 +98,12 @@ class PacingDecision:
     dial_level: float  # lines (ringing + waiting + talking + launch) per active agent
     risk: float = 0.0  # predicted P(abandon | answered) of the last call launched (predictive)
     risk_bound: float = 0.0  # the bound the risk was held under (predictive)
+
+    @property
+    def closed_loop(self) -> bool:
+        """Calls dialed under this decision are the outer loop's to count (risk-bounded)."""
+        return self.reason in CLOSED_LOOP_REASONS
+
+
+#: Decisions whose calls the predictive outer loop measures: the risk-bounded ones.
+CLOSED_LOOP_REASONS = frozenset({DecisionReason.RISK_BOUND, DecisionReason.LINE_CAP})

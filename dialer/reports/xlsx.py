@@ -20,6 +20,7 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
+from dialer.cells import text_cell
 from dialer.reports import definitions as d
 
 __all__ = ["SHEETS", "workbook_bytes", "write_xlsx"]
@@ -58,7 +59,7 @@ class _Sheet:
         self.widths: dict[int, int] = {}
 
     def note(self, text: str, bold: bool = False) -> None:
-        cell = self.ws.cell(row=self.row, column=1, value=text)
+        cell = text_cell(self.ws, self.row, 1, text)
         if bold:
             cell.font = _TITLE
         self.row += 1
@@ -74,10 +75,10 @@ class _Sheet:
     ) -> tuple[int, int, int]:
         """Write a table; returns (header row, first data row, last data row)."""
         ws = self.ws
-        ws.cell(row=self.row, column=1, value=title).font = _TITLE
+        text_cell(ws, self.row, 1, title).font = _TITLE
         header_row = self.row + 1
         for j, h in enumerate(headers, start=1):
-            cell = ws.cell(row=header_row, column=j, value=h)
+            cell = text_cell(ws, header_row, j, h)
             cell.font = _HEAD
             cell.fill = _HEAD_FILL
             cell.alignment = Alignment(wrap_text=True, vertical="center")
@@ -87,7 +88,7 @@ class _Sheet:
         for i, values in enumerate(all_rows):
             r = header_row + 1 + i
             for j, value in enumerate(values, start=1):
-                cell = ws.cell(row=r, column=j, value=_cell(value))
+                cell = text_cell(ws, r, j, _cell(value))
                 if j - 1 in pct_cols:
                     cell.number_format = _PCT_FORMAT
                 if total is not None and i == len(all_rows) - 1:

@@ -63,7 +63,13 @@ class VicidialAdaptHardLimit:
         self._last = (0, 0, 0)
         self._answers: deque[tuple[float, bool]] = deque()
 
-    def observe_call(self, segment: Segment, outcome: CallOutcome, ring_seconds: float) -> None:
+    def observe_call(
+        self,
+        segment: Segment,
+        outcome: CallOutcome,
+        ring_seconds: float,
+        dialed_under: DecisionReason | None = None,
+    ) -> None:
         if outcome.is_live_answer:
             self._answers.append((self._last_t, outcome is CallOutcome.ABANDONED))
 

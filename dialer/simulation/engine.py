@@ -22,13 +22,13 @@ import random
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from dialer.domain.outcomes import AgentState, CallOutcome
+from dialer.pacing.feed import PacerFeed, PacingPolicy
 from dialer.pacing.types import (
     AgentView,
     CallView,
-    PacingDecision,
     PacingSnapshot,
     PacingStats,
     Segment,
@@ -37,15 +37,9 @@ from dialer.simulation.scenario import Scenario
 
 DAY = 86400.0
 
-
-class SimPolicy(Protocol):
-    def decide(self, snap: PacingSnapshot) -> PacingDecision: ...
-
-    def observe_call(self, segment: Segment, outcome: CallOutcome, ring_seconds: float) -> None: ...
-
-    def observe_talk(self, seconds: float) -> None: ...
-
-    def observe_wrap(self, seconds: float) -> None: ...
+#: A simulated policy is anything a :class:`~dialer.pacing.feed.PacerFeed` can drive: the
+#: simulator feeds it through the very adapter the live engine uses.
+SimPolicy = PacingPolicy
 
 
 @dataclass
@@ -178,6 +172,11 @@ class _Sim:
         rand = rng.random
         policy = self.policy
         decide = policy.decide
+        # the same adapter as the live engine derives every sample the policy learns from
+        feed = PacerFeed(policy)
+        feed_agent = feed.agent_state
+        feed_dialed = feed.dialed
+        feed_ended = feed.call_ended
         start = day * DAY + sc.shift_start_hour * 3600.0
         end = start + sc.shift_hours * 3600.0
         st = ShiftStats()
@@ -233,12 +232,14 @@ class _Sim:
             v = AgentView(ag.view.agent_id, state, now, free_at)
             ag.view = v
             views[ag.aid] = v
+            feed_agent(ag.aid, state, now)
 
         def login(now: float) -> None:
             nonlocal n_active
             ag = _Agent(len(agents), now)
             agents.append(ag)
             views[ag.aid] = ag.view
+            feed_agent(ag.aid, _READY, now)
             n_active += 1
             agent_ready(ag, now, fresh=True)
 
@@ -252,8 +253,9 @@ class _Sim:
                 st.paused += dt
             ag.logged_in = False
             views.pop(ag.aid, None)
+            feed_agent(ag.aid, AgentState.LOGGED_OUT, now)
 
-        def connect(ag: _Agent, call: _Call, live_at: float, now: float) -> None:
+        def connect(ag: _Agent, cid: int, call: _Call, live_at: float, now: float) -> None:
             nonlocal seq
             st.connects += 1
             idle_waits.append(now - ag.since)
@@ -262,9 +264,7 @@ class _Sim:
                 ag.wrap_len = s_wrap()
                 ag.free_at = now + talk_len + ag.wrap_len
             set_state(ag, _IN_CALL, now)
-            policy.observe_call(
-                call.segment, CallOutcome.ANSWERED_CONNECTED, live_at - call.dialed_at
-            )
+            feed_ended(cid, CallOutcome.ANSWERED_CONNECTED, live_at)
             counters[0] += 1
             seq += 1
             push(heap, (now + talk_len, seq, _TALK_END, ag))
@@ -290,7 +290,7 @@ class _Sim:
                 cid, call, live_at = waiting.popleft()
                 waiting_ids.discard(cid)
                 if now - live_at <= ct:
-                    connect(ag, call, live_at, now)
+                    connect(ag, cid, call, live_at, now)
                     return
             ready_q.append(ag)
 
@@ -361,9 +361,11 @@ class _Sim:
                 if lines > res.peak_lines_per_agent:
                     res.peak_lines_per_agent = lines
             st.dials += k
+            under = d.reason
             for _ in range(k):
                 call_id += 1
                 cv = CallView(str(call_id), now, seg)
+                feed_dialed(call_id, seg, now, under)
                 seq += 1
                 if rand() < ff_share:
                     call = _Call(cv, CallOutcome.FAILED, False)
@@ -415,9 +417,6 @@ class _Sim:
         pace(start)
 
         tick = self.tick or 0.0
-        observe_talk = policy.observe_talk
-        observe_wrap = policy.observe_wrap
-        observe_call = policy.observe_call
         while heap:
             now, _, kind, data = pop(heap)
             if kind == _TICK:
@@ -428,11 +427,10 @@ class _Sim:
                 call = ringing.pop(data)
                 del ring_views[data]
                 ring_dirty = True
-                ring_s = now - call.dialed_at
                 if call.fp:
                     st.live += 1
                     st.abandoned += 1
-                observe_call(call.segment, call.outcome, ring_s)
+                feed_ended(data, call.outcome, now)
                 if not tick:
                     # ticking policies pick the freed line up on the next tick
                     pace(now)
@@ -448,7 +446,7 @@ class _Sim:
                         free_ag = cand
                         break
                 if free_ag is not None:
-                    connect(free_ag, call, now, now)
+                    connect(free_ag, data, call, now, now)
                 else:
                     waiting.append((data, call, now))
                     waiting_ids.add(data)
@@ -465,19 +463,17 @@ class _Sim:
                     st.abandoned += 1
                     counters[1] += 1
                     counters[0] += 1
-                    observe_call(call.segment, CallOutcome.ABANDONED, now - ct - call.dialed_at)
+                    feed_ended(cid, CallOutcome.ABANDONED, now - ct)
                     pace(now)
             elif kind == _TALK_END:
                 ag = data
-                observe_talk(now - ag.since)
-                set_state(ag, _WRAP, now)
+                set_state(ag, _WRAP, now)  # the feed takes the talk sample
                 seq += 1
                 push(heap, (now + (ag.wrap_len if oracle else s_wrap()), seq, _WRAP_END, ag))
                 pace(now)
             elif kind == _WRAP_END:
                 ag = data
-                observe_wrap(now - ag.since)
-                agent_ready(ag, now)
+                agent_ready(ag, now)  # the feed takes the wrap-up sample
                 pace(now)
             elif kind == _SCHEDULE:
                 target = int(data)

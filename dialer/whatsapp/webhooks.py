@@ -83,9 +83,9 @@ async def receive(request: Request) -> Response:
     try:
         payload = json.loads(body)
     except ValueError:
-        return _error(400, "invalid_json", "the body is not JSON")
+        return _error(400, "malformed_json", "the body is not JSON")
     if not isinstance(payload, dict):
-        return _error(400, "invalid_json", "the body is not a JSON object")
+        return _error(400, "malformed_json", "the body is not a JSON object")
     processor = WebhookProcessor(
         WhatsAppStore(request.app.state.sessionmaker),
         Streams(request.app.state.redis),

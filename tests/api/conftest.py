@@ -20,6 +20,7 @@ from dialer.settings import Settings
 from tests.api.helpers import (
     MONDAY_10AM,
     ApiClient,
+    FakeResolver,
     Recorder,
     cheap_hasher,
     make_user,
@@ -38,6 +39,11 @@ def receiver() -> Recorder:
 
 
 @pytest.fixture
+def resolver() -> FakeResolver:
+    return FakeResolver()
+
+
+@pytest.fixture
 async def app(
     settings: Settings,
     sessionmaker: async_sessionmaker[AsyncSession],
@@ -45,6 +51,7 @@ async def app(
     keys: Keys,
     clock: FakeClock,
     receiver: Recorder,
+    resolver: FakeResolver,
 ) -> AsyncIterator[FastAPI]:
     application = create_app(
         settings,
@@ -52,6 +59,7 @@ async def app(
         redis=redis,
         keys=keys,
         webhook_transport=httpx.MockTransport(receiver.handle),
+        webhook_resolver=resolver.resolve,
         start_workers=False,
         password_hasher=cheap_hasher(),
     )

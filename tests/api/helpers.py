@@ -209,16 +209,34 @@ async def make_connected_attempt(
 
 
 @dataclass
+class FakeResolver:
+    """DNS for webhook deliveries without a network: every name is a public address unless
+    ``answers`` says otherwise (an empty list: the name does not resolve)."""
+
+    answers: dict[str, list[str]] = field(default_factory=dict)
+    asked: list[str] = field(default_factory=list)
+
+    async def resolve(self, host: str, port: int) -> list[str]:
+        self.asked.append(host)
+        found = self.answers.get(host, ["93.184.216.34"])
+        if not found:
+            raise OSError(f"cannot resolve {host}")
+        return found
+
+
+@dataclass
 class Recorder:
     """A webhook receiver for httpx.MockTransport: records requests, answers scripted codes."""
 
     codes: list[int] = field(default_factory=list)
     requests: list[httpx.Request] = field(default_factory=list)
+    redirect_to: str | None = None
 
     def handle(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         code = self.codes.pop(0) if self.codes else 200
-        return httpx.Response(code, json={"ok": code < 300})
+        headers = {"Location": self.redirect_to} if self.redirect_to else {}
+        return httpx.Response(code, json={"ok": code < 300}, headers=headers)
 
     def bodies(self) -> list[dict[str, Any]]:
         return [json.loads(r.content) for r in self.requests]

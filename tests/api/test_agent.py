@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -399,3 +401,96 @@ async def test_screen_pop_is_prepared_from_the_event_feed(
     assert me["call"]["attempt"]["uuid"] == attempt
     assert me["call"]["lead"]["customer_name"] == "Cliente 3"
     assert "Cliente 3" in me["call"]["script"]
+
+
+async def _play_dialer(redis: aioredis.Redis, keys: Keys, status: str, message: str) -> None:
+    """Answer the first command like a dialer does (``Keys.command_result``)."""
+    streams, last = Streams(redis), "0"
+    while True:
+        for entry in await streams.read(keys.commands_stream, last, block_ms=200):
+            last = entry.id
+            body = {
+                "command_id": entry.id,
+                "command": entry.type,
+                "status": status,
+                "code": "not_owned" if status == "rejected" else "",
+                "message": message,
+                "agent_id": entry.data.get("agent_id"),
+            }
+            await redis.set(keys.command_result(entry.id), json.dumps(body), ex=60)
+            return
+
+
+async def test_login_shows_the_dialers_answer(
+    app: FastAPI,
+    clients: Callable[..., Awaitable[ApiClient]],
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    """Issue 14 defect 7: a login no dialer acts on is refused with the reason, not lost."""
+    app.state.settings = app.state.settings.model_copy(
+        update={"api": app.state.settings.api.model_copy(update={"command_wait_s": 5.0})}
+    )
+    cid = await make_campaign(app.state.sessionmaker)
+    agent = await clients("ana", Role.AGENT, campaigns=(cid,), extension="1001")
+    dialer = asyncio.create_task(
+        _play_dialer(redis, keys, "rejected", f"no dialer runs campaign {cid} (is it started?)")
+    )
+    r = await agent.post(f"{AGENT}/login", json={"campaign_id": cid})
+    await dialer
+    assert r.status_code == 409, r.text
+    assert r.json()["error"]["code"] == "login_refused"
+    assert f"campaign {cid}" in r.json()["error"]["message"]
+    await redis.delete(keys.commands_stream)
+    dialer = asyncio.create_task(_play_dialer(redis, keys, "accepted", ""))
+    r = await agent.post(f"{AGENT}/login", json={"campaign_id": cid})
+    await dialer
+    assert r.status_code == 202, r.text
+    assert r.json()["result"]["status"] == "accepted"
+    command_id = r.json()["command_id"]
+    r = await agent.get(f"{AGENT}/commands/{command_id}")
+    assert r.status_code == 200 and r.json()["status"] == "accepted"
+    other = await clients("beto", Role.AGENT, campaigns=(cid,), extension="1002")
+    assert (await other.get(f"{AGENT}/commands/{command_id}")).status_code == 404
+
+
+async def test_ready_while_connecting_is_refused(
+    app: FastAPI, clients: Callable[..., Awaitable[ApiClient]], redis: aioredis.Redis, keys: Keys
+) -> None:
+    """Issue 14 defect 13: the dialer always rejects it, so the API says why at once."""
+    cid = await make_campaign(app.state.sessionmaker)
+    agent = await clients("ana", Role.AGENT, campaigns=(cid,), extension="1001")
+    await _set_state(redis, keys, agent.user_id, "paused", cid=cid)
+    await redis.hset(keys.agent_state(agent.user_id), "pause_code", "connecting")  # type: ignore[misc]
+    r = await agent.post(f"{AGENT}/ready")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "connecting"
+    await redis.hset(keys.agent_state(agent.user_id), "pause_code", "break")  # type: ignore[misc]
+    assert (await agent.post(f"{AGENT}/ready")).status_code == 202
+
+
+async def test_screen_pop_masks_the_national_id(
+    app: FastAPI,
+    clients: Callable[..., Awaitable[ApiClient]],
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    """docs/security.md promises masked personal data: an agent sees the cédula's last four
+    digits (enough to confirm identity), a supervisor the whole number."""
+    sm = app.state.sessionmaker
+    cid = await make_campaign(sm)
+    lead_id = await make_lead(sm, cid, 7)
+    async with sm.begin() as s:
+        await s.execute(sa.update(Lead).where(Lead.id == lead_id).values(national_id="1049601234"))
+    agent = await clients("ana", Role.AGENT, campaigns=(cid,), extension="1001")
+    attempt = await make_connected_attempt(sm, cid, lead_id, agent.user_id)
+    await _set_state(redis, keys, agent.user_id, "in_call", attempt=attempt, cid=cid)
+    me = await agent.get(f"{AGENT}/me")
+    assert me.json()["call"]["lead"]["national_id"] == "******1234"
+    assert "1049601234" not in me.text
+    lead = await agent.get(f"/api/v1/leads/{lead_id}")
+    assert lead.status_code in (200, 404)
+    assert "1049601234" not in lead.text
+    sup = await clients("sup", Role.SUPERVISOR, campaigns=(cid,))
+    assert (await sup.get(f"/api/v1/leads/{lead_id}")).json()["lead"]["national_id"] == (
+        "1049601234"
+    )

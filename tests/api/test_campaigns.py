@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 from fastapi import FastAPI
 
-from dialer.db.models import AuditLog, Role
+from dialer.db.models import AuditLog, Lead, Role
+from dialer.domain.clock import FakeClock
+from dialer.store import EngineStore
 from tests.api.helpers import ApiClient, make_campaign
+from tests.engine.factories import make_campaign as engine_campaign
+from tests.engine.factories import make_lead as engine_lead
 
 API = "/api/v1/campaigns"
 
@@ -209,3 +214,52 @@ async def test_dispositions_and_stats(app: FastAPI, admin: ApiClient) -> None:
     stats = (await admin.get(f"{API}/{cid}/stats")).json()
     assert stats["abandon_rate_today"] == 0.0
     assert stats["leads"]["due"] == 0
+
+
+async def test_time_zone_change_and_back_reschedules_deferred_leads(
+    app: FastAPI, admin: ApiClient, clock: FakeClock
+) -> None:
+    """Issue 14 defect 13: leads deferred by the old zone's window are re-evaluated."""
+    sm = app.state.sessionmaker
+    sunday = datetime(2026, 11, 22, 15, 0, tzinfo=UTC)  # Sunday: closed in both zones
+    clock.set(sunday)
+    cid = (await engine_campaign(sm)).id
+    lead_id = (await engine_lead(sm, cid, 1)).id
+    store = EngineStore(sm)
+
+    async def claim_and_schedule() -> datetime | None:
+        camp = await store.campaign(cid)
+        assert camp is not None
+        ok, _ = await store.claim(lead_id, camp, "d1", clock.now(), timedelta(seconds=60))
+        assert not ok
+        async with sm() as s:
+            when: datetime | None = (await s.get_one(Lead, lead_id)).next_attempt_at
+            return when
+
+    bogota_open = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)  # Monday 07:00 in Bogotá
+    assert await claim_and_schedule() == bogota_open
+    r = await admin.patch(f"{API}/{cid}", json={"timezone": "Asia/Tokyo"})
+    assert r.status_code == 200, r.text
+    async with sm() as s:
+        assert (await s.get_one(Lead, lead_id)).next_attempt_at == sunday  # due: re-evaluated
+    tokyo_open = datetime(2026, 11, 22, 22, 0, tzinfo=UTC)  # Monday 07:00 in Tokyo
+    assert await claim_and_schedule() == tokyo_open
+    r = await admin.patch(f"{API}/{cid}", json={"timezone": "America/Bogota"})
+    assert r.status_code == 200, r.text
+    assert await claim_and_schedule() == bogota_open  # not left on Tokyo's morning
+    # A retry delay (not a deferral) is kept across a zone change.
+    later = sunday + timedelta(hours=3)
+    async with sm.begin() as s:
+        (await s.get_one(Lead, lead_id)).next_attempt_at = later
+    await admin.patch(f"{API}/{cid}", json={"timezone": "Asia/Tokyo"})
+    async with sm() as s:
+        assert (await s.get_one(Lead, lead_id)).next_attempt_at == later
+
+
+async def test_script_placeholders_are_listed_for_the_editor(admin: ApiClient) -> None:
+    """The supervisor's script editor lists the placeholders the server accepts."""
+    from dialer.domain.script import PLACEHOLDERS
+
+    r = await admin.get(f"{API}/script-placeholders")
+    assert r.status_code == 200, r.text
+    assert r.json() == dict(PLACEHOLDERS) and "asesor" in r.json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -11,6 +12,7 @@ from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.app import create_app
+from api.metrics import LINK_STALE_S
 from dialer.redis_keys import Keys
 from dialer.settings import AsteriskServer, Settings
 from tests.api.helpers import key_client, make_campaign, make_key
@@ -30,6 +32,21 @@ async def test_readyz_ok_and_ami_down(
     body = r.json()
     assert body["down"] == ["ami:pbx2"]
     assert body["checks"]["ami:pbx1"]["ok"] is True
+
+
+async def test_readyz_a_killed_dialers_link_is_down_within_seconds(
+    anon: httpx.AsyncClient, redis: aioredis.Redis, keys: Keys
+) -> None:
+    """Issue 14 defect 13: the hash lives 30 s, but its heartbeat (1 s) is checked."""
+    fresh = {"server": "pbx1", "state": "connected", "heartbeat_at": f"{time.time()}"}
+    await redis.hset(keys.ami_link("pbx1"), mapping=fresh)  # type: ignore[misc]
+    assert (await anon.get("/readyz")).status_code == 200
+    old = f"{time.time() - (LINK_STALE_S + 1)}"
+    await redis.hset(keys.ami_link("pbx1"), "heartbeat_at", old)  # type: ignore[misc]
+    r = await anon.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["down"] == ["ami:pbx1"]
+    assert r.json()["checks"]["ami:pbx1"]["detail"].startswith("stale")
 
 
 async def test_readyz_configured_server_never_reported(

@@ -71,3 +71,27 @@ def test_chaos_has_short_and_json() -> None:
         check=True,
     ).stdout
     assert "--short" in out and "--json" in out
+
+
+@pytest.mark.pbx
+def test_bench_pbx_json() -> None:
+    """Three calls through the lab Asterisk and the real engine (~25 s): the contract only."""
+    from dialer.pbx_lab import bundle_present
+
+    if not bundle_present():
+        pytest.skip("no Asterisk bundle (MARCADOR_ASTERISK_BUNDLE or ../shared/asterisk)")
+    data = _run("bench_pbx.py", "--calls", "3", "--baseline-calls", "0", "--json", timeout=180)
+    keys = {
+        "answer_to_join_p50_ms",
+        "answer_to_join_p99_ms",
+        "concurrent_calls",
+        "originates_per_s",
+        "dialer_cpu_fraction",
+        "asterisk_cpu_fraction",
+        "load_avg_1m",
+        "goal_met",
+    }
+    assert keys <= data.keys()
+    assert data["calls"] == 3 and data["joined"] == 3 and data["concurrent_calls"] == 3
+    assert 0 < data["answer_to_join_p50_ms"] <= data["answer_to_join_p99_ms"]
+    assert data["untimestamped_events"] == 0  # timestampevents is on in the lab

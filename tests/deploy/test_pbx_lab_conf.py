@@ -54,6 +54,20 @@ def test_conf_dir_is_complete_and_filled(tmp_path: Path) -> None:
     }
 
 
+def test_timestamp_events_only_when_asked(tmp_path: Path) -> None:
+    """bench_pbx measures with the PBX's own clock (``Timestamp`` on every AMI event); the
+    default lab keeps the production manager.conf's [general] as it is."""
+    ports = LabPorts(ami=40000, sip=40001, rtp_start=40002, rtp_end=40201)
+    sec = LabSecrets.generate()
+    build_conf(tmp_path / "plain", ports, sec)
+    build_conf(tmp_path / "ts", ports, sec, timestamp_events=True)
+    plain = (tmp_path / "plain" / "manager.conf").read_text(encoding="utf-8")
+    stamped = (tmp_path / "ts" / "manager.conf").read_text(encoding="utf-8")
+    assert "timestampevents" not in plain
+    general = stamped.split("[general]", 1)[1].split("[", 1)[0]
+    assert re.search(r"^timestampevents = yes$", general, re.MULTILINE)
+
+
 def test_secrets_are_generated_per_lab() -> None:
     a, b = LabSecrets.generate(), LabSecrets.generate()
     assert a.ami != b.ami and a.agents["1001"] != b.agents["1001"]

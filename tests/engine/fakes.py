@@ -6,8 +6,9 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
-from ami_bridge.actions import OriginateRequest
+from ami_bridge.actions import ChannelInfo, OriginateRequest
 from ami_bridge.errors import AMIError
 from dialer.engine import TelephonyItem
 
@@ -50,9 +51,46 @@ class FakeTelephony:
         self.recording_stops.append((server, channel))
 
     live: set[str] = field(default_factory=set)
+    #: CoreShowChannels items; uniqueids in ``live`` without one are listed bare
+    channels: list[ChannelInfo] = field(default_factory=list)
+    adopted: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
 
     async def live_channel_ids(self, server: str) -> set[str]:
-        return set(self.live)
+        return set(self.live) | {c.uniqueid for c in self.channels}
+
+    async def live_channels(self, server: str) -> list[ChannelInfo]:
+        known = {c.uniqueid for c in self.channels}
+        return [*self.channels, *(channel_info(u) for u in self.live if u not in known)]
+
+    def adopt(self, server: str, call_id: str, **kw: Any) -> None:
+        self.adopted.append((server, call_id, kw))
 
     async def next_item(self) -> TelephonyItem:
         return await self.queue.get()
+
+
+def channel_info(
+    uniqueid: str,
+    *,
+    channel: str = "",
+    state: int = 6,
+    context: str = "",
+    exten: str = "",
+    application: str = "",
+    application_data: str = "",
+) -> ChannelInfo:
+    """One CoreShowChannel item, as Asterisk lists it (transcript 20)."""
+    return ChannelInfo(
+        channel=channel or f"PJSIP/trunk-{uniqueid[:8]}",
+        uniqueid=uniqueid,
+        linkedid=uniqueid,
+        channel_state=state,
+        channel_state_desc="Up" if state == 6 else "Ringing",
+        context=context,
+        exten=exten,
+        application=application,
+        application_data=application_data,
+        duration="00:00:10",
+        bridge_id="",
+        caller_id_num="",
+    )

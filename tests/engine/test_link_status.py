@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import cast
 
@@ -13,7 +14,7 @@ from pydantic import SecretStr
 from ami_bridge.connection import LinkState, LinkStatus, ServerSpec
 from dialer.redis_keys import Keys
 from dialer.settings import Settings
-from dialer.telephony import LINK_STATUS_TTL_S, BridgeTelephony
+from dialer.telephony import LINK_HEARTBEAT_S, LINK_STATUS_TTL_S, BridgeTelephony
 
 
 async def _connected(settings: Settings, redis: aioredis.Redis, keys: Keys) -> BridgeTelephony:
@@ -30,6 +31,9 @@ async def test_link_status_hash_expires_unless_refreshed(
     await _connected(settings, redis, keys)
     key = keys.ami_link("pbx-a")
     assert await redis.hget(key, "state") == "connected"  # type: ignore[misc]
+    beat = float(await redis.hget(key, "heartbeat_at") or 0)  # type: ignore[misc]
+    assert abs(beat - time.time()) < 60  # /readyz checks it against now (LINK_STALE_S)
+    assert LINK_HEARTBEAT_S <= 1.0  # re-published often enough for a 5 s staleness check
     ttl = await redis.ttl(key)
     # A dialer killed with -9 stops refreshing: its "connected" disappears within the TTL.
     assert 0 < ttl <= LINK_STATUS_TTL_S

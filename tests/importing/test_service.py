@@ -687,3 +687,11 @@ def test_summary_prints_people_apart_from_rows(tmp_path: Path) -> None:
     text = console.export_text()
     assert "Personas" in text and "nuevas" in text and "Cliente corporativo" in text
     assert "2 personas elegibles" in text and "GSC-PRO-04" in text
+
+
+def test_duration_line_never_shows_a_rate_for_zero_seconds() -> None:
+    """Issue 18: "0.0 s (219 filas/s)" is gone; es-CO separators."""
+    from dialer.importing.report import duration_es
+
+    assert duration_es(0.04, 219) == "menos de 0,1 s"
+    assert duration_es(2.4, 100_000) == "2,4 s (41.667 filas/s)"

@@ -45,7 +45,10 @@ def test_progressive_one_line_per_ready_agent() -> None:
 def test_fixed_ratio_counts_lines_per_active_agent() -> None:
     p = Pacer(PacingConfig(mode=DialMode.FIXED_RATIO, fixed_ratio=2.0))
     agents = [(AgentState.READY, 1.0)] * 2 + [(AgentState.IN_CALL, 30.0)] * 2
+    # a new campaign's first answers: no budget for an abandon yet, so progressive
     d = p.decide(snap(agents, ringing=1))
+    assert (d.launch, d.mode, d.reason) == (1, DialMode.PROGRESSIVE, DecisionReason.CAP_WARMUP)
+    d = p.decide(snap(agents, ringing=1, stats=GOOD_STATS))
     # 2.0 * 4 active = 8 lines; 2 talking + 1 ringing in use
     assert d.launch == 5
     assert d.dial_level == pytest.approx(2.0)
@@ -139,13 +142,35 @@ def test_outer_loop_moves_the_bound(trained: Pacer) -> None:
     agents = [(AgentState.WRAP_UP, 12.0)] * 4 + [(AgentState.IN_CALL, 60.0)] * 6
     p.decide(snap(agents, stats=GOOD_STATS))  # predictive mode engaged
     start = p.risk_bound
+    risky = DecisionReason.RISK_BOUND
     for _ in range(5):
-        p.observe_call(SEG, CallOutcome.ABANDONED, 9.0)
+        p.observe_call(SEG, CallOutcome.ABANDONED, 9.0, risky)
     assert p.risk_bound < start
     low = p.risk_bound
     for _ in range(400):
-        p.observe_call(SEG, CallOutcome.ANSWERED_CONNECTED, 9.0)
+        p.observe_call(SEG, CallOutcome.ANSWERED_CONNECTED, 9.0, risky)
     assert p.risk_bound > low
+    assert (p.loop_answers, p.loop_abandons) == (405, 5)
+    # calls the pacer did not launch on a risk bound (cold start, cap, preview) move nothing
+    for under in (DecisionReason.COLD_START, DecisionReason.HARD_CAP_TODAY, None):
+        p.observe_call(SEG, CallOutcome.ABANDONED, 9.0, under)
+    assert (p.loop_answers, p.loop_abandons) == (405, 5)
+
+
+def test_outer_loop_counts_an_abandon_whatever_the_pacer_decided_since(trained: Pacer) -> None:
+    """Issue 20: the abandon arrives ~2 s after its answer, after a "nobody free" decision."""
+    p = copy.deepcopy(trained)
+    d = p.decide(
+        snap([(AgentState.WRAP_UP, 12.0)] * 4 + [(AgentState.IN_CALL, 60.0)] * 6, stats=GOOD_STATS)
+    )
+    assert d.reason is DecisionReason.RISK_BOUND and d.closed_loop
+    # every agent busy for a long while: the pacer holds back (not a risk-bounded decision)
+    held = p.decide(snap([(AgentState.IN_CALL, 1.0)] * 10, stats=GOOD_STATS))
+    assert held.reason is DecisionReason.NO_AGENTS and not held.closed_loop
+    start = p.risk_bound
+    p.observe_call(SEG, CallOutcome.ABANDONED, 9.0, d.reason)
+    assert p.risk_bound < start
+    assert (p.loop_answers, p.loop_abandons) == (1, 1)
 
 
 def test_config_validation() -> None:
@@ -153,3 +178,40 @@ def test_config_validation() -> None:
         PacingConfig(target_abandon=0.05, abandon_limit=0.03)
     with pytest.raises(ValueError, match="fixed_ratio"):
         PacingConfig(fixed_ratio=0.0)
+
+
+@pytest.mark.parametrize(
+    ("stats", "reason"),
+    [
+        # 40% abandoned today (the real-PBX run: ratio 3, one agent): today's budget is gone
+        (
+            PacingStats(answers_today=10, abandons_today=4, answers_30d=4000, abandons_30d=40),
+            DecisionReason.HARD_CAP_TODAY,
+        ),
+        # a quiet day, but the 30-day budget is used up
+        (
+            PacingStats(answers_today=200, abandons_today=0, answers_30d=4000, abandons_30d=119),
+            DecisionReason.HARD_CAP_30D,
+        ),
+    ],
+)
+def test_fixed_ratio_obeys_the_abandon_cap(stats: PacingStats, reason: DecisionReason) -> None:
+    """Issue 14 #3: fixed ratio over-dials, so the hard cap (today and 30 days) binds it too."""
+    p = Pacer(PacingConfig(mode=DialMode.FIXED_RATIO, fixed_ratio=3.0))
+    agents = [(AgentState.READY, 1.0)] * 2 + [(AgentState.IN_CALL, 30.0)] * 2
+    d = p.decide(snap(agents, ringing=1, stats=stats))
+    # progressive: 2 READY agents minus the 1 call ringing
+    assert (d.launch, d.mode, d.reason) == (1, DialMode.PROGRESSIVE, reason)
+    # with the budget intact the ratio applies again: 3 x 4 active - (2 talking + 1 ringing)
+    d = p.decide(snap(agents, ringing=1, stats=GOOD_STATS))
+    assert (d.launch, d.mode, d.reason) == (9, DialMode.FIXED_RATIO, DecisionReason.FIXED_RATIO)
+
+
+def test_progressive_and_preview_are_not_capped() -> None:
+    """Progressive cannot over-dial: the cap leaves it alone (and preview never launches)."""
+    spent = PacingStats(answers_today=10, abandons_today=4, answers_30d=10, abandons_30d=4)
+    agents = [(AgentState.READY, 1.0)] * 3
+    d = Pacer(PacingConfig(mode=DialMode.PROGRESSIVE)).decide(snap(agents, stats=spent))
+    assert (d.launch, d.reason) == (3, DecisionReason.PROGRESSIVE)
+    d = Pacer(PacingConfig(mode=DialMode.PREVIEW)).decide(snap(agents, stats=spent))
+    assert (d.launch, d.reason) == (0, DecisionReason.PREVIEW)

@@ -314,8 +314,14 @@ def test_oracle_supply_tells_the_pacer_exact_free_times() -> None:
             seen.append(snap)
             return inner.decide(snap)
 
-        def observe_call(self, segment: Segment, outcome: CallOutcome, ring: float) -> None:
-            inner.observe_call(segment, outcome, ring)
+        def observe_call(
+            self,
+            segment: Segment,
+            outcome: CallOutcome,
+            ring: float,
+            dialed_under: DecisionReason | None = None,
+        ) -> None:
+            inner.observe_call(segment, outcome, ring, dialed_under)
 
         def observe_talk(self, seconds: float) -> None:
             inner.observe_talk(seconds)

@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 import httpx
 import sqlalchemy as sa
 from argon2 import PasswordHasher
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from dialer.db.engine import make_engine, make_sessionmaker
 from dialer.db.models import (
@@ -156,6 +156,10 @@ class PbxStack:
     virtual_agents: bool = True
     #: overrides the server's agent_channel (e.g. dialer.lab_pstn.TALKING_AGENT_CHANNEL)
     agent_channel: str = ""
+    #: ``AsteriskServer.max_channels`` of the lab server (concurrent outbound calls allowed).
+    max_channels: int = 60
+    #: ``MARCADOR_LOG_LEVEL`` of the processes (benchmarks run at warning).
+    log_level: str = "info"
     env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Any] = field(default_factory=dict)
     db_url: str = ""
@@ -214,7 +218,7 @@ class PbxStack:
                 "MARCADOR_API__HOST": "127.0.0.1",
                 "MARCADOR_API__PORT": str(self.api_port),
                 "MARCADOR_API__PUBLIC_URL": f"http://127.0.0.1:{self.api_port}",
-                "MARCADOR_LOG_LEVEL": "info",
+                "MARCADOR_LOG_LEVEL": self.log_level,
                 "MARCADOR_LOG_JSON": "true",
                 "PYTHONUNBUFFERED": "1",
             }
@@ -233,10 +237,10 @@ class PbxStack:
         return self
 
     def _servers_json(self) -> str:
-        if not self.agent_channel:
-            return self.lab.servers_json(virtual_agents=self.virtual_agents)
-        server = self.lab.server(virtual_agents=self.virtual_agents)
-        return json.dumps([{**server, "agent_channel": self.agent_channel}])
+        server = self.lab.server(virtual_agents=self.virtual_agents, max_channels=self.max_channels)
+        if self.agent_channel:
+            server = {**server, "agent_channel": self.agent_channel}
+        return json.dumps([server])
 
     def _database_url(self, data: Path) -> str:
         url = os.environ.get("MARCADOR_DATABASE__URL")
@@ -305,7 +309,6 @@ class PbxStack:
         if not zone:
             raise RuntimeError("no time zone has the legal call window open now")
         now = datetime.now(UTC)
-        leads: dict[str, int] = {}
         async with make_sessionmaker(self.engine).begin() as s:
             camp = Campaign(
                 name=name or f"PBX {uuid.uuid4().hex[:8]}",
@@ -325,32 +328,16 @@ class PbxStack:
             )
             s.add(camp)
             await s.flush()
-            for i, number in enumerate(numbers):
-                nid = f"{camp.id}{i:06d}"
-                lead = Lead(
-                    campaign_id=camp.id,
-                    dedupe_key=f"cc:{nid}",
-                    national_id=nid,
-                    customer_name=f"Cliente {i}",
-                    brand="Renault",
-                    model="Duster",
-                    plate=f"PBX{i:03d}",
-                    branch="Tunja",
-                )
-                lead.phones = [Phone(e164=number, kind="mobile")]
-                s.add(lead)
-                for ch in (Channel.VOICE, Channel.WHATSAPP):
-                    s.add(
-                        Consent(
-                            person_key=nid,
-                            channel=ch,
-                            proof="pbx tier",
-                            granted_at=now - timedelta(days=30),
-                        )
-                    )
-                await s.flush()
-                leads[number] = lead.id
+            leads = await _add_leads(s, camp.id, numbers, now)
             return camp.id, leads
+
+    async def add_leads(
+        self, campaign_id: int, numbers: Iterable[str], *, first: int = 0
+    ) -> dict[str, int]:
+        """More leads for a running campaign, in one transaction (a benchmark releases a whole
+        batch at once). ``first`` keeps their national ids distinct from earlier leads."""
+        async with make_sessionmaker(self.engine).begin() as s:
+            return await _add_leads(s, campaign_id, numbers, datetime.now(UTC), first=first)
 
     async def add_agents(
         self, campaign_id: int, extensions: Iterable[str], *, role: Role = Role.AGENT
@@ -417,6 +404,39 @@ class PbxStack:
 
         await wait_until(all_ready, within=within, what="agents logged in", interval=0.5)
         return clients
+
+
+async def _add_leads(
+    s: AsyncSession, campaign_id: int, numbers: Iterable[str], now: datetime, *, first: int = 0
+) -> dict[str, int]:
+    """One lead per number (with voice and WhatsApp consent); returns number -> lead id."""
+    leads: dict[str, int] = {}
+    for i, number in enumerate(numbers, start=first):
+        nid = f"{campaign_id}{i:06d}"
+        lead = Lead(
+            campaign_id=campaign_id,
+            dedupe_key=f"cc:{nid}",
+            national_id=nid,
+            customer_name=f"Cliente {i}",
+            brand="Renault",
+            model="Duster",
+            plate=f"PBX{i:03d}",
+            branch="Tunja",
+        )
+        lead.phones = [Phone(e164=number, kind="mobile")]
+        s.add(lead)
+        for ch in (Channel.VOICE, Channel.WHATSAPP):
+            s.add(
+                Consent(
+                    person_key=nid,
+                    channel=ch,
+                    proof="pbx tier",
+                    granted_at=now - timedelta(days=30),
+                )
+            )
+        await s.flush()
+        leads[number] = lead.id
+    return leads
 
 
 async def _pg_exec(url: str, sql: str) -> None:

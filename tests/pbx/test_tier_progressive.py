@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from dialer.domain.outcomes import CallOutcome, DialMode
 from dialer.lab_pstn import BEHAVIOURS, expected_outcome, lab_number
 from dialer.pbx_lab import LabPbx
@@ -80,7 +78,6 @@ async def test_progressive_campaign_records_every_behaviour(pbx_stack: PbxStack)
     assert leads[numbers["1"]] not in queued  # contacted: no fallback
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14 item 1: AMD is interrupted by the Redirect")
 async def test_amd_on_machine_is_not_put_through(pbx_stack: PbxStack) -> None:
     numbers = {d: lab_number(d, 200 + int(d)) for d in ("6", "7")}
     camp, _ = await pbx_stack.seed_campaign(numbers.values(), amd=True, max_attempts=1)

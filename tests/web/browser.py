@@ -36,6 +36,7 @@ def make_driver(chromium: str, chromedriver: str, profile: Path) -> WebDriver:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
     options.add_experimental_option("prefs", {"intl.accept_languages": "es-CO,es"})
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console, on failure
     env = {**os.environ, "TZ": "America/Bogota"}
     service = Service(executable_path=chromedriver, env=env)
     driver = webdriver.Chrome(options=options, service=service)

@@ -64,6 +64,8 @@ def browser(tmp_path: Path) -> Iterator[object]:
                 ),
             )
             print("body:", driver.execute_script("return JSON.stringify(document.body.dataset);"))
+            for line in driver.get_log("browser"):  # type: ignore[attr-defined]  # Chrome only
+                print("console:", line.get("level"), line.get("message"))
             driver.save_screenshot(str(tmp_path / "last.png"))
             print("screenshot:", tmp_path / "last.png")
         except Exception as exc:  # the browser may be gone

@@ -77,6 +77,19 @@ def test_agent_logs_in_takes_a_call_and_books_an_appointment(
         lambda d: d.current_url.endswith("/agente") and body_data(d, "ready") == "1"
     )
     assert browser.find_element(By.ID, "ingreso").is_displayed()
+    # The stack runs at demo speed ×4: said on screen, and the timers run on that clock
+    # (6 real seconds are 24 on the agent's timers, as for the dialer).
+    badge = browser.find_element(By.ID, "reloj-demo")
+    assert badge.is_displayed() and badge.text == "Reloj de la demo ×4"
+    speed, seconds = browser.execute_async_script(
+        "import('/static/common.js').then((m) => {"
+        " const c = m.serverClock; const real = Date.now; const t0 = real();"
+        " const since = new Date(c.now()).toISOString();"
+        " Date.now = () => t0 + 6000; const s = c.secondsSince(since); Date.now = real;"
+        " arguments[0]([c.speed, s]); });"
+    )
+    assert speed == 4
+    assert 23 <= seconds <= 24.5
     campaigns = Select(browser.find_element(By.ID, "sel-campana"))
     assert campaigns.first_selected_option.text.startswith("Contacto proactivo · Tunja")
     assert browser.find_element(By.ID, "txt-extension").get_attribute("value") == "1001"
@@ -127,20 +140,66 @@ def test_agent_logs_in_takes_a_call_and_books_an_appointment(
     sim_now: datetime = stack.call(_sim_now(stack))
     day = (sim_now.astimezone(BOGOTA) + timedelta(days=2)).date()
     when = datetime(day.year, day.month, day.day, 10, 30, tzinfo=BOGOTA)
-    set_value(browser, "f-appointment_at", when.strftime("%Y-%m-%dT%H:%M"))
+    # dd/mm/aaaa and 24 h text fields (the browser's locale plays no part); a date that
+    # does not exist or a 12 h time is refused on the page.
+    set_value(browser, "f-service", "Alineación y balanceo")
+    for bad_date, bad_time in (
+        (f"31/02/{day.year}", "10:30"),
+        (when.strftime("%d/%m/%Y"), "10:30 AM"),
+    ):
+        set_value(browser, "f-appointment_at", bad_date)
+        set_value(browser, "f-appointment_at-hora", bad_time)
+        browser.find_element(By.ID, "btn-guardar").click()
+        error = browser.find_element(By.ID, "error-tipificacion")
+        assert error.is_displayed() and "dd/mm/aaaa" in error.text
+    set_value(browser, "f-appointment_at", when.strftime("%d/%m/%Y"))
+    set_value(browser, "f-appointment_at-hora", "10:30")
+    assert "Bogotá" in browser.find_element(By.ID, "campo-appointment_at").text
     set_value(browser, "f-service", "Alineación y balanceo")
     Select(browser.find_element(By.ID, "f-branch")).select_by_value("Tunja")
     browser.find_element(By.ID, "notas").send_keys("Prefiere en la mañana.")
+    # The call on screen fits a phone and a tablet (no horizontal scroll).
+    from tests.web.test_responsive import WIDTHS, fits
+
+    for width in WIDTHS:
+        fits(browser, "/agente (call)", width)
+    browser.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
     browser.execute_script("document.activeElement.blur(); window.scrollTo(0, 0);")
     shot(browser, "agent-screen.png", tmp_path)
 
-    # Saved at once in wrap-up, or queued until the customer hangs up.
+    # Saved at once in wrap-up, or kept on the server (a draft) until the customer hangs up.
     browser.find_element(By.ID, "btn-guardar").click()
-    appointment_id = wait(browser, 120, "the appointment to be booked").until(
-        lambda d: body_data(d, "lastAppointment")
+    wait(browser, 20, "the disposition saved or recorded").until(
+        lambda d: body_data(d, "draft") == attempt_uuid or body_data(d, "lastDisposition")
+    )
+    print("disposition path:", "draft" if body_data(browser, "draft") else "direct")
+    if body_data(browser, "draft") == attempt_uuid:
+        # A reload during the call brings the saved form back from the server.
+        browser.refresh()
+        wait(browser, 15, "the agent screen again").until(lambda d: body_data(d, "ready") == "1")
+        if stack.call(lambda: stack.agent_state(seeded.web_agent)).get("state") == "in_call":
+            wait(browser, 10, "the draft restored").until(
+                lambda d: body_data(d, "draft") == attempt_uuid
+            )
+            assert browser.find_element(By.ID, "f-service").get_attribute("value") == (
+                "Alineación y balanceo"
+            )
+            assert browser.find_element(By.ID, "f-appointment_at-hora").get_attribute("value") == (
+                "10:30"
+            )
+            assert "al colgar" in browser.find_element(By.ID, "btn-guardar").text
+    wait(browser, 120, "the disposition to be recorded").until(
+        lambda d: (
+            body_data(d, "lastDisposition") == "cita_agendada"
+            or stack.call(
+                lambda: stack.scalar(
+                    sa.select(Appointment.id).where(Appointment.lead_id == lead_id)
+                )
+            )
+        )
     )
     row = stack.call(
-        lambda: stack.scalar(sa.select(Appointment).where(Appointment.id == int(appointment_id)))
+        lambda: stack.scalar(sa.select(Appointment).where(Appointment.lead_id == lead_id))
     )
     assert row is not None
     assert row.lead_id == lead_id

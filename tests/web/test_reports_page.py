@@ -92,6 +92,30 @@ def _bar_counts(driver: Any, chart_id: str) -> list[int]:
     return counts
 
 
+def _pareto_layout(driver: Any, chart_id: str) -> tuple[list[str], list[str]]:
+    """Each bar's axis label (its lines joined) and the cumulative % labels drawn over a bar."""
+    out: tuple[list[str], list[str]] = driver.execute_script(
+        """
+        const svg = document.getElementById(arguments[0]);
+        const bars = [...svg.querySelectorAll('rect.pbar')].map((r) => r.getBBox());
+        const labels = bars.map((b) => [...svg.querySelectorAll('text.axis.label')]
+          .filter((t) => Math.abs(Number(t.getAttribute('x')) - (b.x + b.width / 2)) < 0.5)
+          .map((t) => t.textContent).join(' '));
+        const overlaps = [];
+        for (const t of svg.querySelectorAll('text.cum-label')) {
+          const a = t.getBBox();
+          for (const b of bars) {
+            if (a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height
+                && b.y < a.y + a.height) overlaps.push(t.textContent);
+          }
+        }
+        return [labels, overlaps];
+        """,
+        chart_id,
+    )
+    return out
+
+
 def _bar_heights(driver: Any, chart_id: str) -> list[float]:
     heights: list[float] = driver.execute_script(
         "return [...document.querySelectorAll(`#${arguments[0]} rect.pbar`)]"
@@ -112,10 +136,13 @@ def test_reports_page_shows_the_hand_computed_month(
     sign_in(browser, stack.base_url, LiveStack.SUPERVISOR, PASSWORD)
     wait(browser, 15, "the dashboard").until(lambda d: d.current_url.endswith("/supervisor"))
     browser.get(f"{stack.base_url}/reportes")
-    # The default month (the previous one) is queried on load; wait for that first answer.
+    # The page opens on the latest month with data (the fixture's October), not on the
+    # month before today's (November or later: no data).
     wait(browser, 30, "the first report").until(
         lambda d: body_data(d, "report") in ("ready", "error")
     )
+    assert body_data(browser, "report") == "ready"
+    assert body_data(browser, "reportMonth") == MONTH
 
     # Select the fixture month and query it.
     browser.execute_script("document.body.dataset.report = 'stale';")
@@ -152,6 +179,25 @@ def test_reports_page_shows_the_hand_computed_month(
     # The other two Paretos.
     assert _bar_counts(browser, "chart-no-contacto") == NO_CONTACT_COUNTS
     assert _bar_counts(browser, "chart-no-cita") == [1, 1, 1]
+    # Labels that shorten alike ("No interesad…" three times) stay distinct on the axis.
+    alike = [
+        "No interesado en el servicio",
+        "No interesado por el precio",
+        "No interesado por el precio",
+        "Número equivocado",
+    ]
+    shortened = browser.execute_async_script(
+        "import('/static/reportcharts.js').then((m) => arguments[2]("
+        "m.distinctLabels(arguments[0], arguments[1]).map((l) => l.join(' '))));",
+        alike,
+        9,
+    )
+    assert len(set(shortened)) == len(alike), shortened
+    assert shortened[3] == "Número equivocado"
+    for chart in ("chart-areas", "chart-no-contacto", "chart-no-cita"):
+        labels, overlaps = _pareto_layout(browser, chart)
+        assert len(set(labels)) == len(labels), (chart, labels)
+        assert overlaps == [], (chart, overlaps)
 
     # Agent productivity: ana 8 calls / 19:20 talk, beto 9 calls / 21:40; total 17.
     rows = browser.find_elements(By.CSS_SELECTOR, "#tabla-agentes-datos tbody tr")
