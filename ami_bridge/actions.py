@@ -244,6 +244,12 @@ def hangup(channel: str, cause: int | None = None) -> ActionRequest:
     return ActionRequest("Hangup", tuple(headers))
 
 
+def stop_mixmonitor(channel: str) -> ActionRequest:
+    """Stop the recording on ``channel`` (the customer's leg): the file keeps what came before
+    (transcript 22). The dialplan started it (``marcador-record``)."""
+    return ActionRequest("StopMixMonitor", (("Channel", _text(channel, "Channel")),))
+
+
 def getvar(variable: str, channel: str | None = None) -> ActionRequest:
     headers: list[tuple[str, str]] = []
     if channel is not None:

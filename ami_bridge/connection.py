@@ -854,6 +854,9 @@ class AmiConnection:
     async def hangup(self, channel: str, cause: int | None = None) -> None:
         await self._single(act.hangup(channel, cause))
 
+    async def stop_mixmonitor(self, channel: str) -> None:
+        await self._single(act.stop_mixmonitor(channel))
+
     async def getvar(self, variable: str, channel: str | None = None) -> GetvarResult:
         return act.parse_getvar(await self._single(act.getvar(variable, channel)))
 

@@ -44,6 +44,10 @@ CTX_PREVIEW: Final = "marcador-preview"
 CTX_ONHOLD: Final = "marcador-onhold"
 """Agent's hold: ``exten => _X.`` plays music on hold to the customer of agent ``${EXTEN}``
 until the dialer Redirects them back to :data:`CTX_AGENT_ROOM` (or ``MARCADOR_HOLD_MAX`` s)."""
+CTX_RECORD: Final = "marcador-record"
+"""Subroutine (``Gosub``) on the connect path: ``MixMonitor`` when ``MARCADOR_RECORD=1``, then
+the optional consent prompt. Called from :data:`CTX_AGENT_ROOM` and :data:`CTX_PREVIEW` just
+before ``ConfBridge``, so the recording starts even when the dialer is slow or dead."""
 CTX_SPY: Final = "marcador-spy"
 """Supervisor listen / whisper / barge via ChanSpy."""
 CTX_AGENT_PHONES: Final = "marcador-phones"
@@ -90,6 +94,20 @@ VAR_SPY_AGENT: Final = "MARCADOR_SPY_AGENT"
 """Agent extension a supervisor's ``marcador-spy`` call listens to (digits only)."""
 VAR_HOLD_MAX: Final = "MARCADOR_HOLD_MAX"
 """Seconds a customer stays on hold before going back to the agent's room by themselves."""
+VAR_RECORD: Final = "MARCADOR_RECORD"
+"""``1``: record this call on connect (campaign ``record_calls``)."""
+VAR_RECORD_FILE: Final = "MARCADOR_RECORD_FILE"
+"""Absolute path (on the PBX host) of the attempt's recording, ``<dir>/<attempt>.raw``."""
+VAR_CONSENT_PROMPT: Final = "MARCADOR_CONSENT_PROMPT"
+"""Sound file played to the customer on connect ("Esta llamada puede ser grabada..."); empty:
+no prompt."""
+VAR_MIXMONITOR_FILENAME: Final = "MIXMONITOR_FILENAME"
+"""Set by ``MixMonitor`` (a ``VarSet`` event): the file Asterisk is writing."""
+#: MixMonitor options: ``D`` interleaves what the channel hears (the agent) and what it says
+#: (the customer) into a 2-channel signed-linear stream; Asterisk requires the ``.raw``
+#: extension with ``D``. Marcador wraps the ``.raw`` into a stereo WAV after the call.
+MIXMONITOR_OPTIONS: Final = "D"
+RECORD_EXTENSION: Final = ".raw"
 VAR_ABANDONED: Final = "MARCADOR_ABANDONED"
 """Set to ``1`` by the dialplan on the safe-harbor path: the call is ABANDONED."""
 VAR_AMDSTATUS: Final = "AMDSTATUS"

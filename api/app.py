@@ -145,6 +145,7 @@ def _routers() -> list[Any]:
         leads,
         live,
         pqrs,
+        recordings,
         reports,
         users,
         webhooks,
@@ -161,6 +162,7 @@ def _routers() -> list[Any]:
         calls.router,
         appointments.router,
         pqrs.router,
+        recordings.router,
         reports.router,
         dnc.router,
         users.router,
@@ -257,6 +259,14 @@ def create_app(
             tasks.append(
                 asyncio.create_task(
                     scheduler_loop(sm, settings, SystemClock(), stop), name="report-scheduler"
+                )
+            )
+            from dialer.recordings import purge_loop
+
+            # Daily purge of expired recordings (MARCADOR_RECORDING__PURGE_SCHEDULE).
+            tasks.append(
+                asyncio.create_task(
+                    purge_loop(sm, settings, SystemClock(), stop), name="recording-purge"
                 )
             )
         try:

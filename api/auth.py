@@ -70,6 +70,7 @@ class Scope(StrEnum):
     METRICS_READ = "metrics:read"
     AUDIT_READ = "audit:read"
     REPORTS_READ = "reports:read"
+    RECORDINGS_READ = "recordings:read"  # play/download call recordings (never agents)
     AGENT = "agent"  # the agent-screen actions (users with the agent role only)
 
 
@@ -90,6 +91,7 @@ _SUPERVISOR = frozenset(
         Scope.AGENTS_WRITE,
         Scope.EVENTS_READ,
         Scope.REPORTS_READ,
+        Scope.RECORDINGS_READ,
     }
 )
 

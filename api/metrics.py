@@ -36,7 +36,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from dialer.db.models import CallAttempt, Campaign, Lead, WebhookDelivery
+from dialer.db.models import CallAttempt, Campaign, Lead, Recording, WebhookDelivery
 from dialer.domain.outcomes import AgentState, CampaignStatus, LeadStatus
 from dialer.redis_keys import Keys
 from dialer.settings import Settings
@@ -150,6 +150,11 @@ class MetricsCollector:
         leads = _gauge("marcador_leads", "Leads by status", ["campaign_id", "status"])
         due = _gauge("marcador_leads_due", "Active leads due now", ["campaign_id"])
         hooks = _gauge("marcador_webhook_deliveries", "Webhook deliveries", ["status"])
+        recordings = _gauge(
+            "marcador_recordings_today",
+            "Recordings of calls connected today, by status (failed: the call went on unrecorded)",
+            ["campaign_id", "status"],
+        )
         async with sm() as s:
             rows = await s.execute(
                 sa.select(CallAttempt.campaign_id, CallAttempt.outcome, sa.func.count())
@@ -198,7 +203,14 @@ class MetricsCollector:
             )
             for status, n in hook_rows:
                 hooks.add_metric([str(status)], float(n))
-        return [calls, abandon, target, leads, due, hooks]
+            rec_rows = await s.execute(
+                sa.select(Recording.campaign_id, Recording.status, sa.func.count())
+                .where(Recording.started_at >= day_start)
+                .group_by(Recording.campaign_id, Recording.status)
+            )
+            for campaign_id, status, n in rec_rows:
+                recordings.add_metric([str(campaign_id), str(status.value)], float(n))
+        return [calls, abandon, target, leads, due, hooks, recordings]
 
     async def _redis_families(
         self, redis: aioredis.Redis, keys: Keys, settings: Settings

@@ -47,6 +47,7 @@ PRESETS: dict[CampaignType, dict[str, Any]] = {
         "max_attempts": 5,
         "max_attempts_per_phone": 5,
         "whatsapp_enabled": False,
+        "record_calls": True,  # issue 16: follow-up calls are checked by supervisors
         "dial_mode": DialMode.PROGRESSIVE,
         "rules": {"satisfaction_first_call_day": 2, "skip_open_complaints": True},
         "description": (

@@ -22,6 +22,8 @@ from dialer.db.models import (
     Lead,
     LeadEvent,
     Pqrs,
+    Recording,
+    RecordingStatus,
     WhatsAppMessage,
 )
 
@@ -115,6 +117,8 @@ class AttemptOut(BaseModel):
     amd_status: str | None
     agent_id: int | None
     counts_against_limit: bool
+    recording_id: int | None = None
+    recording_url: str | None = None  # playback (recordings:read); never shown to agents
 
 
 class DispositionRowOut(BaseModel):
@@ -173,6 +177,8 @@ class PqrsOut(BaseModel):
     resolution: str
     created_at: datetime
     updated_at: datetime
+    recording_id: int | None = None  # the call the PQRS was created from
+    recording_url: str | None = None
 
 
 class HistoryOut(BaseModel):
@@ -232,7 +238,39 @@ def lead_out(lead: Lead, *, masked: bool) -> LeadOut:
     )
 
 
-def attempt_out(a: CallAttempt, *, masked: bool) -> AttemptOut:
+def recording_link(rec_id: int | None) -> str | None:
+    return None if rec_id is None else f"/api/v1/recordings/{rec_id}/audio"
+
+
+async def playable_recordings(s: AsyncSession, attempt_ids: list[int]) -> dict[int, int]:
+    """attempt id -> id of its playable recording (issue 16), for links in call lists."""
+    if not attempt_ids:
+        return {}
+    rows = await s.execute(
+        sa.select(Recording.attempt_id, Recording.id).where(
+            Recording.attempt_id.in_(attempt_ids), Recording.status == RecordingStatus.OK
+        )
+    )
+    return {int(a): int(r) for a, r in rows.all()}
+
+
+async def pqrs_recordings(s: AsyncSession, pqrs: list[Pqrs]) -> dict[int, int]:
+    """PQRS id -> playable recording of the call it was created from."""
+    by_disposition = {p.disposition_id: p.id for p in pqrs if p.disposition_id is not None}
+    if not by_disposition:
+        return {}
+    rows = await s.execute(
+        sa.select(Disposition.id, Recording.id)
+        .join(Recording, Recording.attempt_id == Disposition.attempt_id)
+        .where(Disposition.id.in_(list(by_disposition)), Recording.status == RecordingStatus.OK)
+    )
+    return {by_disposition[d]: int(r) for d, r in rows.all()}
+
+
+def attempt_out(
+    a: CallAttempt, *, masked: bool, recordings: dict[int, int] | None = None
+) -> AttemptOut:
+    rec_id = None if masked or recordings is None else recordings.get(a.id)
     return AttemptOut(
         id=a.id,
         uuid=a.uuid,
@@ -252,6 +290,8 @@ def attempt_out(a: CallAttempt, *, masked: bool) -> AttemptOut:
         amd_status=a.amd_status,
         agent_id=a.agent_id,
         counts_against_limit=a.counts_against_limit,
+        recording_id=rec_id,
+        recording_url=recording_link(rec_id),
     )
 
 
@@ -270,8 +310,11 @@ def appointment_out(a: Appointment) -> AppointmentOut:
     )
 
 
-def pqrs_out(p: Pqrs) -> PqrsOut:
+def pqrs_out(p: Pqrs, recordings: dict[int, int] | None = None) -> PqrsOut:
+    rec_id = None if recordings is None else recordings.get(p.id)
     return PqrsOut(
+        recording_id=rec_id,
+        recording_url=recording_link(rec_id),
         id=p.id,
         lead_id=p.lead_id,
         disposition_id=p.disposition_id,
@@ -287,8 +330,10 @@ def pqrs_out(p: Pqrs) -> PqrsOut:
 
 
 async def lead_history(s: AsyncSession, lead_id: int, *, masked: bool) -> HistoryOut:
-    attempts = await s.scalars(
-        sa.select(CallAttempt).where(CallAttempt.lead_id == lead_id).order_by(CallAttempt.id)
+    attempts = list(
+        await s.scalars(
+            sa.select(CallAttempt).where(CallAttempt.lead_id == lead_id).order_by(CallAttempt.id)
+        )
     )
     dispositions = await s.scalars(
         sa.select(Disposition).where(Disposition.lead_id == lead_id).order_by(Disposition.id)
@@ -304,9 +349,11 @@ async def lead_history(s: AsyncSession, lead_id: int, *, masked: bool) -> Histor
     appointments = await s.scalars(
         sa.select(Appointment).where(Appointment.lead_id == lead_id).order_by(Appointment.id)
     )
-    pqrs = await s.scalars(sa.select(Pqrs).where(Pqrs.lead_id == lead_id).order_by(Pqrs.id))
+    pqrs = list(await s.scalars(sa.select(Pqrs).where(Pqrs.lead_id == lead_id).order_by(Pqrs.id)))
+    recs = {} if masked else await playable_recordings(s, [a.id for a in attempts])
+    pqrs_recs = {} if masked else await pqrs_recordings(s, pqrs)
     return HistoryOut(
-        attempts=[attempt_out(a, masked=masked) for a in attempts],
+        attempts=[attempt_out(a, masked=masked, recordings=recs) for a in attempts],
         dispositions=[
             DispositionRowOut(
                 id=d.id,
@@ -339,5 +386,5 @@ async def lead_history(s: AsyncSession, lead_id: int, *, masked: bool) -> Histor
             for e in events
         ],
         appointments=[appointment_out(a) for a in appointments],
-        pqrs=[pqrs_out(p) for p in pqrs],
+        pqrs=[pqrs_out(p, pqrs_recs) for p in pqrs],
     )

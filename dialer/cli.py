@@ -94,6 +94,10 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
         "virtual agents, generated secrets and free ports.",
     ),
     "pbx": LazyCommand("dialer.pbx_cli", "Checks of a real Asterisk for Marcador."),
+    "recordings": LazyCommand(
+        "dialer.recordings_cli",
+        "Call recordings: retention purge, data-subject (habeas data) deletion.",
+    ),
     "softphone": LazyCommand(
         "dialer.softphone_cli",
         "Register extensions, auto-answer and hold calls; BYE and un-register on SIGINT/SIGTERM.",

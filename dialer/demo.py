@@ -265,6 +265,7 @@ async def _create_campaign(s: AsyncSession, opts: DemoOptions, now: datetime) ->
         dealer_phones="Tunja 608 7401234 · Duitama 608 7602020",
         wrap_up_seconds=30,
         retry_rules=dict(DEMO_RETRY_RULES),
+        record_calls=True,  # the simulator writes short placeholder recordings (issue 16)
     )
     s.add(camp)
     await s.flush()
@@ -593,6 +594,7 @@ async def run_demo(
         seed=opts.seed,
         agents=[Agent(e) for e in sim_exts] + [Agent(HUMAN_EXTENSION, answer_delay=0.5)],
         population=opts.population,
+        recording_max_seconds=5.0,
     )
     async with (
         dialer_runtime(settings, clock, simulator_config=sim, dialer_name="demo") as rt,

@@ -65,6 +65,7 @@ from dialer.pacing.types import (
     PacingStats,
     Segment,
 )
+from dialer.recordings import RecordingKeeper, RecordingPaths, recording_variables
 from dialer.redis_client import StreamEntry, Streams
 from dialer.redis_keys import Keys
 from dialer.store import CallResult, EngineStore, FinishResult, Orphan, campaign_abandon_stats
@@ -152,6 +153,10 @@ class Telephony(Protocol):
     async def redirect(self, server: str, channel: str, context: str, exten: str) -> None: ...
 
     async def hangup(self, server: str, channel: str) -> None: ...
+
+    async def stop_recording(self, server: str, channel: str) -> None:
+        """StopMixMonitor on the customer's channel (the recording keeps what came before)."""
+        ...
 
     async def cancel(self, server: str, call_id: str) -> None:
         """Drop a call the dialer no longer wants (outcome CANCELLED if not answered)."""
@@ -337,6 +342,8 @@ class EngineConfig:
     #: Agent phone dial-string per server (``AsteriskServer.agent_channel``); {extension}.
     agent_channels: Mapping[str, str] = field(default_factory=dict)
     default_agent_channel: str = "PJSIP/{extension}"
+    #: Call recording (docs/recording.md); None: campaigns' record_calls is ignored.
+    recording: RecordingPaths | None = None
 
 
 class Engine:
@@ -368,6 +375,10 @@ class Engine:
         self.campaigns: dict[int, CampaignRuntime] = {}
         self._server_rr = 0
         self._lock = asyncio.Lock()
+        self.recordings = (
+            RecordingKeeper(store.sm, config.recording) if config.recording is not None else None
+        )
+        self._recording_tasks: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------ helpers
     def _now(self) -> datetime:
@@ -858,6 +869,7 @@ class Engine:
             dialplan.VAR_CONNECT_TIMEOUT: f"{camp.connect_timeout:g}",
             dialplan.VAR_AMD: "hangup" if camp.amd_enabled else "off",
         }
+        variables.update(recording_variables(camp, attempt_uuid, self.config.recording))
         if preview_agent is not None and preview_agent.extension:
             context, exten = dialplan.CTX_PREVIEW, preview_agent.extension
         else:
@@ -1018,6 +1030,7 @@ class Engine:
             await self.store.mark_connected(call.uuid, agent.agent_id, call.answered_at, ev.at)
         except Exception as exc:
             log.warning("connect_record_failed", attempt=call.uuid, error=type(exc).__name__)
+        recording = await self._recording_started(call, agent.agent_id, now)
         await self.publish(
             "screen_pop",
             {
@@ -1025,6 +1038,7 @@ class Engine:
                 "attempt": call.uuid,
                 "lead_id": call.lead_id,
                 "campaign_id": call.campaign_id,
+                "recording": recording,
             },
         )
 
@@ -1070,6 +1084,8 @@ class Engine:
             await self._controls_at_call_end(call, agent_id, now)
         if agent_id is not None:
             await self._agent_call_ended(agent_id, ev, now)
+        if ev.connected_at is not None:
+            self._recording_finished(ev.call_id)
         await self._after_finish(finished, ev)
 
     async def _agent_call_ended(self, agent_id: int, ev: CallEnded, now: datetime) -> None:
@@ -1829,6 +1845,8 @@ class Engine:
                     attempt=str(d.get("attempt") or "") or None,
                     digits=str(d.get("digits") or ""),
                 )
+            elif entry.type == "recording_stop":
+                await self.stop_recording(int(d["agent_id"]), d.get("by"))
             elif entry.type == "hangup_call":
                 call = self.calls.get(str(d["attempt"]))
                 if call is not None and call.channel:
@@ -1900,6 +1918,46 @@ class Engine:
         if written:
             await self.publish("command_result", body)
 
+    # ------------------------------------------------------------------ recording (issue 16)
+    async def _recording_started(self, call: LiveCall, agent_id: int, now: datetime) -> bool:
+        """Register the recording row of a connected call; never fails the call."""
+        if self.recordings is None:
+            return False
+        try:
+            return await self.recordings.started(call.uuid, agent_id, now) is not None
+        except Exception as exc:  # the call goes on whatever happens to the bookkeeping
+            log.warning("recording_register_failed", attempt=call.uuid, error=type(exc).__name__)
+            return False
+
+    def _recording_finished(self, attempt: str) -> None:
+        """Finalise the file in the background (Asterisk closes it just after the hang-up)."""
+        if self.recordings is None:
+            return
+        keeper = self.recordings
+
+        async def run() -> None:
+            try:
+                await keeper.finished(attempt, self._now())
+            except Exception as exc:
+                log.warning("recording_finalise_failed", attempt=attempt, error=type(exc).__name__)
+
+        task = asyncio.create_task(run(), name=f"recording-{attempt}")
+        self._recording_tasks.add(task)
+        task.add_done_callback(self._recording_tasks.discard)
+
+    async def stop_recording(self, agent_id: int, by: object = None) -> bool:
+        """The agent's "stop recording" (the customer objects): StopMixMonitor on the
+        customer's channel; the file keeps what came before. Audited on the recording row."""
+        agent = self.agents.get(agent_id)
+        call = self.calls.get(agent.call_attempt or "") if agent is not None else None
+        if call is None or not call.channel or self.recordings is None:
+            raise ValueError("no recorded call to stop")
+        await self.tel.stop_recording(call.server, call.channel)
+        user = int(str(by)) if by is not None and str(by).isdigit() else agent_id
+        await self.recordings.stopped(call.uuid, user, self._now())
+        await self.publish("recording_stopped", {"agent_id": agent_id, "attempt": call.uuid})
+        return True
+
     async def maintenance(self) -> None:
         """Recover what dead dialers left: expired claims and orphaned attempts.
 
@@ -1909,6 +1967,8 @@ class Engine:
         """
         now = self._now()
         await self.reconcile_orphans(now)
+        if self.recordings is not None:  # recordings a dead dialer left unfinalised
+            await self.recordings.sweep(now)
         released = await self.store.release_expired_claims(now)
         if released:
             await self.leases.force_release(*(self.keys.lead_lease(i) for i in released))

@@ -7,6 +7,7 @@ Nothing here runs at import time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import socket
@@ -22,6 +23,7 @@ from ami_bridge.simulator import SimulatorConfig, SimulatorServer, serve
 from dialer.db.engine import make_engine, make_sessionmaker
 from dialer.domain.clock import Clock
 from dialer.engine import Engine, EngineConfig
+from dialer.recordings import RecordingPaths
 from dialer.redis_client import RedisHandle, connect_redis
 from dialer.redis_keys import Keys
 from dialer.settings import Settings
@@ -111,7 +113,11 @@ async def dialer_runtime(
             dialer_name=name,
             trunks={s.name: s.trunk for s in settings.asterisk.servers},
             agent_channels={s.name: s.agent_channel for s in settings.asterisk.servers},
+            recording=RecordingPaths.from_settings(settings),
         )
+        if config.recording is not None:
+            with contextlib.suppress(OSError):  # a missing mount shows up as failed recordings
+                config.recording.local_dir.mkdir(parents=True, exist_ok=True)
         engine = Engine(config, EngineStore(sm), redis.client, keys, telephony, clock)
         await telephony.start()
         try:

@@ -292,6 +292,42 @@ class ReportsSettings(BaseModel):
     )
 
 
+class RecordingSettings(BaseModel):
+    pbx_dir: str = Field(
+        default="",
+        description=(
+            "Directory ON THE PBX HOST where MixMonitor writes recordings (one <attempt>.raw "
+            "per call; must exist and be writable by Asterisk). Empty: <data_dir>/recordings "
+            "(demo, simulator, a PBX on the same host)."
+        ),
+    )
+    local_dir: str = Field(
+        default="",
+        description=(
+            "The same directory as Marcador sees it (shared path: NFS/SMB mount of pbx_dir), "
+            "where the WAV files are kept. Empty: same as pbx_dir."
+        ),
+    )
+    fetch_command: str = Field(
+        default="",
+        description=(
+            "Instead of a shared path: a command run after each call that copies the file "
+            "from the PBX host, with {remote} (path on the PBX) and {local} (where to put it), "
+            "e.g. 'scp -q -B pbx1:{remote} {local}'. Empty: shared path."
+        ),
+    )
+    settle_seconds: float = Field(
+        default=3.0,
+        ge=0,
+        le=60,
+        description="After hang-up, how long to wait for Asterisk to close the file.",
+    )
+    purge_schedule: str = Field(
+        default="30 3 * * *",
+        description="Cron (local time) of the daily purge of expired recordings. Empty: never.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MARCADOR_",
@@ -319,6 +355,7 @@ class Settings(BaseSettings):
     reports: ReportsSettings = Field(default_factory=ReportsSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     imports: ImportLimitsSettings = Field(default_factory=ImportLimitsSettings)
+    recording: RecordingSettings = Field(default_factory=RecordingSettings)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:

@@ -137,6 +137,9 @@ class BridgeTelephony:
     async def play_dtmf(self, server: str, channel: str, digits: str) -> None:
         await self.bridge.link(server).play_dtmf(channel, digits)
 
+    async def stop_recording(self, server: str, channel: str) -> None:
+        await self.bridge.link(server).stop_mixmonitor(channel)
+
     async def cancel(self, server: str, call_id: str) -> None:
         await self.bridge.hangup_call(server, call_id)
 

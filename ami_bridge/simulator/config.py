@@ -236,6 +236,10 @@ class SimulatorConfig:
     boot_seconds: float = 0.3
     safe_harbor_seconds: float = 4.0
     machine_message_seconds: float = 8.0
+    consent_prompt_seconds: float = 3.0
+    """Length of the campaign's consent prompt ("Esta llamada puede ser grabada...")."""
+    recording_max_seconds: float = 120.0
+    """The placeholder recording a ``MixMonitor`` writes is cut at this length (simulated s)."""
     agent_endpoint_context: str = dp.CTX_AGENT_PHONES
     trunk_endpoint_context: str = "marcador-trunk-in"
     epoch: float = 1_795_336_000.0

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import re
+import struct
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -61,6 +63,7 @@ DIALPLAN: dict[str, dict[str, str]] = {
     dp.CTX_AGENT_ROOM: {"_X.": "_dp_agent_room"},
     dp.CTX_PREVIEW: {"_X.": "_dp_preview"},
     dp.CTX_ONHOLD: {"_X.": "_dp_onhold"},
+    dp.CTX_RECORD: {dp.EXTEN_START: "_dp_record"},
     dp.CTX_SPY: {mode: "_dp_spy" for mode in dp.SPY_MODES},
     # Calls from agent phones: agents do not dial out (extensions.conf: Hangup(21)).
     dp.CTX_AGENT_PHONES: {"_X.": "_dp_refuse", dp.EXTEN_START: "_dp_refuse"},
@@ -123,6 +126,8 @@ class Channel:
     device: str = ""
     playing: bool = False  # a Playback is running (interrupted -> PLAYBACKSTATUS, file 11)
     in_amd: bool = False  # AMD() is listening (a far hang-up -> AMDSTATUS=HANGUP)
+    #: a running MixMonitor: (file, simulated start time)
+    mixmonitor: tuple[str, float] | None = None
 
 
 @dataclass(eq=False)
@@ -323,6 +328,7 @@ class Pbx:
         self._cancel_task(ch)
         if ch.conference is not None:
             self._conf_leave(ch, "HANGUP")
+        self._write_recording(ch)
         ch.hungup = True
         self._ev_chan(
             "Hangup",
@@ -1043,8 +1049,11 @@ class Pbx:
         self._newexten(ch, 3, "GotoIf", f"{int(empty)}?{dp.CTX_HOLD},{dp.EXTEN_SAFE_HARBOR},1")
         if empty:
             return dp.CTX_HOLD, dp.EXTEN_SAFE_HARBOR
-        await self._confbridge(ch, 4, room, dp.USER_PROFILE_CUSTOMER)
-        self._newexten(ch, 5, "Hangup", "16")
+        await self._gosub_record(ch, 4)
+        if ch.hungup:
+            return None
+        await self._confbridge(ch, 5, room, dp.USER_PROFILE_CUSTOMER)
+        self._newexten(ch, 6, "Hangup", "16")
         self._dialplan_hangup(ch, 16)
         return None
 
@@ -1052,8 +1061,11 @@ class Pbx:
         ext = ch.exten
         attempt = self._var(ch, dp.VAR_ATTEMPT)
         self._newexten(ch, 1, "NoOp", f"MARCADOR preview attempt={attempt} agent={ext}")
-        await self._confbridge(ch, 2, dp.agent_room(ext), dp.USER_PROFILE_CUSTOMER)
-        self._newexten(ch, 3, "Hangup", "16")
+        await self._gosub_record(ch, 2)
+        if ch.hungup:
+            return None
+        await self._confbridge(ch, 3, dp.agent_room(ext), dp.USER_PROFILE_CUSTOMER)
+        self._newexten(ch, 4, "Hangup", "16")
         self._dialplan_hangup(ch, 16)
         return None
 
@@ -1074,6 +1086,83 @@ class Pbx:
         self._newexten(ch, 4, "ExecIf", "1?StopMusicOnHold()")
         self._newexten(ch, 5, "Goto", f"{dp.CTX_AGENT_ROOM},{ext},1")
         return dp.CTX_AGENT_ROOM, ext
+
+    # ------------------------------------------------------------------ recording (file 22)
+    async def _gosub_record(self, ch: Channel, priority: int) -> None:
+        """``Gosub(marcador-record,s,1)`` from the connect path, then back to the caller."""
+        self._newexten(ch, priority, "Gosub", f"{dp.CTX_RECORD},{dp.EXTEN_START},1")
+        back = ch.context, ch.exten
+        ch.context, ch.exten = dp.CTX_RECORD, dp.EXTEN_START
+        try:
+            await self._record_steps(ch)
+        finally:
+            ch.context, ch.exten = back
+        ch.priority = priority
+
+    async def _record_steps(self, ch: Channel) -> None:
+        record = (
+            self._var(ch, dp.VAR_RECORD) == "1"
+            and self._var(ch, dp.VAR_RECORD_FILE) != ""
+            and not self._var(ch, dp.VAR_MIXMONITOR_FILENAME)  # once per call (back from hold)
+        )
+        self._newexten(ch, 1, "GotoIf", f"{int(not record)}?done")
+        if record:
+            path = self._var(ch, dp.VAR_RECORD_FILE)
+            self._newexten(ch, 2, "MixMonitor", f"{path},{dp.MIXMONITOR_OPTIONS}")
+            self.start_mixmonitor(ch, path)
+            prompt = self._var(ch, dp.VAR_CONSENT_PROMPT)
+            self._newexten(ch, 3, "GotoIf", f"{int(not prompt)}?done")
+            if prompt:
+                self._newexten(ch, 4, "Playback", prompt)
+                ch.playing = True
+                try:
+                    await self.clock.sleep(self.config.consent_prompt_seconds)
+                finally:
+                    ch.playing = False
+                if ch.hungup:
+                    return
+                self.setvar(ch, "PLAYBACKSTATUS", "SUCCESS")
+        self._newexten(ch, 5, "Return", "")
+
+    async def _dp_record(self, ch: Channel) -> tuple[str, str] | None:
+        """Reached without a Gosub (an Originate into it): runs, and ``Return`` ends it."""
+        await self._record_steps(ch)
+        self._dialplan_end(ch)
+        return None
+
+    def start_mixmonitor(self, ch: Channel, path: str) -> None:
+        """MixMonitor (application or AMI action): VarSet MIXMONITOR_FILENAME, MixMonitorStart
+        (file 22). A file that cannot be written fails later, silently, as on Asterisk."""
+        if ch.mixmonitor is not None:
+            self._write_recording(ch)
+        ch.mixmonitor = (path, self.clock.now())
+        self.setvar(ch, dp.VAR_MIXMONITOR_FILENAME, path)
+        self._ev_chan("MixMonitorStart", "call", ch, [])
+
+    def stop_mixmonitor(self, ch: Channel) -> bool:
+        """StopMixMonitor: the file keeps what came before; MixMonitorStop (file 22)."""
+        if ch.mixmonitor is None:
+            return False
+        self._write_recording(ch)
+        self._ev_chan("MixMonitorStop", "call", ch, [])
+        return True
+
+    def _write_recording(self, ch: Channel) -> None:
+        """A placeholder for what Asterisk writes with option D: signed-linear 8 kHz, two
+        interleaved channels (a quiet tone on each side), as long as the recording ran (cut at
+        ``recording_max_seconds``)."""
+        if ch.mixmonitor is None:
+            return
+        path, started = ch.mixmonitor
+        ch.mixmonitor = None
+        seconds = min(max(0.0, self.clock.now() - started), self.config.recording_max_seconds)
+        frames = int(seconds * 8000)
+        left = [int(1000 * math.sin(2 * math.pi * 440 * i / 8000)) for i in range(80)]
+        right = [int(1000 * math.sin(2 * math.pi * 660 * i / 8000)) for i in range(80)]
+        period = b"".join(struct.pack("<hh", a, b) for a, b in zip(left, right, strict=True))
+        whole, rest = divmod(frames, 80)
+        with contextlib.suppress(OSError), open(path, "wb") as fh:  # Asterisk logs; call goes on
+            fh.write(period * whole + period[: rest * 4])
 
     async def _dp_spy(self, ch: Channel) -> tuple[str, str] | None:
         mode = ch.exten

@@ -923,6 +923,27 @@ class SimulatorServer:
             )
         self._list_complete(s, a, "ConfbridgeListComplete", len(conf.members))
 
+    async def _act_mixmonitor(self, s: Session, a: Action) -> None:
+        """File 22: Response first, then VarSet MIXMONITOR_FILENAME and MixMonitorStart."""
+        ch = self.pbx.find_channel(a.get("Channel") or "")
+        if ch is None:
+            s.reply(a, [("Response", "Error"), ("Message", "No such channel")])
+            return
+        s.reply(a, [("Response", "Success")])
+        self.pbx.start_mixmonitor(ch, a.get("File") or f"{ch.uniqueid}.wav")
+
+    async def _act_stopmixmonitor(self, s: Session, a: Action) -> None:
+        """File 22: Response Success, then MixMonitorStop."""
+        ch = self.pbx.find_channel(a.get("Channel") or "")
+        if ch is None:
+            s.reply(a, [("Response", "Error"), ("Message", "No such channel")])
+            return
+        if ch.mixmonitor is None:
+            s.reply(a, [("Response", "Error"), ("Message", "Could not stop MixMonitor")])
+            return
+        s.reply(a, [("Response", "Success")])
+        self.pbx.stop_mixmonitor(ch)
+
     async def _act_confbridgekick(self, s: Session, a: Action) -> None:
         room, chan = a.get("Conference") or "", a.get("Channel") or ""
         if not room:

@@ -181,6 +181,7 @@ class CurrentCall(BaseModel):
     script: str
     dispositions: list[DispositionOut]
     history: HistoryOut
+    recording: bool = False  # the campaign records: show the notice and "stop recording"
 
 
 class PauseCode(BaseModel):
@@ -655,6 +656,7 @@ async def current_call(
         script=fill_script(campaign.script, values),
         dispositions=disposition_list(campaign.type),
         history=await lead_history(db, lead.id, masked=True),
+        recording=campaign.record_calls,
     )
 
 

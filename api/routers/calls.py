@@ -13,7 +13,7 @@ from api.access import attempt_filter
 from api.auth import Scope
 from api.deps import Ctx, Scoped
 from api.errors import ApiError, not_found
-from api.screen import AttemptOut, attempt_out
+from api.screen import AttemptOut, attempt_out, playable_recordings
 from api.types import QueryId
 from dialer.db.models import CallAttempt
 from dialer.domain.outcomes import CallOutcome
@@ -71,8 +71,10 @@ async def list_calls(
         .offset(offset)
     )
     masked = ctx.principal.is_agent
+    attempts = list(rows)
+    recs = {} if masked else await playable_recordings(ctx.db, [a.id for a in attempts])
     return CallPage(
-        items=[attempt_out(a, masked=masked) for a in rows],
+        items=[attempt_out(a, masked=masked, recordings=recs) for a in attempts],
         total=int(total or 0),
         limit=limit,
         offset=offset,
@@ -96,4 +98,6 @@ async def get_call(attempt: Annotated[str, Path(max_length=64)], ctx: Ctx) -> At
     row = await ctx.db.scalar(sa.select(CallAttempt).where(*conds))
     if row is None:
         raise not_found("call", attempt)
-    return attempt_out(row, masked=ctx.principal.is_agent)
+    masked = ctx.principal.is_agent
+    recs = {} if masked else await playable_recordings(ctx.db, [row.id])
+    return attempt_out(row, masked=masked, recordings=recs)

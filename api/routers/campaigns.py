@@ -81,6 +81,18 @@ class CampaignFields(BaseModel):
     trunk: str | None = Field(default=None, max_length=200)
     starts_at: datetime | None = None
     ends_at: datetime | None = None
+    record_calls: bool | None = Field(
+        default=None, description="Record connected calls (stereo WAV, docs/recording.md)."
+    )
+    recording_retention_days: int | None = Field(
+        default=None, ge=1, le=3650, description="Days a recording is kept, then purged."
+    )
+    recording_consent_prompt: str | None = Field(
+        default=None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_/.-]*$",
+        description="Sound file played to the customer on connect; empty: no prompt.",
+    )
 
     @field_validator("starts_at", "ends_at")
     @classmethod
@@ -128,6 +140,9 @@ class CampaignOut(BaseModel):
     trunk: str
     starts_at: datetime | None
     ends_at: datetime | None
+    record_calls: bool
+    recording_retention_days: int
+    recording_consent_prompt: str
     created_at: datetime
     updated_at: datetime
 
@@ -193,6 +208,9 @@ def campaign_out(c: Campaign) -> CampaignOut:
         trunk=c.trunk,
         starts_at=c.starts_at,
         ends_at=c.ends_at,
+        record_calls=c.record_calls,
+        recording_retention_days=c.recording_retention_days,
+        recording_consent_prompt=c.recording_consent_prompt,
         created_at=c.created_at,
         updated_at=c.updated_at,
     )

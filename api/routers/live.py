@@ -36,7 +36,16 @@ from api.errors import not_found
 from api.events import seconds_since
 from api.routers.campaigns import load_campaign
 from api.types import PathId
-from dialer.db.models import CallAttempt, Campaign, Lead, Role, User, UserCampaign
+from dialer.db.models import (
+    CallAttempt,
+    Campaign,
+    Lead,
+    Recording,
+    RecordingStatus,
+    Role,
+    User,
+    UserCampaign,
+)
 from dialer.domain.errors import InvalidCallWindow
 from dialer.domain.outcomes import AgentState, CallOutcome, DialMode, LeadStatus
 from dialer.domain.windows import CallWindow, closes_at, is_open, next_open
@@ -150,6 +159,17 @@ class LiveCampaign(BaseModel):
     timezone: str
 
 
+class LiveRecordings(BaseModel):
+    """Recordings of today's connected calls (issue 16); failed ones went on unrecorded."""
+
+    enabled: bool
+    recording: int = 0
+    ok: int = 0
+    failed: int = 0
+    deleted: int = 0
+    last_failure: str | None = None
+
+
 class LiveOut(BaseModel):
     campaign: LiveCampaign
     now: datetime
@@ -161,6 +181,7 @@ class LiveOut(BaseModel):
     rates: LiveRates
     leads: LiveLeads
     window: LiveWindow
+    recordings: LiveRecordings | None = None
 
 
 class Bucket(BaseModel):
@@ -334,6 +355,31 @@ def _window(campaign: Campaign, now: datetime) -> LiveWindow:
         return LiveWindow(open=False, closes_at=None, next_open_at=None)
 
 
+async def _recordings_today(
+    ctx: RequestContext, campaign: Campaign, day_start: datetime
+) -> LiveRecordings:
+    out = LiveRecordings(enabled=campaign.record_calls)
+    rows = await ctx.db.execute(
+        sa.select(Recording.status, sa.func.count())
+        .where(Recording.campaign_id == campaign.id, Recording.started_at >= day_start)
+        .group_by(Recording.status)
+    )
+    for status, n in rows:
+        setattr(out, str(getattr(status, "value", status)), int(n))
+    if out.failed:
+        out.last_failure = await ctx.db.scalar(
+            sa.select(Recording.failure_reason)
+            .where(
+                Recording.campaign_id == campaign.id,
+                Recording.status == RecordingStatus.FAILED,
+                Recording.started_at >= day_start,
+            )
+            .order_by(Recording.id.desc())
+            .limit(1)
+        )
+    return out
+
+
 async def compute_live(ctx: RequestContext, campaign: Campaign) -> LiveOut:
     now = ctx.now()
     cid = campaign.id
@@ -378,6 +424,7 @@ async def compute_live(ctx: RequestContext, campaign: Campaign) -> LiveOut:
         )
     )
     total = sum(by_status.values())
+    recordings = await _recordings_today(ctx, campaign, day_start)
     published_mode = hash_.get("mode") or None
     mode = published_mode or campaign.dial_mode.value
     return LiveOut(
@@ -432,6 +479,7 @@ async def compute_live(ctx: RequestContext, campaign: Campaign) -> LiveOut:
             attempts_capacity=total * campaign.max_attempts,
         ),
         window=_window(campaign, now),
+        recordings=recordings,
     )
 
 

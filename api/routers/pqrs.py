@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from api.auth import Scope
 from api.deps import Ctx, RequestContext, Scoped
 from api.errors import ApiError, not_found
-from api.screen import PqrsOut, pqrs_out
+from api.screen import PqrsOut, pqrs_out, pqrs_recordings
 from api.types import PathId, QueryId
 from dialer.db.models import Lead, Pqrs, PqrsStatus, PqrsType
 
@@ -61,8 +61,10 @@ async def list_pqrs(
     rows = await ctx.db.scalars(
         sa.select(Pqrs).where(*conds).order_by(Pqrs.deadline, Pqrs.id).limit(limit).offset(offset)
     )
+    items = list(rows)
+    recs = await pqrs_recordings(ctx.db, items)
     return PqrsPage(
-        items=[pqrs_out(p) for p in rows], total=int(total or 0), limit=limit, offset=offset
+        items=[pqrs_out(p, recs) for p in items], total=int(total or 0), limit=limit, offset=offset
     )
 
 
@@ -75,7 +77,8 @@ async def _load(ctx: RequestContext, pqrs_id: int) -> Pqrs:
 
 @router.get("/{pqrs_id}", summary="One PQRS record", dependencies=[Scoped(Scope.PQRS_READ)])
 async def get_pqrs(pqrs_id: PathId, ctx: Ctx) -> PqrsOut:
-    return pqrs_out(await _load(ctx, pqrs_id))
+    row = await _load(ctx, pqrs_id)
+    return pqrs_out(row, await pqrs_recordings(ctx.db, [row]))
 
 
 @router.patch(

@@ -376,8 +376,30 @@ function renderScreenPop(me) {
     ...fact("Intento", `${call.attempt.attempt_number}`),
   );
   $("ficha-guion").textContent = call.script || "Esta campaña no tiene guion.";
+  renderRecording(call, isNew);
   renderHistory(call);
   if (isNew) alertNewCall(call);
+}
+
+// Recorded campaigns: the consent notice and the one control to stop the recording.
+function renderRecording(call, isNew) {
+  const box = $("ficha-grabacion");
+  box.hidden = !call.recording;
+  const button = $("detener-grabacion");
+  if (isNew) {
+    button.disabled = false;
+    $("grabacion-estado").textContent = "Grabando";
+  }
+  button.onclick = async () => {
+    button.disabled = true;
+    try {
+      await api("POST", `${API}/recordings/stop`, {});
+      $("grabacion-estado").textContent = "Grabación detenida";
+    } catch (err) {
+      button.disabled = false;
+      $("grabacion-estado").textContent = `No se pudo detener: ${messageEs(err)}`;
+    }
+  };
 }
 
 function renderIdle(me) {

@@ -103,6 +103,7 @@ function buildPanel(campaign) {
       kpi("attempts_used", "Intentos usados"),
       kpi("attempts_today", "Intentos hoy"),
       kpi("window", "Ventana de llamadas"),
+      kpi("recordings", "Grabaciones hoy"),
     ),
     el("div", { class: "states" }),
     el(
@@ -116,8 +117,14 @@ function buildPanel(campaign) {
       ),
     ),
     el("div", { class: "charts" }, el("div", { class: "chart-calls" }), el("div", { class: "chart-abandon" })),
+    el(
+      "details",
+      { class: "recordings" },
+      el("summary", {}, "Grabaciones recientes"),
+      el("ul", { class: "recordings-list" }, el("li", { class: "muted" }, "Sin grabaciones.")),
+    ),
   );
-  const panel = { id, root, data: null, dirty: false, refresh: null };
+  const panel = { id, root, data: null, dirty: false, refresh: null, recIds: "" };
   for (const input of [modeSelect, ratio, target]) input.addEventListener("input", () => (panel.dirty = true));
   panel.refresh = throttle(() => loadLive(panel), LIVE_MIN_MS);
   return panel;
@@ -204,6 +211,14 @@ function renderLive(panel, d) {
   const w = d.window;
   setKpi(panel, "window", w.open ? "Abierta" : "Cerrada", w.open ? `cierra ${fmtTime(w.closes_at)}` : w.next_open_at ? `abre ${fmtWhen(w.next_open_at)}` : "", w.open ? "ok" : "warning");
 
+  const rec = d.recordings;
+  if (rec && (rec.enabled || rec.ok || rec.failed)) {
+    const failed = rec.failed ? ` · ${rec.failed} fallida(s)${rec.last_failure ? `: ${rec.last_failure}` : ""}` : "";
+    setKpi(panel, "recordings", rec.ok + rec.recording, `${rec.recording} en curso${failed}`, rec.failed ? "danger" : "ok");
+  } else {
+    setKpi(panel, "recordings", "–", "la campaña no graba");
+  }
+
   const states = clear(root.querySelector(".states"));
   for (const s of STATE_ORDER) {
     const n = d.agents_by_state[s] || 0;
@@ -254,6 +269,36 @@ async function loadToday(panel) {
   }
 }
 
+// The campaign's latest playable recordings (supervisors; every play is audited by the API).
+// Re-rendered only when the list changes, so a recording being played is not interrupted.
+async function loadRecordings(panel) {
+  let page;
+  try {
+    page = await api("GET", `${API}/recordings?campaign_id=${panel.id}&status=ok&limit=10`);
+  } catch {
+    return; // recordings are optional on the dashboard
+  }
+  const ids = page.items.map((r) => r.id).join(",");
+  if (ids === panel.recIds) return;
+  panel.recIds = ids;
+  const list = clear(panel.root.querySelector(".recordings-list"));
+  if (!page.items.length) list.append(el("li", { class: "muted" }, "Sin grabaciones."));
+  for (const r of page.items) {
+    list.append(
+      el(
+        "li",
+        { dataset: { recordingId: r.id } },
+        el("span", {}, `${fmtWhen(r.started_at)} · ${fmtDuration(r.duration_s)} · intento ${r.attempt.slice(0, 8)}`),
+        el("audio", { controls: true, preload: "metadata", src: r.audio_url }),
+        el("a", { href: `${r.audio_url}?download=true` }, "Descargar"),
+      ),
+    );
+  }
+}
+setInterval(() => {
+  for (const panel of panels.values()) loadRecordings(panel);
+}, 30000);
+
 async function loadCampaigns() {
   let campaigns;
   try {
@@ -277,7 +322,7 @@ async function loadCampaigns() {
       const panel = buildPanel(c);
       panels.set(c.id, panel);
       box.append(panel.root);
-      loadLive(panel).then(() => loadToday(panel));
+      loadLive(panel).then(() => loadToday(panel)).then(() => loadRecordings(panel));
     }
   }
   $("sin-campanas").hidden = wanted.length > 0;

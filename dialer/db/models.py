@@ -107,6 +107,13 @@ class PqrsStatus(StrEnum):
     CLOSED = "closed"
 
 
+class RecordingStatus(StrEnum):
+    RECORDING = "recording"  # the call is connected, MixMonitor runs on the PBX
+    OK = "ok"  # file found after the call: size, checksum and duration known
+    FAILED = "failed"  # no usable file (failure_reason says why); the call went on
+    DELETED = "deleted"  # file removed (retention or data-subject deletion); row kept
+
+
 class DncSource(StrEnum):
     INTERNAL = "internal"  # customer asked not to be called / manual entry
     RNE = "rne"  # CRC Registro de Números Excluidos
@@ -170,6 +177,13 @@ class Campaign(TimestampMixin, Base):
     trunk: Mapped[str] = mapped_column(sa.String(200), default="")  # override server trunk
     starts_at: Mapped[datetime | None] = mapped_column(default=None)
     ends_at: Mapped[datetime | None] = mapped_column(default=None)
+    #: call recording (docs/recording.md): MixMonitor from the dialplan on connect
+    record_calls: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    recording_retention_days: Mapped[int] = mapped_column(default=180, server_default="180")
+    #: sound file played to the customer on connect ("Esta llamada puede ser grabada...")
+    recording_consent_prompt: Mapped[str] = mapped_column(
+        sa.String(200), default="", server_default=""
+    )
 
     leads: Mapped[list[Lead]] = relationship(back_populates="campaign")
 
@@ -358,6 +372,43 @@ class CallAttempt(Base):
         sa.Index("ix_attempts_campaign_created", "campaign_id", "created_at"),
         sa.CheckConstraint("attempt_number >= 1", name="attempt_number_pos"),
     )
+
+
+class Recording(Base):
+    """One call recording: a stereo WAV per connected attempt (docs/recording.md)."""
+
+    __tablename__ = "recordings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attempt_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("call_attempts.id", ondelete="CASCADE"), unique=True
+    )
+    campaign_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
+    lead_id: Mapped[int] = mapped_column(sa.ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    agent_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    duration_s: Mapped[float | None] = mapped_column(default=None)
+    size_bytes: Mapped[int | None] = mapped_column(default=None)
+    sha256: Mapped[str | None] = mapped_column(sa.String(64), default=None)
+    channels: Mapped[int] = mapped_column(default=2)
+    pbx_path: Mapped[str] = mapped_column(sa.String(500))  # as the PBX writes it (.raw)
+    path: Mapped[str] = mapped_column(sa.String(500))  # where Marcador keeps the WAV
+    retention_until: Mapped[datetime] = mapped_column(index=True)
+    status: Mapped[RecordingStatus] = mapped_column(
+        _enum(RecordingStatus), default=RecordingStatus.RECORDING, index=True
+    )
+    failure_reason: Mapped[str | None] = mapped_column(sa.String(200), default=None)
+    stopped_at: Mapped[datetime | None] = mapped_column(default=None)  # the customer objected
+    stopped_by: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+    deleted_reason: Mapped[str | None] = mapped_column(sa.String(80), default=None)
 
 
 class Disposition(Base):

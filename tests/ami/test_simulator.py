@@ -12,6 +12,7 @@ import re
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -871,3 +872,68 @@ def test_config_defaults_match_readme_lab() -> None:
     assert isinstance(cfg.agents[0], Agent)
     assert "3999" in cfg.nonexistent
     assert set(cfg.customers) == {f"30{n:02d}" for n in range(1, 13)}
+
+
+async def test_recording_on_connect_and_stop_like_file_22(
+    sim: SimulatorServer, tmp_path: Path
+) -> None:
+    """marcador-record on the connect path: Gosub, MixMonitor (D) with the attempt's file,
+    VarSet MIXMONITOR_FILENAME and MixMonitorStart (header names of file 22), the consent
+    prompt; StopMixMonitor answers Success, then MixMonitorStop; the file keeps what came
+    before (interleaved stereo signed linear)."""
+    t22 = received(transcript("22"))
+    client = await login(sim)
+    await _agent_login(client, "1001")
+    raw = tmp_path / "att-rec.raw"
+    resp = await _customer_call(
+        client,
+        "3012",
+        "att-rec",
+        **{
+            dp.VAR_CONNECT_TIMEOUT: "60",
+            dp.VAR_RECORD: "1",
+            dp.VAR_RECORD_FILE: str(raw),
+            dp.VAR_CONSENT_PROMPT: "marcador/consent",
+        },
+    )
+    cust = resp.get("Channel") or ""
+    await client.event("Newexten", Channel=cust, Context=dp.CTX_HOLD, Application="Wait")
+    await client.action(
+        "Redirect", ("Channel", cust), ("Context", dp.CTX_AGENT_ROOM), ("Exten", "1001")
+    )
+    start = await client.event("MixMonitorStart", Channel=cust)
+    assert start.keys() == first(t22, Event="MixMonitorStart").keys()
+    setvar = [
+        m
+        for m in client.events(["VarSet"])
+        if m.get("Channel") == cust and m.get("Variable") == dp.VAR_MIXMONITOR_FILENAME
+    ]
+    assert [m.get("Value") for m in setvar] == [str(raw)]
+    assert setvar[0].keys() == first(t22, Event="VarSet", Variable="MIXMONITOR_FILENAME").keys()
+    await client.event("ConfbridgeJoin", Channel=cust, within=30)
+    steps = [
+        (m.get("Context"), m.get("Priority"), m.get("Application"), m.get("AppData"))
+        for m in client.events(["Newexten"])
+        if m.get("Channel") == cust and m.get("Context") in (dp.CTX_AGENT_ROOM, dp.CTX_RECORD)
+    ]
+    assert steps[3:] == [
+        (dp.CTX_AGENT_ROOM, "4", "Gosub", "marcador-record,s,1"),
+        (dp.CTX_RECORD, "1", "GotoIf", "0?done"),
+        (dp.CTX_RECORD, "2", "MixMonitor", f"{raw},D"),
+        (dp.CTX_RECORD, "3", "GotoIf", "0?done"),
+        (dp.CTX_RECORD, "4", "Playback", "marcador/consent"),
+        (dp.CTX_RECORD, "5", "Return", ""),
+        (dp.CTX_AGENT_ROOM, "5", "ConfBridge", "agent-1001,marcador_room,marcador_customer"),
+    ]
+    stop = await client.action("StopMixMonitor", ("Channel", cust))
+    assert stop.get("Response") == "Success"
+    end = await client.event("MixMonitorStop", Channel=cust)
+    assert end.keys() == first(t22, Event="MixMonitorStop").keys()
+    size = raw.stat().st_size
+    assert size > 0 and size % 4 == 0  # 2 channels x 16 bit
+    again = await client.action("StopMixMonitor", ("Channel", cust))
+    assert again.get("Response") == "Error"
+    await client.action("Hangup", ("Channel", cust))
+    await client.event("Hangup", Channel=cust)
+    assert raw.stat().st_size == size  # nothing written after the stop
+    await client.close()

@@ -21,6 +21,7 @@ class FakeTelephony:
     originates: list[tuple[str, OriginateRequest]] = field(default_factory=list)
     redirects: list[tuple[str, str, str, str]] = field(default_factory=list)
     hangups: list[tuple[str, str]] = field(default_factory=list)
+    recording_stops: list[tuple[str, str]] = field(default_factory=list)
     queue: asyncio.Queue[TelephonyItem] = field(default_factory=asyncio.Queue)
 
     def server_names(self) -> Sequence[str]:
@@ -58,6 +59,8 @@ class FakeTelephony:
 
     async def play_dtmf(self, server: str, channel: str, digits: str) -> None:
         self.dtmf.append((server, channel, digits))
+    async def stop_recording(self, server: str, channel: str) -> None:
+        self.recording_stops.append((server, channel))
 
     live: set[str] = field(default_factory=set)
     #: CoreShowChannels items; uniqueids in ``live`` without one are listed bare

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -163,6 +164,8 @@ class PbxStack:
     tmp: Path
     dialers: int = 1
     virtual_agents: bool = True
+    #: overrides the server's agent_channel (e.g. dialer.lab_pstn.TALKING_AGENT_CHANNEL)
+    agent_channel: str = ""
     #: ``AsteriskServer.max_channels`` of the lab server (concurrent outbound calls allowed).
     max_channels: int = 60
     #: ``MARCADOR_LOG_LEVEL`` of the processes (benchmarks run at warning).
@@ -219,9 +222,7 @@ class PbxStack:
                 "MARCADOR_DATABASE__URL": self.db_url,
                 "MARCADOR_REDIS__URL": redis_url,
                 "MARCADOR_REDIS__KEY_PREFIX": prefix,
-                "MARCADOR_ASTERISK__SERVERS": self.lab.servers_json(
-                    virtual_agents=self.virtual_agents, max_channels=self.max_channels
-                ),
+                "MARCADOR_ASTERISK__SERVERS": self._servers_json(),
                 "MARCADOR_ASTERISK__ACTION_TIMEOUT": "5",
                 "MARCADOR_ASTERISK__PING_INTERVAL": "2",
                 "MARCADOR_API__HOST": "127.0.0.1",
@@ -244,6 +245,12 @@ class PbxStack:
         if not chaos.wait_port(self.api_port, timeout=120):  # a loaded CI machine
             raise RuntimeError(f"marcador api did not listen (see {logs / 'api.log'})")
         return self
+
+    def _servers_json(self) -> str:
+        server = self.lab.server(virtual_agents=self.virtual_agents, max_channels=self.max_channels)
+        if self.agent_channel:
+            server = {**server, "agent_channel": self.agent_channel}
+        return json.dumps([server])
 
     def _database_url(self, data: Path) -> str:
         url = os.environ.get("MARCADOR_DATABASE__URL")

@@ -1,0 +1,216 @@
+"""Call recording end to end on the PBX simulator (issue 16): engine -> dialplan -> file -> row.
+
+The dialplan (``marcador-record``) starts MixMonitor on the connect path; the simulator writes
+an interleaved stereo ``.raw`` like Asterisk's option D; the dialer registers the row on connect
+and, after the hang-up, turns the file into a stereo WAV with size, checksum and duration. The
+agent's "stop recording" ends the file where it was stopped. A recording that fails never stops
+the call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from ami_bridge import dialplan
+from ami_bridge.simulator import Agent, Population, SimulatorConfig
+from dialer.db.models import CallAttempt, Recording, RecordingStatus
+from dialer.domain.outcomes import AgentState, CallOutcome
+from dialer.runtime import ScaledClock, dialer_runtime
+from dialer.settings import Settings
+
+from .factories import make_agent, make_campaign, make_lead
+
+START = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)  # Monday 10:00 in Bogotá
+SPEED = 20.0
+
+
+async def _until(cond: Callable[[], bool], within: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while not cond():
+        if loop.time() > deadline:
+            pytest.fail("condition not reached in time")
+        await asyncio.sleep(0.02)
+
+
+def _sim_config() -> SimulatorConfig:
+    return SimulatorConfig(
+        speed=SPEED,
+        seed=5,
+        consent_prompt_seconds=2.0,
+        agents=[Agent("1001", answer_delay=0.2)],
+        population=Population(
+            answer=1.0,
+            busy=0,
+            congestion=0,
+            invalid=0,
+            rejected=0,
+            machine=0,
+            ring_mean=1.0,
+            ring_sd=0.1,
+            talk_mean=3000.0,
+            talk_sd=1.0,
+        ),
+    )
+
+
+async def _setup(settings: Settings, tmp_path: Path, rec_dir: Path) -> Settings:
+    from dialer.db.migrate import upgrade
+
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'rec.db'}"
+    await asyncio.to_thread(upgrade, db_url)
+    return settings.model_copy(
+        update={
+            "database": settings.database.model_copy(update={"url": db_url}),
+            "recording": settings.recording.model_copy(
+                update={"pbx_dir": str(rec_dir), "settle_seconds": 0.0}
+            ),
+        }
+    )
+
+
+async def _row(sm: object, attempt: str) -> Recording | None:
+    async with sm() as s:  # type: ignore[operator]
+        rec: Recording | None = await s.scalar(
+            sa.select(Recording)
+            .join(CallAttempt, CallAttempt.id == Recording.attempt_id)
+            .where(CallAttempt.uuid == attempt)
+        )
+        return rec
+
+
+async def _final_row(sm: object, attempt: str, within: float = 20.0) -> Recording:
+    """The row once the dialer finalised it (after the hang-up, in the background)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        row = await _row(sm, attempt)
+        if row is not None and row.status is not RecordingStatus.RECORDING:
+            return row
+        if loop.time() > deadline:
+            pytest.fail("recording not finalised in time")
+        await asyncio.sleep(0.02)
+
+
+async def test_connected_call_is_recorded_and_stop_keeps_what_came_before(
+    settings: Settings, tmp_path: Path
+) -> None:
+    rec_dir = tmp_path / "rec"
+    settings = await _setup(settings, tmp_path, rec_dir)
+    clock = ScaledClock(START, speed=SPEED)
+    async with dialer_runtime(
+        settings, clock, simulator_config=_sim_config(), dialer_name="rec"
+    ) as rt:
+        engine, sim = rt.engine, rt.simulator
+        assert sim is not None
+        sm = engine.store.sm
+        camp = await make_campaign(
+            sm,
+            name=f"Rec {tmp_path.name}",
+            record_calls=True,
+            recording_retention_days=30,
+            recording_consent_prompt="marcador/consent",
+        )
+        await make_agent(sm, 901, "1001")
+        await make_lead(sm, camp.id, 1)
+        stop = asyncio.Event()
+        runner = asyncio.create_task(engine.run(stop, tick=0.03))
+        try:
+            await _until(lambda: camp.id in engine.campaigns)
+            await engine.agent_login(901, "1001", camp.id)
+            await _until(lambda: engine.agents[901].state is AgentState.IN_CALL)
+            attempt = engine.agents[901].call_attempt
+            assert attempt is not None
+            customer = engine.calls[attempt].channel
+            assert customer is not None
+            ch = sim.pbx.find_channel(customer)
+            assert ch is not None
+            # started by the dialplan, with the file name from the Originate's variables
+            assert ch.variables[dialplan.VAR_RECORD] == "1"
+            assert ch.mixmonitor is not None
+            assert ch.mixmonitor[0] == str(rec_dir / f"{attempt}.raw")
+            for _ in range(200):  # registered by the dialer right after the connect
+                row = await _row(sm, attempt)
+                if row is not None:
+                    break
+                await asyncio.sleep(0.02)
+            assert row is not None and row.status is RecordingStatus.RECORDING
+            assert row.agent_id == 901
+            assert (row.retention_until - row.started_at).days == 30
+
+            began = ch.mixmonitor[1]
+            await asyncio.sleep(0.1)  # ~2 simulated seconds of conversation
+            before = sim.pbx.clock.now() - began
+            assert await engine.stop_recording(901, by=901)
+            assert ch.mixmonitor is None  # StopMixMonitor reached the PBX: the file is closed
+            after = sim.pbx.clock.now() - began
+            await asyncio.sleep(0.1)  # the call goes on, unrecorded
+            assert sim.hangup_from_far_end(customer)
+            row = await _final_row(sm, attempt)
+        finally:
+            stop.set()
+            await runner
+        assert row.status is RecordingStatus.OK, row.failure_reason
+        assert row.stopped_at is not None and row.stopped_by == 901
+        assert row.channels == 2 and row.size_bytes and row.sha256 and len(row.sha256) == 64
+        wav_path = Path(row.path)
+        assert wav_path == rec_dir / f"{attempt}.wav"
+        assert not (rec_dir / f"{attempt}.raw").exists()
+        with wave.open(str(wav_path), "rb") as w:
+            assert w.getnchannels() == 2 and w.getframerate() == 8000
+            seconds = w.getnframes() / 8000
+        assert row.duration_s == pytest.approx(seconds, abs=0.01)
+        assert before - 0.01 <= seconds <= after + 0.01  # consent prompt + talk, until stopped
+        # the file ends where it was stopped: the call itself lasted longer
+        async with sm() as s:
+            a = await s.scalar(sa.select(CallAttempt).where(CallAttempt.uuid == attempt))
+        assert a is not None and a.outcome is CallOutcome.ANSWERED_CONNECTED
+        assert a.connected_at is not None and a.ended_at is not None
+        talk = (a.ended_at - a.connected_at).total_seconds()
+        assert 0 < seconds < talk
+
+
+async def test_a_recording_that_fails_never_stops_the_call(
+    settings: Settings, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the directory should be")
+    settings = await _setup(settings, tmp_path, blocker / "rec")
+    clock = ScaledClock(START, speed=SPEED)
+    async with dialer_runtime(
+        settings, clock, simulator_config=_sim_config(), dialer_name="rec2"
+    ) as rt:
+        engine, sim = rt.engine, rt.simulator
+        assert sim is not None
+        sm = engine.store.sm
+        camp = await make_campaign(sm, name=f"Rec2 {tmp_path.name}", record_calls=True)
+        await make_agent(sm, 902, "1001")
+        await make_lead(sm, camp.id, 1)
+        stop = asyncio.Event()
+        runner = asyncio.create_task(engine.run(stop, tick=0.03))
+        try:
+            await _until(lambda: camp.id in engine.campaigns)
+            await engine.agent_login(902, "1001", camp.id)
+            await _until(lambda: engine.agents[902].state is AgentState.IN_CALL)
+            attempt = engine.agents[902].call_attempt
+            assert attempt is not None
+            customer = engine.calls[attempt].channel
+            assert customer is not None
+            await asyncio.sleep(0.05)
+            assert sim.hangup_from_far_end(customer)
+            row = await _final_row(sm, attempt)
+        finally:
+            stop.set()
+            await runner
+        assert row.status is RecordingStatus.FAILED
+        assert row.failure_reason and "missing" in row.failure_reason
+        async with sm() as s:
+            a = await s.scalar(sa.select(CallAttempt).where(CallAttempt.uuid == attempt))
+        assert a is not None and a.outcome is CallOutcome.ANSWERED_CONNECTED
