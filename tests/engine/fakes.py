@@ -59,6 +59,7 @@ class FakeTelephony:
 
     async def play_dtmf(self, server: str, channel: str, digits: str) -> None:
         self.dtmf.append((server, channel, digits))
+
     async def stop_recording(self, server: str, channel: str) -> None:
         self.recording_stops.append((server, channel))
 
