@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
@@ -30,6 +30,15 @@ FLAGS = (
 
 
 def make_driver(chromium: str, chromedriver: str, profile: Path) -> WebDriver:
+    """A headless Chromium; started a second time if its first renderer never answers (seen
+    once on a loaded 2-core machine: "Timed out receiving message from renderer: 30.000")."""
+    try:
+        return _start_driver(chromium, chromedriver, profile)
+    except TimeoutException:
+        return _start_driver(chromium, chromedriver, profile.with_name(profile.name + "-2"))
+
+
+def _start_driver(chromium: str, chromedriver: str, profile: Path) -> WebDriver:
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
     for flag in FLAGS:
@@ -42,7 +51,11 @@ def make_driver(chromium: str, chromedriver: str, profile: Path) -> WebDriver:
     driver = webdriver.Chrome(options=options, service=service)
     driver.set_page_load_timeout(30)
     driver.set_script_timeout(30)
-    set_viewport(driver, 1366, 768)
+    try:
+        set_viewport(driver, 1366, 768)
+    except TimeoutException:
+        driver.quit()
+        raise
     return driver
 
 
