@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -72,9 +72,16 @@ def _write(rec: TranscriptRecorder, lab: LabPbx, path: Path) -> str:
     return text
 
 
-def _index(msgs: list[Message], pred: object) -> int:
+def _event(name: str, **match: str) -> Callable[[Message], bool]:
+    def pred(m: Message) -> bool:
+        return m.event == name and all(m.get(k) == v for k, v in match.items())
+
+    return pred
+
+
+def _index(msgs: list[Message], pred: Callable[[Message], bool]) -> int:
     for i, m in enumerate(msgs):
-        if pred(m):  # type: ignore[operator]
+        if pred(m):
             return i
     raise AssertionError("no such message")
 
@@ -185,21 +192,9 @@ async def test_record_unallocated_burst(lab_pbx: LabPbx, out_dir: Path) -> None:
             for i, attempt in enumerate(ids):
                 _originate(a, lab_number("9", 100 + i), attempt)
             for attempt in ids:
-                await a.wait_for(
-                    lambda m, x=attempt: (
-                        m.event == "OriginateResponse"  # type: ignore[misc]
-                        and m.get("ActionID") == f"orig-{x}"
-                    ),
-                    within=15,
-                )
+                await a.wait_for(_event("OriginateResponse", ActionID=f"orig-{attempt}"), 15)
                 for leg in (attempt, f"{attempt};2"):
-                    await a.wait_for(
-                        lambda m, x=leg: (
-                            m.event == "Hangup"  # type: ignore[misc]
-                            and m.get("Uniqueid") == x
-                        ),
-                        within=15,
-                    )
+                    await a.wait_for(_event("Hangup", Uniqueid=leg), 15)
             await a.action("Logoff")
         finally:
             await a.close()
