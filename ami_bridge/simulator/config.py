@@ -309,6 +309,9 @@ class SimulatorConfig:
     speed: float = 1.0
     auth_failure_delay: float = 1.0
     restart_refuse_seconds: float = 0.5
+    shutdown_event_delay: float = 1.1
+    """``core restart now``: the ``Shutdown`` event follows the channels' hang-ups this much
+    later (1.1 s on the real lab, ``tests/fixtures/pbx-transcripts/05``)."""
     boot_seconds: float = 0.3
     safe_harbor_seconds: float = 4.0
     machine_message_seconds: float = 8.0

@@ -224,3 +224,6 @@ async def test_core_restart_matches_the_real_pbx() -> None:
             if r.header("Event") == "Hangup" and (r.header("Uniqueid") or "").startswith(uid)
         ]
         assert sorted(hangups) == [(";1", "0"), (";2", "0")], (t.name, hangups)
+        last_hangup = max(r.seconds for r in t.received("B") if r.header("Event") == "Hangup")
+        shutdown = next(r.seconds for r in t.received("B") if r.header("Event") == "Shutdown")
+        assert abs((shutdown - last_hangup) - 1.1) <= AMD_TOLERANCE, (t.name, shutdown)
