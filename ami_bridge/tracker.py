@@ -67,7 +67,11 @@ said so, else ``ABANDONED``; not answered -> ``FAILED`` (never counted against t
 A call ends when its ``;1`` leg hangs up after an answer, or, unanswered, once the
 OriginateResponse arrived and every leg seen has hung up (they come in any order). If one of
 those facts never comes, :meth:`CallTracker.tick` resolves the call ``settle_timeout`` later
-with what is known.
+with what is known. An unanswered failure whose facts name no outcome yet (no conclusive
+cause, Reason or DialStatus) while a leg it expects was never seen (e.g. the Failure response
+arrived before the call's Newchannel, as recorded in ``tests/fixtures/pbx-transcripts/04``)
+waits ``late_event_grace`` for the late channel events first; a conclusive Hangup arriving
+meanwhile resolves it at once.
 
 Dialplan signals relied upon (see ``deploy/asterisk/extensions.conf``, design.md §4)
 -----------------------------------------------------------------------------------
@@ -206,6 +210,10 @@ class TrackerConfig:
     originate_grace: timedelta = timedelta(seconds=30)
     #: wait this long for a missing fact (OriginateResponse or a leg's Hangup) before resolving
     settle_timeout: timedelta = timedelta(seconds=5)
+    #: an unanswered failure with nothing conclusive yet (no Q.850 cause, Reason or DialStatus
+    #: that names an outcome, e.g. the OriginateResponse Failure came before the call's
+    #: Newchannel/Hangup) waits this long for late events before it is decided
+    late_event_grace: timedelta = timedelta(seconds=2)
     #: an answered call still up after this long is resolved (events were lost)
     max_call_duration: timedelta = timedelta(hours=4)
 
@@ -874,10 +882,32 @@ class CallTracker:
         response = call.response
         # A sync "Originate failed" comes *before* the call's channels: wait for them.
         if response is not None and legs_down and (call.legs or response != "Error"):
-            return [self._resolve(call, now, "")]
+            if self._conclusive(call):
+                return [self._resolve(call, now, "")]
+            # OriginateResponse is not ordered against the channel events: a fast failure's
+            # Newchannel/Hangup (with its cause) may still be on the way. Give them a moment.
+            grace = now + self.config.late_event_grace
+            if call.settle_at is None or grace < call.settle_at:
+                call.settle_at = grace
+            return []
         if call.settle_at is None and (response is not None or (call.legs and legs_down)):
             call.settle_at = now + self.config.settle_timeout
         return []
+
+    def _conclusive(self, call: _Call) -> bool:
+        """Unanswered: do the facts already name the outcome (no late event can change it)?"""
+        if call.cancel_requested or call.pbx_shutdown or call.response == "Error":
+            return True
+        if outcome_from_cause(self._right_cause(call)) is not None:
+            return True
+        if call.reason is not None and call.reason in _REASON_OUTCOMES:
+            return True
+        if call.dial_status and call.dial_status in _DIALSTATUS_OUTCOMES:
+            return True
+        # no named outcome (e.g. cause 0 everywhere): final once every leg we know of was seen
+        # (Newchannel precedes Hangup on a channel; only the response races them)
+        known = [uid for uid in (call.primary_uid, call.other_uid) if uid is not None]
+        return call.saw_channel and all(uid in call.legs for uid in known)
 
     def _resolve(self, call: _Call, now: datetime, note: str) -> CallEnded:
         outcome, detail = self._decide(call)

@@ -836,9 +836,10 @@ class Chaos:
         f = self.faults
         extra: dict[str, Any] = {}
         if self.lab is not None:
-            mism, excused, mism_examples = self.outcome_mismatches(attempts, camp.amd_enabled)
+            # the seed's history rows (SEED_DIALER, all no_answer) were never dialed: not checked
+            mism, excused, mism_examples = self.outcome_mismatches(real, camp.amd_enabled)
             # Every attempt with an outcome was checked (or excused by a fault on its call).
-            exercised["outcome_mismatches"] = sum(1 for a in attempts if a.outcome) - excused
+            exercised["outcome_mismatches"] = sum(1 for a in real if a.outcome) - excused
             extra = {
                 "outcome_mismatches": mism,
                 "outcomes_excused_by_fault": excused,

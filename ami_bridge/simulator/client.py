@@ -60,6 +60,9 @@ class AmiTestClient:
         self._cond = asyncio.Condition()
         self._ids = itertools.count(1)
         self._task: asyncio.Task[None] | None = None
+        #: Called with ("in" | "out", raw bytes) for every message read or written (the banner
+        #: excepted): :class:`ami_bridge.recorder.TranscriptRecorder` hooks in here.
+        self.tap: Callable[[str, bytes], None] | None = None
 
     @classmethod
     async def connect(cls, host: str, port: int, within: float = 5.0) -> AmiTestClient:
@@ -75,6 +78,8 @@ class AmiTestClient:
             while True:
                 raw = await self.reader.readuntil(b"\r\n\r\n")
                 msg = parse_message(raw)
+                if self.tap is not None:
+                    self.tap("in", raw)
                 async with self._cond:
                     self.messages.append(msg)
                     self._cond.notify_all()
@@ -92,10 +97,12 @@ class AmiTestClient:
         if aid is not None:
             out.append(("ActionID", aid))
         out.extend(headers)
-        self.writer.write(format_message(out))
+        self.send_raw(format_message(out))
         return aid or ""
 
     def send_raw(self, data: bytes) -> None:
+        if self.tap is not None:
+            self.tap("out", data)
         self.writer.write(data)
 
     async def wait_for(

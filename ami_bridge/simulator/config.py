@@ -123,6 +123,82 @@ LAB_CUSTOMERS: dict[str, Customer] = {
     ),
 }
 
+#: The lab PBX's customers (``Local/<number>@marcador-lab-pstn``, behaviour by the number's LAST
+#: digit: ``deploy/asterisk/lab/extensions_lab.conf``, ``dialer/lab_pstn.py``). Timings are the
+#: ones recorded on the real lab (``tests/fixtures/pbx-transcripts/``, issue 14 parity): AMD
+#: says HUMAN 2.12 s and MACHINE 1.98 s after it starts; the quick hang-up (digit 5) reaches AMD
+#: 1.50 s after the answer (``Wait(1)`` plus the Local channel's frame timing).
+LAB_PSTN_CONTEXT = "marcador-lab-pstn"
+LAB_AMD_HUMAN = AmdTruth("HUMAN", "HUMAN-800-800", 2.12)
+LAB_AMD_MACHINE = AmdTruth("MACHINE", "LONGGREETING-1500-1500", 1.98)
+LAB_PSTN_CUSTOMERS: dict[str, Customer] = {
+    "0": Customer(
+        (Step("NoOp", "LAB talk-until-hangup"), Step("Answer"), Step("Wait", "3600", 3600.0)),
+        amd=LAB_AMD_HUMAN,
+        label="lab talk-until-hangup",
+    ),
+    "1": Customer(
+        (
+            Step("NoOp", "LAB answer-talk"),
+            Step("Answer"),
+            Step("Playback", "custom/human", 0.8),
+            Step("Wait", "6", 6.0),
+            Step("Hangup", "16"),
+        ),
+        amd=LAB_AMD_HUMAN,
+        label="lab answer-talk",
+    ),
+    "2": Customer((Step("NoOp", "LAB busy"), Step("Busy", "10")), label="lab busy"),
+    "3": Customer(
+        (Step("NoOp", "LAB congestion"), Step("Congestion", "10")), label="lab congestion"
+    ),
+    "4": Customer(
+        (Step("NoOp", "LAB ring-no-answer"), Step("Ringing"), Step("Wait", "600", 600.0)),
+        label="lab ring-no-answer",
+    ),
+    "5": Customer(
+        (
+            Step("NoOp", "LAB quick-hangup"),
+            Step("Answer"),
+            Step("Wait", "1", 1.5),
+            Step("Hangup", "16"),
+        ),
+        amd=AmdTruth("NOTSURE", "TOOLONG", 5.0),  # never reached: the customer hangs up first
+        label="lab quick-hangup",
+    ),
+    "6": Customer(
+        (
+            Step("NoOp", "LAB human-greeting"),
+            Step("Answer"),
+            Step("Playback", "custom/human", 0.8),
+            Step("Wait", "8", 8.0),
+            Step("Hangup", "16"),
+        ),
+        amd=LAB_AMD_HUMAN,
+        label="lab human-greeting",
+    ),
+    "7": Customer(
+        (
+            Step("NoOp", "LAB machine-greeting"),
+            Step("Answer"),
+            Step("Playback", "custom/machine", 6.0),
+            Step("Wait", "4", 4.0),
+            Step("Hangup", "16"),
+        ),
+        amd=LAB_AMD_MACHINE,
+        label="lab machine-greeting",
+    ),
+    "8": Customer((Step("NoOp", "LAB rejected"), Step("Hangup", "21")), label="lab rejected"),
+    "9": Customer((Step("NoOp", "LAB unallocated"), Step("Hangup", "1")), label="lab unallocated"),
+}
+
+
+def lab_pstn_customer(number: str) -> Customer:
+    """The lab customer of ``number`` (its last digit; no digit: a nonexistent number)."""
+    digit = number.strip()[-1:]
+    return LAB_PSTN_CUSTOMERS.get(digit, NONEXISTENT)
+
+
 NONEXISTENT = Customer(None, label="nonexistent")
 
 
@@ -233,6 +309,9 @@ class SimulatorConfig:
     speed: float = 1.0
     auth_failure_delay: float = 1.0
     restart_refuse_seconds: float = 0.5
+    shutdown_event_delay: float = 1.1
+    """``core restart now``: the ``Shutdown`` event follows the channels' hang-ups this much
+    later (1.1 s on the real lab, ``tests/fixtures/pbx-transcripts/05``)."""
     boot_seconds: float = 0.3
     safe_harbor_seconds: float = 4.0
     machine_message_seconds: float = 8.0

@@ -23,10 +23,12 @@ from ami_bridge import dialplan as dp
 from ami_bridge.extensions import best_match
 from ami_bridge.simulator.clock import SimClock
 from ami_bridge.simulator.config import (
+    LAB_PSTN_CONTEXT,
     AmdTruth,
     Customer,
     SimulatorConfig,
     Step,
+    lab_pstn_customer,
 )
 from ami_bridge.simulator.wire import Headers, format_message
 
@@ -424,6 +426,8 @@ class Pbx:
             ctx = ctx.split("/")[0]
             if ctx == dp.CTX_CUSTOMERS:
                 customer = self.customer_for(exten)
+            elif ctx == LAB_PSTN_CONTEXT:
+                customer = lab_pstn_customer(exten)
             else:
                 customer = Customer(None, label="nonexistent context")
             return self._originate_local(req, exten, ctx, customer)

@@ -259,6 +259,7 @@ class SimulatorServer:
         if issuer is not None:
             self._close_session(issuer, abort=False)
         self.pbx.shutdown_hangup_all()
+        await self.clock.sleep(self.config.shutdown_event_delay)
         self.pbx.emit("Shutdown", "system", [("Shutdown", "Cleanly"), ("Restart", "True")])
         self._booted.clear()
         for s in list(self.sessions):

@@ -61,7 +61,9 @@ def _base(channel: str) -> str:
     return channel[:-2] if channel.endswith((";1", ";2")) else channel
 
 
-def track_originate(tracker: CallTracker, msg: Message, now: datetime) -> str:
+def track_originate(
+    tracker: CallTracker, msg: Message, now: datetime, outputs: list[TrackerOutput] | None = None
+) -> str:
     action_id = msg["ActionID"]
     channel_id = msg.get("ChannelId")
     match: tuple[str, str] | None = None
@@ -72,7 +74,8 @@ def track_originate(tracker: CallTracker, msg: Message, now: datetime) -> str:
                 match = (key, value)
     preview = msg.get("Context") == "preview" and (msg.get("Exten") or "").isdigit()
     timeout_ms = int(msg.get("Timeout") or "30000")
-    try:
+
+    def _track() -> None:
         tracker.track(
             action_id,
             action_id=action_id,
@@ -83,6 +86,18 @@ def track_originate(tracker: CallTracker, msg: Message, now: datetime) -> str:
             ring_timeout=timedelta(milliseconds=timeout_ms),
             preview=preview,
         )
+
+    try:
+        try:
+            _track()
+        except ValueError:
+            # a call still waiting for late events (``late_event_grace``) holds the reused
+            # LEAD_ID: the recordings reuse it for calls run one after the other, so let that
+            # grace pass first (a dialer never reuses a match variable)
+            ended = tracker.tick(now + tracker.config.late_event_grace)
+            if outputs is not None:
+                outputs += ended
+            _track()
     except ValueError:
         # the same LEAD_ID is live twice (file 26: customer and agent legs); fall back to the
         # correlation by ActionID / OriginateResponse only
@@ -127,7 +142,7 @@ def replay(
             msg = sent_message(rec)
             action = (msg.get("Action") or "").lower()
             if action == "originate":
-                result.originates.append(track_originate(tr, msg, now))
+                result.originates.append(track_originate(tr, msg, now, result.outputs))
             elif action == "hangup":
                 target = msg.get("Channel") or ""
                 for call_id in tr.call_ids():
