@@ -362,6 +362,8 @@ class Engine:
                 raise
             except Exception as exc:
                 log.exception("background_task_failed", task=name, error=str(exc))
+            finally:
+                coro.close()  # cancelled before it started: no "never awaited" warning
 
         task = asyncio.create_task(guarded(), name=name)
         self._tasks.add(task)
@@ -373,9 +375,12 @@ class Engine:
         prev = self._lanes.get(lane)
 
         async def after() -> None:
-            if prev is not None and not prev.done():
-                await asyncio.wait([prev])  # its failure or cancellation is not ours
-            await coro
+            try:
+                if prev is not None and not prev.done():
+                    await asyncio.wait([prev])  # its failure or cancellation is not ours
+                await coro
+            finally:
+                coro.close()
 
         task = self._spawn(after(), lane)
         self._lanes[lane] = task
@@ -976,17 +981,18 @@ class Engine:
         self.agents[agent.agent_id] = agent.reserve(call.uuid, self._now())
         call.agent_id = agent.agent_id
         self._log_agent_soon(agent.agent_id)
-        self._spawn(self._redirect(call, agent.agent_id, agent.extension), f"redirect:{call.uuid}")
+        self._spawn(
+            self._redirect(call, call.channel, agent.agent_id, agent.extension),
+            f"redirect:{call.uuid}",
+        )
         return True
 
-    async def _redirect(self, call: LiveCall, agent_id: int, extension: str) -> None:
+    async def _redirect(self, call: LiveCall, channel: str, agent_id: int, extension: str) -> None:
         """Send the Redirect of a reserved call. Whatever happened while it was in flight (the
         call ended, the safe harbor started, the agent logged out or took another call) was
         handled by its own item: a failure only undoes what still belongs to this call."""
         try:
-            await self.tel.redirect(
-                call.server, call.channel or "", dialplan.CTX_AGENT_ROOM, extension
-            )
+            await self.tel.redirect(call.server, channel, dialplan.CTX_AGENT_ROOM, extension)
         except AMIError as exc:
             log.warning("redirect_failed", attempt=call.uuid, error=type(exc).__name__)
             if call.agent_id == agent_id:
