@@ -16,6 +16,14 @@ Ordering guarantees that make crashes safe:
 
 The engine never waits on the database on the answer -> Redirect path: the agent is chosen from
 in-memory state.
+
+Concurrency on that path (docs/benchmarks.md, "Real PBX"): the agent reservation and the call
+assignment are decided synchronously, before any ``await`` (:meth:`Engine._connect`); the Redirect
+then runs in a background task the engine owns (:meth:`Engine._spawn`), so one slow AMI Response
+or SQL write never delays another call's connect. Agent state writes (Redis hash, SQL
+``agent_state_log``) take a snapshot synchronously and are written in order per agent by a lane
+(:meth:`Engine._in_lane`): rows never swap even when written from different tasks.
+:meth:`Engine.drain` waits for all of it (tests, shutdown).
 """
 
 from __future__ import annotations
@@ -25,7 +33,7 @@ import contextlib
 import json
 import time
 import uuid as uuidlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -344,6 +352,9 @@ class EngineConfig:
     default_agent_channel: str = "PJSIP/{extension}"
     #: Call recording (docs/recording.md); None: campaigns' record_calls is ignored.
     recording: RecordingPaths | None = None
+    #: On shutdown, Redirects in flight and queued state writes get this long (real seconds)
+    #: to end before they are cancelled.
+    shutdown_grace: float = 5.0
 
 
 class Engine:
@@ -379,6 +390,70 @@ class Engine:
             RecordingKeeper(store.sm, config.recording) if config.recording is not None else None
         )
         self._recording_tasks: set[asyncio.Task[None]] = set()
+        #: background work (Redirects, state writes): awaited or cancelled by :meth:`drain`
+        self._tasks: set[asyncio.Task[None]] = set()
+        #: last task of each ordered lane (``agent:<id>``): the next one waits for it
+        self._lanes: dict[str, asyncio.Task[None]] = {}
+
+    # ------------------------------------------------------------------ background work
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run ``coro`` in a task the engine owns: its exception is logged, never lost."""
+
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.exception("background_task_failed", task=name, error=str(exc))
+            finally:
+                coro.close()  # cancelled before it started: no "never awaited" warning
+
+        task = asyncio.create_task(guarded(), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _in_lane(self, lane: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Like :meth:`_spawn`, but after the lane's previous task (FIFO per lane)."""
+        prev = self._lanes.get(lane)
+
+        async def after() -> None:
+            try:
+                if prev is not None and not prev.done():
+                    await asyncio.wait([prev])  # its failure or cancellation is not ours
+                await coro
+            finally:
+                coro.close()
+
+        task = self._spawn(after(), lane)
+        self._lanes[lane] = task
+
+        def forget(t: asyncio.Task[None]) -> None:
+            if self._lanes.get(lane) is t:
+                del self._lanes[lane]
+
+        task.add_done_callback(forget)
+        return task
+
+    async def drain(self, within: float | None = None) -> bool:
+        """Wait for the background work, including what it starts; False on timeout."""
+        loop = asyncio.get_running_loop()
+        deadline = None if within is None else loop.time() + within
+        while self._tasks:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return False
+            _, pending = await asyncio.wait(set(self._tasks), timeout=left)
+            if pending and deadline is not None and loop.time() >= deadline:
+                return False
+        return True
+
+    async def _cancel_background(self) -> None:
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     # ------------------------------------------------------------------ helpers
     def _now(self) -> datetime:
@@ -945,28 +1020,41 @@ class Engine:
     async def _connect(self, call: LiveCall, agent: AgentSession) -> bool:
         """Reserve ``agent`` for ``call`` and Redirect the customer into the agent's room.
 
-        Both are decided before the first ``await``: no other task can pick the same agent or
-        the same call meanwhile.
+        Both are decided before the first ``await`` (here: none at all): no other task can pick
+        the same agent or the same call meanwhile. The Redirect runs in a background task
+        (:meth:`_redirect`), so the next tracker item does not wait for its AMI Response.
         """
         if call.channel is None or agent.extension is None or not agent.is_available:
             return False
         self.agents[agent.agent_id] = agent.reserve(call.uuid, self._now())
         call.agent_id = agent.agent_id
+        self._log_agent_soon(agent.agent_id)
+        self._spawn(
+            self._redirect(call, call.channel, agent.agent_id, agent.extension),
+            f"redirect:{call.uuid}",
+        )
+        return True
+
+    async def _redirect(self, call: LiveCall, channel: str, agent_id: int, extension: str) -> None:
+        """Send the Redirect of a reserved call. Whatever happened while it was in flight (the
+        call ended, the safe harbor started, the agent logged out or took another call) was
+        handled by its own item: a failure only undoes what still belongs to this call."""
         try:
-            await self.tel.redirect(
-                call.server, call.channel, dialplan.CTX_AGENT_ROOM, agent.extension
-            )
+            await self.tel.redirect(call.server, channel, dialplan.CTX_AGENT_ROOM, extension)
         except AMIError as exc:
             log.warning("redirect_failed", attempt=call.uuid, error=type(exc).__name__)
-            call.agent_id = None
+            if call.agent_id == agent_id:
+                call.agent_id = None
             call.unroutable = True  # gone or unreachable: do not offer it to the next agent
-            current = self.agents.get(agent.agent_id)
-            if current is not None and current.state is AgentState.RESERVED:
-                self.agents[agent.agent_id] = current.release_reservation(self._now())
-                await self._agent_ready(agent.agent_id)
-            return False
-        await self._log_agent(agent.agent_id)
-        return True
+            current = self.agents.get(agent_id)
+            if (
+                current is not None
+                and current.state is AgentState.RESERVED
+                and current.call_attempt == call.uuid
+            ):
+                self.agents[agent_id] = current.release_reservation(self._now())
+                self._log_agent_soon(agent_id)
+                await self._agent_ready(agent_id)
 
     async def _on_abandoning(self, ev: CallAbandoning) -> None:
         """The safe-harbor path started (hold timeout, or the agent's room was empty).
@@ -1025,16 +1113,21 @@ class Engine:
         except InvalidAgentTransition as exc:
             log.warning("connect_mismatch", error=str(exc))
             return
-        await self._log_agent(agent.agent_id)
+        self._log_agent_soon(agent.agent_id)
+        # Off the bridge loop, in the call's lane: ``_on_ended`` waits for it before it
+        # finishes the attempt, so the rows stay in order.
+        self._in_lane(f"call:{call.uuid}", self._record_connect(call, agent.agent_id, ev.at))
+
+    async def _record_connect(self, call: LiveCall, agent_id: int, at: datetime) -> None:
         try:  # durable evidence of the connect: a dialer killed mid-call can't lose it
-            await self.store.mark_connected(call.uuid, agent.agent_id, call.answered_at, ev.at)
+            await self.store.mark_connected(call.uuid, agent_id, call.answered_at, at)
         except Exception as exc:
             log.warning("connect_record_failed", attempt=call.uuid, error=type(exc).__name__)
         recording = await self._recording_started(call, agent.agent_id, now)
         await self.publish(
             "screen_pop",
             {
-                "agent_id": agent.agent_id,
+                "agent_id": agent_id,
                 "attempt": call.uuid,
                 "lead_id": call.lead_id,
                 "campaign_id": call.campaign_id,
@@ -1070,6 +1163,9 @@ class Engine:
             and ev.answered_at is None
             and ev.hangup_cause in (None, 0, 34, 38, 41, 42),
         )
+        connect_record = self._lanes.get(f"call:{ev.call_id}")
+        if connect_record is not None:  # the connect's row first (``_record_connect``)
+            await asyncio.wait([connect_record])
         finished = await self.store.finish_attempt(ev.call_id, result, now)
         if call is not None:
             await self.leases.release(self.keys.lead_lease(call.lead_id), self.config.dialer_id)
@@ -1723,6 +1819,12 @@ class Engine:
                     log.warning("agent_unmute_failed", agent=agent_id, error=type(exc).__name__)
 
     async def _log_agent(self, agent_id: int) -> None:
+        """Publish agent ``agent_id``'s current state and log it; returns once written."""
+        await asyncio.shield(self._log_agent_soon(agent_id))
+
+    def _log_agent_soon(self, agent_id: int) -> asyncio.Task[None]:
+        """Snapshot agent ``agent_id``'s state now; write it (Redis, ``agent_state_log``, the
+        ``agent_state`` event) in the agent's lane, after the writes queued before it."""
         agent = self.agents[agent_id]
         self._feed_agent(agent)
         now = self._now()
@@ -1743,6 +1845,13 @@ class Engine:
             "channel": self.agent_server.get(agent_id, ("", ""))[1],
             **self._call_flags(agent),
         }
+        return self._in_lane(
+            f"agent:{agent_id}", self._write_agent_state(agent_id, agent, state, now)
+        )
+
+    async def _write_agent_state(
+        self, agent_id: int, agent: AgentSession, state: dict[str, str], now: datetime
+    ) -> None:
         try:
             await self.redis.hset(self.keys.agent_state(agent_id), mapping=state)  # type: ignore[misc]
             if agent.is_logged_in:
@@ -2240,6 +2349,10 @@ class Engine:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Redirects in flight and queued state writes: let them end (bounded), then cancel.
+            if not await self.drain(within=self.config.shutdown_grace):
+                log.warning("background_tasks_cancelled", count=len(self._tasks))
+            await self._cancel_background()
 
     async def _bridge_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

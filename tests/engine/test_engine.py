@@ -105,6 +105,7 @@ async def test_progressive_call_connects_to_longest_idle_agent(
     assert _state(engine) is AgentState.READY
     clock.advance(2)
     await engine.handle(TelephonyItem("sim", CallHeld(uuid, clock.now(), "Local/x;1", uuid)))
+    await engine.drain()  # the Redirect runs in a background task
     assert tel.redirects == [("sim", "Local/x;1", dialplan.CTX_AGENT_ROOM, "1001")]
     assert _state(engine) is AgentState.RESERVED
     await engine.handle(
@@ -149,6 +150,7 @@ async def test_no_agent_on_answer_leaves_abandon_to_dialplan(
     await engine.agent_command(7, "pause", code="break")
     await engine.handle(TelephonyItem("sim", CallAnswered(uuid, clock.now(), "Local/x;1", uuid)))
     await engine.handle(TelephonyItem("sim", CallHeld(uuid, clock.now(), "Local/x;1", uuid)))
+    await engine.drain()  # the Redirect runs in a background task
     assert tel.redirects == []
     clock.advance(3)
     await engine.handle(
@@ -446,6 +448,7 @@ async def test_agent_who_becomes_ready_takes_the_oldest_call_waiting_in_hold(
     assert tel.redirects == []
     clock.advance(0.5)
     await engine.agent_command(7, "ready")
+    await engine.drain()  # the Redirect runs in a background task
     assert tel.redirects == [("sim", f"Local/{second};1", dialplan.CTX_AGENT_ROOM, "1001")]
     assert _state(engine) is AgentState.RESERVED
     assert engine.agents[7].call_attempt == second
@@ -469,6 +472,7 @@ async def test_agent_who_becomes_ready_takes_the_oldest_call_waiting_in_hold(
     assert _state(engine) is AgentState.WRAP_UP
     assert len(tel.redirects) == 1
     await engine.agent_command(7, "dispositioned")
+    await engine.drain()  # the Redirect runs in a background task
     assert tel.redirects[-1] == ("sim", f"Local/{first};1", dialplan.CTX_AGENT_ROOM, "1001")
     assert engine.agents[7].call_attempt == first
 
@@ -490,6 +494,7 @@ async def test_redirect_losing_the_race_with_safe_harbor_frees_the_agent(
     await engine.handle(TelephonyItem("sim", CallHeld(uuid, clock.now(), "Local/x;1", uuid)))
     clock.advance(1.99)
     await engine.agent_command(7, "ready")
+    await engine.drain()  # the Redirect runs in a background task
     assert len(tel.redirects) == 1 and _state(engine) is AgentState.RESERVED
     clock.advance(0.02)
     await engine.handle(TelephonyItem("sim", CallAbandoning(uuid, clock.now())))
@@ -518,12 +523,14 @@ async def test_agent_joining_the_room_takes_a_call_waiting_in_hold(
     await engine.agent_command(7, "logout")
     await engine.handle(TelephonyItem("sim", CallAnswered(uuid, clock.now(), "Local/x;1", uuid)))
     await engine.handle(TelephonyItem("sim", CallHeld(uuid, clock.now(), "Local/x;1", uuid)))
+    await engine.drain()  # the Redirect runs in a background task
     assert tel.redirects == []
     await make_agent(sessionmaker, 8, "1002")
     await engine.agent_login(8, "1002", camp.id)
     login = tel.originates[-1][1]
     assert tel.redirects == []  # still connecting: not in the room yet
     await engine.handle(TelephonyItem("sim", _join(login.channel_id, "agent-1002")))
+    await engine.drain()  # the Redirect runs in a background task
     assert tel.redirects == [("sim", "Local/x;1", dialplan.CTX_AGENT_ROOM, "1002")]
     assert _state(engine, 8) is AgentState.RESERVED
 
@@ -545,8 +552,10 @@ async def test_failed_redirect_frees_the_agent_and_the_call_is_not_offered_again
     tel.redirect = gone  # type: ignore[method-assign]
     await engine.handle(TelephonyItem("sim", CallAnswered(uuid, clock.now(), "Local/x;1", uuid)))
     await engine.handle(TelephonyItem("sim", CallHeld(uuid, clock.now(), "Local/x;1", uuid)))
+    await engine.drain()  # the Redirect runs in a background task
     assert len(tel.redirects) == 1
     assert _state(engine) is AgentState.READY
     await engine.agent_command(7, "pause", code="break")
     await engine.agent_command(7, "ready")
+    await engine.drain()  # the Redirect runs in a background task
     assert len(tel.redirects) == 1
