@@ -1123,7 +1123,7 @@ class Engine:
             await self.store.mark_connected(call.uuid, agent_id, call.answered_at, at)
         except Exception as exc:
             log.warning("connect_record_failed", attempt=call.uuid, error=type(exc).__name__)
-        recording = await self._recording_started(call, agent.agent_id, now)
+        recording = await self._recording_started(call, agent_id, at)
         await self.publish(
             "screen_pop",
             {

@@ -750,6 +750,9 @@ class Chaos:
             await engine.dispose()
 
     async def unresolved(self) -> int:
+        """Work still in flight: attempts without an outcome, and leads still in progress (a
+        connected call waiting for its agent's disposition, a claim about to be released). A
+        lead still in progress when the settle time is over is counted lost."""
         engine = make_engine(self.settings())
         try:
             async with make_sessionmaker(engine)() as s:
@@ -758,7 +761,12 @@ class Chaos:
                     .select_from(CallAttempt)
                     .where(CallAttempt.outcome.is_(None))
                 )
-                return int(n or 0)
+                busy = await s.scalar(
+                    sa.select(sa.func.count())
+                    .select_from(Lead)
+                    .where(Lead.status == LeadStatus.IN_PROGRESS)
+                )
+                return int(n or 0) + int(busy or 0)
         finally:
             await engine.dispose()
 
