@@ -390,6 +390,8 @@ class Engine:
             RecordingKeeper(store.sm, config.recording) if config.recording is not None else None
         )
         self._recording_tasks: set[asyncio.Task[None]] = set()
+        #: leads claimed for nothing at the last maintenance round (:meth:`release_idle_claims`)
+        self._idle_claims: set[int] = set()
         #: background work (Redirects, state writes): awaited or cancelled by :meth:`drain`
         self._tasks: set[asyncio.Task[None]] = set()
         #: last task of each ordered lane (``agent:<id>``): the next one waits for it
@@ -2082,6 +2084,29 @@ class Engine:
         if released:
             await self.leases.force_release(*(self.keys.lead_lease(i) for i in released))
             log.info("expired_claims_released", count=len(released))
+        await self.release_idle_claims()
+
+    async def release_idle_claims(self) -> list[int]:
+        """Claims this dialer keeps renewing for nothing: every attempt of the lead has its
+        outcome, and no call, preview or agent of this dialer is busy with it (e.g. the agent
+        who owed the disposition was logged out on a path that did not free the lead). Seen
+        idle in two rounds in a row (a lead being claimed right now is not yet in
+        ``self.calls``), such a lead goes back to the pool; a late disposition still decides it.
+        """
+        busy_leads = {c.lead_id for c in self.calls.values()}
+        busy_leads |= {p.lead_id for p in self.previews.values()}
+        busy_attempts = {a.call_attempt for a in self.agents.values() if a.call_attempt}
+        idle = {
+            lead_id
+            for lead_id, uuid in await self.store.settled_claims(self.config.dialer_id)
+            if lead_id not in busy_leads and (uuid is None or uuid not in busy_attempts)
+        }
+        stale, self._idle_claims = idle & self._idle_claims, idle - self._idle_claims
+        for lead_id in sorted(stale):
+            await self.store.release_claim(lead_id)
+            await self.leases.force_release(self.keys.lead_lease(lead_id))
+            log.info("idle_claim_released", lead=lead_id)
+        return sorted(stale)
 
     def _predecessor_prefix(self) -> str:
         """Claim-owner prefix of earlier runs of this dialer (``<name>.``): they are dead."""

@@ -627,6 +627,31 @@ class EngineStore:
             )
             return found
 
+    async def settled_claims(self, owner: str) -> list[tuple[int, str | None]]:
+        """Leads ``owner`` holds whose every attempt has an outcome, with their latest attempt's
+        uuid (None: never dialed). A claim on such a lead is only right while an agent is still
+        busy with that attempt (wrap-up, a call); the caller checks that."""
+        async with self.sm() as s:
+            rows = await s.execute(
+                sa.select(LeadClaim.lead_id).where(
+                    LeadClaim.owner == owner,
+                    ~sa.exists().where(
+                        CallAttempt.lead_id == LeadClaim.lead_id,
+                        CallAttempt.outcome.is_(None),
+                    ),
+                )
+            )
+            out: list[tuple[int, str | None]] = []
+            for (lead_id,) in rows:
+                uuid = await s.scalar(
+                    sa.select(CallAttempt.uuid)
+                    .where(CallAttempt.lead_id == lead_id)
+                    .order_by(CallAttempt.created_at.desc(), CallAttempt.id.desc())
+                    .limit(1)
+                )
+                out.append((lead_id, uuid))
+            return out
+
     async def release_expired_claims(self, now: datetime) -> list[int]:
         """Return leads of dead dialers to the pool (only when no attempt is unresolved).
 

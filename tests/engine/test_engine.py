@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -559,3 +560,42 @@ async def test_failed_redirect_frees_the_agent_and_the_call_is_not_offered_again
     await engine.agent_command(7, "ready")
     await engine.drain()  # the Redirect runs in a background task
     assert len(tel.redirects) == 1
+
+
+async def test_claim_kept_for_nothing_is_released_after_two_rounds(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    """A connected call's lead waits for its agent's disposition; if that agent stops owing it
+    by a path that did not free the lead, the dialer no longer keeps renewing the claim (the
+    pg-private chaos run found leads left ``in_progress`` that way)."""
+    engine, tel, clock = await _engine(sessionmaker, redis, keys)
+    camp = await make_campaign(sessionmaker)
+    await make_lead(sessionmaker, camp.id, 1)
+    await _ready_agent(engine, tel, camp.id)
+    await engine.step()
+    uuid = next(r for _, r in tel.originates if r.context == dialplan.CTX_OUTBOUND).channel_id
+    clock.advance(8)
+    await engine.handle(TelephonyItem("sim", CallAnswered(uuid, clock.now(), "Local/x;1", uuid)))
+    await engine.handle(TelephonyItem("sim", CallHeld(uuid, clock.now(), "Local/x;1", uuid)))
+    await engine.drain()
+    await engine.handle(
+        TelephonyItem("sim", CallConnected(uuid, clock.now(), None, "agent-1001", None))
+    )
+    clock.advance(60)
+    at = clock.now() - timedelta(seconds=60)
+    ended = _ended(uuid, CallOutcome.ANSWERED_CONNECTED, clock, answered_at=at, connected_at=at)
+    await engine.handle(TelephonyItem("sim", ended))
+    assert _state(engine) is AgentState.WRAP_UP
+    # The agent owes the disposition: two rounds change nothing.
+    assert await engine.release_idle_claims() == []
+    assert await engine.release_idle_claims() == []
+    async with sessionmaker() as s:
+        lead_id = (await s.scalars(sa.select(Lead.id))).one()
+        assert (await s.get_one(Lead, lead_id)).status is LeadStatus.IN_PROGRESS
+    # Now the agent no longer holds the call (a path that did not free the lead).
+    agent = engine.agents[7]
+    engine.agents[7] = replace(agent, state=AgentState.READY, call_attempt=None)
+    assert await engine.release_idle_claims() == []  # seen idle once: not yet
+    assert await engine.release_idle_claims() == [lead_id]
+    async with sessionmaker() as s:  # back in the pool (the same release as _leave_wrap_up)
+        assert (await s.get_one(Lead, lead_id)).status is not LeadStatus.IN_PROGRESS
