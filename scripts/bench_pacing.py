@@ -1,8 +1,9 @@
-"""Pacing benchmark: standard grid + stress scenarios, every policy in the same simulator.
+"""Pacing benchmark: standard grid, stress scenarios and scenario families, every policy in the same simulator.
 
     .venv/bin/python scripts/bench_pacing.py            # full run (5 seeds x 20 shifts of 8 h)
     .venv/bin/python scripts/bench_pacing.py --quick    # smaller run while iterating
     .venv/bin/python scripts/bench_pacing.py --json     # one JSON object, one line (stdout)
+    .venv/bin/python scripts/bench_pacing.py --property # 30 random scenarios x 5 shifts
 
 Prints one row per scenario (occupancy and abandonment per policy, ratios against the
 progressive baseline measured in the same run) and the issue's targets next to the measured
