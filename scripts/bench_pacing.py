@@ -1,4 +1,4 @@
-"""Pacing benchmark: standard grid, stress scenarios and scenario families, every policy in the same simulator.
+"""Pacing benchmark: grid, stress scenarios and scenario families, every policy in one simulator.
 
     .venv/bin/python scripts/bench_pacing.py            # full run (5 seeds x 20 shifts of 8 h)
     .venv/bin/python scripts/bench_pacing.py --quick    # smaller run while iterating
