@@ -59,7 +59,34 @@ def test_bench_ami_json() -> None:
 @pytest.mark.slow
 def test_bench_pacing_json() -> None:
     data = _run("bench_pacing.py", "--quick", "--only", "grid_n5_p30", "--processes", "1", "--json")
-    assert {"scenarios", "targets_met", "elapsed_seconds"} <= data.keys()
+    assert {
+        "scenarios",
+        "targets_met",
+        "elapsed_seconds",
+        "targets",
+        "targets_table",
+    } <= data.keys()
+    per_seed = [t for t in data["targets"] if t["target"] == "30-day abandon"]
+    assert [t["seed"] for t in per_seed] == [1, 2]  # the abandon targets are per seed
+    for t in data["targets"]:
+        assert t["status"] in ("PASS", "MISS") and t["measured"] and t["required"]
+    assert data["targets_met"] == all(t["status"] == "PASS" for t in data["targets"])
+
+
+def test_bench_pacing_property_json() -> None:
+    data = _run(
+        "bench_pacing.py",
+        "--property",
+        "--property-count",
+        "2",
+        "--property-shifts",
+        "1",
+        "--processes",
+        "1",
+        "--json",
+    )
+    assert data["property"] is True and len(data["scenarios"]) == 2
+    assert data["all_pass"] == all(r["status"] == "PASS" for r in data["scenarios"])
 
 
 def test_chaos_has_short_and_json() -> None:
