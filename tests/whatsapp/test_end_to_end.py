@@ -137,6 +137,7 @@ async def test_exhausted_lead_to_whatsapp_to_reply_to_callback(h: Harness) -> No
     uuid = dial.channel_id
     await engine.handle(TelephonyItem("sim", CallAnswered(uuid, h.clock.now(), "Local/x;1", uuid)))
     await engine.handle(TelephonyItem("sim", CallHeld(uuid, h.clock.now(), "Local/x;1", uuid)))
+    await engine.drain()  # the Redirect runs in a background task
     assert tel.redirects == [("sim", "Local/x;1", dialplan.CTX_AGENT_ROOM, "1001")]
     await engine.handle(
         TelephonyItem("sim", CallConnected(uuid, h.clock.now(), None, "agent-1001", None))
