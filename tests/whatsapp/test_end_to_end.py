@@ -144,6 +144,7 @@ async def test_exhausted_lead_to_whatsapp_to_reply_to_callback(h: Harness) -> No
     )
     agent = engine.agents[7]
     assert agent.state is AgentState.IN_CALL
+    await engine.drain()  # the screen-pop is published from the call's background lane
     pops = [e for e in await h.events("screen_pop") if e["attempt"] == uuid]
     assert pops and pops[0]["agent_id"] == 7 and pops[0]["lead_id"] == lead_id
     # Nothing more goes out on WhatsApp for this lead.
