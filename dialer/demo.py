@@ -410,10 +410,10 @@ def render(
         top.add_row("Web", f"{access.api_url}  /agente · /supervisor · /docs")
 
     agents = Table.grid(padding=(0, 1), expand=True)
-    for _ in range(2):
-        agents.add_column(no_wrap=True, ratio=5, overflow="ellipsis")
-        agents.add_column(no_wrap=True, ratio=3, min_width=12)
-        agents.add_column(no_wrap=True, ratio=1, min_width=5, justify="right")
+    for _ in range(2):  # name (what is left), state, time in state ("123:45")
+        agents.add_column(no_wrap=True, ratio=1, overflow="ellipsis")
+        agents.add_column(no_wrap=True, width=12, overflow="ellipsis")
+        agents.add_column(no_wrap=True, width=6, justify="right")
     everyone = sorted(engine.agents.values(), key=lambda a: a.agent_id)
     cells: list[str] = []
     for a in everyone[:MAX_AGENTS_SHOWN]:

@@ -13,7 +13,7 @@ import asyncio
 import io
 import logging
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -208,10 +208,11 @@ def test_live_table_fits_a_terminal_and_speaks_spanish() -> None:
     from dialer.pacing.types import DecisionReason
 
     states = list(AgentState)
-    agents = {
+    agents = {  # in their state for 11 minutes: "11:00" must not be cut to "11:…"
         i: AgentSession(i, states[i % len(states)], MONDAY_10AM, str(1000 + i), 1)
         for i in range(1, 21)
     }
+    now = MONDAY_10AM + timedelta(minutes=11)
     calls = {
         str(i): SimpleNamespace(campaign_id=1, answered_at=None if i % 2 else MONDAY_10AM)
         for i in range(6)
@@ -232,7 +233,7 @@ def test_live_table_fits_a_terminal_and_speaks_spanish() -> None:
                 1,
                 stats,
                 outcomes,
-                MONDAY_10AM,
+                now,
                 whatsapp,
                 cast("DemoAccess", access),
                 {i: f"Asesor {i}" for i in agents},
@@ -244,5 +245,6 @@ def test_live_table_fits_a_terminal_and_speaks_spanish() -> None:
         for english in ("answered_connected", "progressive", "no_answer", "ready", "exhausted"):
             assert english not in text, (english, text)
         assert "Asesor 1 " in text and "y 12 más" in text and reason.value not in text
+        assert "11:00" in text and "11:…" not in text
     summary = summary_text({"exhausted": 2, "contacted": 3, "new": 0})
     assert summary == "5 leads: agotados 2 · contactados 3" and "{" not in summary
