@@ -1,0 +1,174 @@
+"""The browser phone (issue 15) in Debian's headless Chromium against the real lab Asterisk.
+
+A real ``marcador api`` + ``marcador dialer`` on the lab (``PJSIP/{extension}`` agents), with
+the lab's WebRTC settings (``LabPbx.webrtc_env()``): the agent page registers browser seat 1101
+over SIP-over-WebSocket (api/static/sipws.js), auto-answers the nailed-up login call (DTLS-SRTP,
+ICE: Chromium's own stack, fake microphone), and talks to a lab "listener" customer that plays a
+tone and records what it hears. Skipped when the bundle, chromium, chromedriver or selenium is
+missing. Waits poll observable state (page data attributes, the PBX, the API); no sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import shutil
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from dialer.domain.outcomes import CallOutcome, CampaignStatus, DialMode
+from dialer.lab_pstn import listener_number
+from dialer.pbx_lab import LabPbx
+from dialer.softphone import wav_rms
+from tests.pbx.phones import phone_channels, room_members, set_campaign_status
+from tests.pbx.stack import PASSWORD, PbxStack, wait_until
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+SEAT = "1101"
+
+
+def _missing() -> str | None:
+    if importlib.util.find_spec("selenium") is None:
+        return "selenium is not installed (pip install -e '.[dev]')"
+    for name, path in (("chromium", CHROMIUM), ("chromedriver", CHROMEDRIVER)):
+        if not os.access(path, os.X_OK):
+            return f"{name} not found at {path} (apt-get install -y chromium chromium-driver)"
+    return None
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def webrtc_stack(
+    lab_pbx: LabPbx, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[PbxStack]:
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    stack = PbxStack(
+        lab_pbx,
+        tmp_path_factory.mktemp("pbx-webrtc"),
+        virtual_agents=False,
+        extra_env=lab_pbx.webrtc_env(),
+    )
+    stack.start()
+    try:
+        yield stack
+    finally:
+        await stack.aclose()
+
+
+@pytest.fixture
+def chrome(tmp_path: Path) -> Iterator[Any]:
+    from tests.web.browser import FAKE_MEDIA, make_driver
+
+    driver = make_driver(CHROMIUM, CHROMEDRIVER, tmp_path / "profile", FAKE_MEDIA)
+    try:
+        yield driver
+    finally:
+        try:  # shown by pytest only when the test failed
+            print("body:", driver.execute_script("return JSON.stringify(document.body.dataset);"))
+            for line in driver.get_log("browser"):
+                print("console:", line.get("level"), line.get("message"))
+        except Exception as exc:  # the browser may be gone
+            print("no browser state:", exc)
+        driver.quit()
+
+
+def _heard(lab: LabPbx, number: str) -> Path | None:
+    found = list(lab.pbx_dir.rglob(f"lab-heard-{number.lstrip('+')}.wav"))
+    return found[0] if found else None
+
+
+async def _until(driver: Any, what: str, within: float, probe: Any) -> Any:
+    """Poll a page condition without blocking the module's event loop for long."""
+
+    async def check() -> Any:
+        return await asyncio.to_thread(probe, driver)
+
+    return await wait_until(check, within=within, what=what)
+
+
+def _data(driver: Any, name: str) -> Any:
+    return driver.execute_script("return document.body.dataset[arguments[0]] || null;", name)
+
+
+async def test_the_agent_page_registers_answers_the_session_and_talks_both_ways(
+    webrtc_stack: PbxStack, chrome: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tests.web.browser import sign_in
+
+    stack, lab = webrtc_stack, webrtc_stack.lab
+    number = listener_number(1)
+    camp, _ = await stack.seed_campaign(
+        [number], mode=DialMode.PROGRESSIVE, max_attempts=1, status=CampaignStatus.PAUSED
+    )
+    (user,) = await stack.add_agents(camp, [SEAT])
+    base = f"http://127.0.0.1:{stack.api_port}"
+
+    # 1. The page registers the seat from the browser.
+    await asyncio.to_thread(sign_in, chrome, base, user.username, PASSWORD)
+    await _until(chrome, "the browser phone registered", 30, lambda d: _data(d, "phone") == "registered")
+    assert f"{SEAT}/sip:{SEAT}@" in lab.cli("pjsip show contacts").replace(" ", "")
+    assert chrome.find_element(By.ID, "telefono").is_displayed()
+
+    # 2. Log in to the campaign: the dialer calls PJSIP/1101, the page auto-answers.
+    await asyncio.to_thread(lambda: chrome.find_element(By.ID, "btn-conectar").click())
+    await _until(
+        chrome,
+        "the nailed-up call answered (en sala)",
+        45,
+        lambda d: _data(d, "phone") in ("room", "audio") and _data(d, "state") == "ready",
+    )
+    assert len(phone_channels(lab, SEAT)) == 1
+    assert room_members(lab, SEAT) == phone_channels(lab, SEAT)
+
+    # 3. A customer is put through; audio flows both ways.
+    await set_campaign_status(stack, camp, CampaignStatus.RUNNING)
+    await _until(chrome, "the customer connected", 60, lambda d: _data(d, "state") == "in_call")
+    await set_campaign_status(stack, camp, CampaignStatus.PAUSED)
+    stats0 = await asyncio.to_thread(chrome.execute_script, "return window.marcadorPhone.stats();")
+    await _until(
+        chrome,
+        "inbound RTP at the page (audio activo)",
+        20,
+        lambda d: _data(d, "phone") == "audio"
+        and int(d.execute_script("return document.body.dataset.phonePackets") or 0)
+        > int(stats0["packetsReceived"]) + 100,
+    )
+    stats = await asyncio.to_thread(chrome.execute_script, "return window.marcadorPhone.stats();")
+    assert stats["packetsSent"] > 100 and stats["audioLevel"] > 0
+
+    # 4. Mute and hold from the call controls, then hang up.
+    mute = chrome.find_element(By.ID, "btn-silenciar")
+    await asyncio.to_thread(mute.click)
+    await _until(chrome, "muted", 15, lambda d: mute.get_attribute("aria-pressed") == "true")
+    await asyncio.to_thread(mute.click)
+    await _until(chrome, "unmuted", 15, lambda d: mute.get_attribute("aria-pressed") == "false")
+    hold = chrome.find_element(By.ID, "btn-espera")
+    await asyncio.to_thread(hold.click)
+    await _until(chrome, "on hold", 15, lambda d: hold.get_attribute("aria-pressed") == "true")
+    await asyncio.to_thread(hold.click)
+    await _until(chrome, "resumed", 15, lambda d: hold.get_attribute("aria-pressed") == "false")
+    await asyncio.to_thread(lambda: chrome.find_element(By.ID, "btn-colgar").click())
+    await asyncio.to_thread(lambda: chrome.switch_to.alert.accept())  # "¿Colgar al cliente?"
+    await _until(chrome, "wrap-up after hang-up", 20, lambda d: _data(d, "state") == "wrap_up")
+    (attempt,) = (await stack.wait_final(camp, [number], within=30)).values()
+    assert attempt.outcome is CallOutcome.ANSWERED_CONNECTED
+
+    # The customer heard the browser's (fake) microphone; the session call is still up.
+    heard = await wait_until(
+        lambda: asyncio.to_thread(_heard, lab, number), within=15, what="the listener's file"
+    )
+    rms = wav_rms(heard)
+    assert rms > 100.0, f"the customer heard silence (rms {rms:.0f})"
+    assert _data(chrome, "phone") in ("room", "audio")
+    assert len(phone_channels(lab, SEAT)) == 1
