@@ -196,6 +196,7 @@ async function start() {
       setMuted(false);
     }
     document.body.dataset.phoneCall = ev.detail.state;
+    document.body.dataset.phoneCallReason = ev.detail.reason || "";
     show();
   });
   phone.addEventListener("track", async (ev) => {

@@ -764,9 +764,15 @@ export class SipPhone extends EventTarget {
     }
     if (!call || (call.state !== "confirmed" && call.state !== "answered")) return;
     try {
+      // Same page: the media never stopped, so the offer is the unchanged session description
+      // (same o= version: no change, RFC 3264 8) and Asterisk's answer is not applied. After a
+      // reload: a new peer connection and a real offer.
       const pc = fresh ? await this._newPeer(call) : call.pc;
-      await pc.setLocalDescription(await pc.createOffer(fresh ? {} : { iceRestart: true }));
-      await waitIceComplete(pc, this.opt.iceGatherMs);
+      if (fresh) {
+        await pc.setLocalDescription(await pc.createOffer());
+        await waitIceComplete(pc, this.opt.iceGatherMs);
+      }
+      const offer = pc.localDescription.sdp;
       const headers = [
         ...this._dialogHeaders(call, "INVITE"),
         ["Contact", this.contact],
@@ -774,23 +780,39 @@ export class SipPhone extends EventTarget {
         ["Content-Type", "application/sdp"],
       ];
       const cseqLine = headers.find(([n]) => n === "CSeq")[1];
-      let res = await this._request("INVITE", call.remoteTarget, headers, pc.localDescription.sdp);
+      let res = await this._request("INVITE", call.remoteTarget, headers, offer);
       if (res.status === 401 || res.status === 407) {
         headers.splice(headers.findIndex(([n]) => n === "CSeq"), 1, ["CSeq", `${++call.cseq + 100} INVITE`]);
         headers.push(this._authorize(res, "INVITE", call.remoteTarget));
-        res = await this._request("INVITE", call.remoteTarget, headers, pc.localDescription.sdp);
+        res = await this._request("INVITE", call.remoteTarget, headers, offer);
       }
       this._ackFor(call, res, cseqLine);
       if (res.status !== 200) throw new Error(`re-INVITE ${res.status}`);
-      await pc.setRemoteDescription({ type: "answer", sdp: res.body });
+      this.lastAnswer = res.body;
+      if (fresh) await pc.setRemoteDescription({ type: "answer", sdp: res.body });
       this._saveDialog();
       this._emit("call", { state: "resumed", recovered: true });
+      if (fresh) this._checkRecoveredMedia(call);
     } catch (err) {
       const stale = this.call === call ? call : null;
       if (stale) {
         this._end(stale, `no se pudo recuperar: ${err.message || err}`);
         this._sendBye(stale).catch(() => {});
       }
+    }
+  }
+
+  /** Asterisk 22 keeps its ICE/DTLS association on a re-INVITE ("a=connection:existing"), so
+   *  a reloaded page's new peer connection may never get media. Then the stale session call
+   *  is ended cleanly (BYE): the dialer sees the session end and the agent logs in again,
+   *  instead of sitting in a room nobody can hear. */
+  async _checkRecoveredMedia(call) {
+    await sleep(this.opt.recoveryMediaMs || 6000);
+    if (this.call !== call) return;
+    const s = await this.stats();
+    if (s.packetsReceived === 0) {
+      this._end(call, "sin audio tras recargar");
+      this._sendBye(call).catch(() => {});
     }
   }
 

@@ -74,6 +74,10 @@ def chrome(tmp_path: Path) -> Iterator[Any]:
     finally:
         try:  # shown by pytest only when the test failed
             print("body:", driver.execute_script("return JSON.stringify(document.body.dataset);"))
+            print(
+                "last re-INVITE answer:",
+                driver.execute_script("return (window.marcadorPhone||{phone:{}}).phone.lastAnswer;"),
+            )
             for line in driver.get_log("browser"):
                 print("console:", line.get("level"), line.get("message"))
         except Exception as exc:  # the browser may be gone
@@ -172,3 +176,62 @@ async def test_the_agent_page_registers_answers_the_session_and_talks_both_ways(
     assert rms > 100.0, f"the customer heard silence (rms {rms:.0f})"
     assert _data(chrome, "phone") in ("room", "audio")
     assert len(phone_channels(lab, SEAT)) == 1
+
+
+async def test_a_network_blip_and_a_page_reload_keep_the_session_call(
+    webrtc_stack: PbxStack, chrome: Any
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tests.web.browser import sign_in
+
+    stack, lab, seat = webrtc_stack, webrtc_stack.lab, "1102"
+    camp, _ = await stack.seed_campaign([], status=CampaignStatus.PAUSED)
+    (user,) = await stack.add_agents(camp, [seat])
+    await asyncio.to_thread(
+        sign_in, chrome, f"http://127.0.0.1:{stack.api_port}", user.username, PASSWORD
+    )
+    await _until(chrome, "registered", 30, lambda d: _data(d, "phone") == "registered")
+    await asyncio.to_thread(lambda: chrome.find_element(By.ID, "btn-conectar").click())
+    await _until(
+        chrome,
+        "in the room",
+        45,
+        lambda d: _data(d, "phone") in ("room", "audio") and _data(d, "state") == "ready",
+    )
+    (channel,) = phone_channels(lab, seat)
+
+    # A network blip: the WebSocket drops; the page reconnects, re-registers and refreshes the
+    # dialog with a re-INVITE from the new connection. The same channel stays in the room.
+    await asyncio.to_thread(chrome.execute_script, "window.marcadorPhone.drop();")
+    await _until(
+        chrome,
+        "the call resumed after the reconnect",
+        30,
+        lambda d: _data(d, "phoneCall") == "resumed" and _data(d, "phone") in ("room", "audio"),
+    )
+    assert phone_channels(lab, seat) == [channel]
+    assert room_members(lab, seat) == [channel]
+
+    # A page reload: the dialog comes back from sessionStorage and is refreshed from the new
+    # page. Asterisk 22 keeps its ICE/DTLS association on a re-INVITE, so the new peer
+    # connection gets no media: the page then ends the stale session call cleanly (no dead
+    # channel left in the room) and the agent logs in again, with media.
+    await asyncio.to_thread(chrome.refresh)
+    await _until(
+        chrome,
+        "the stale session ended after the reload",
+        45,
+        lambda d: _data(d, "phone") == "registered" and _data(d, "state") == "logged_out",
+    )
+    assert not phone_channels(lab, seat) and not room_members(lab, seat)
+
+    def relogged(d: Any) -> bool:
+        if _data(d, "state") == "logged_out":  # the dialer may still be closing the session
+            button = d.find_element(By.ID, "btn-conectar")
+            if button.is_displayed() and button.is_enabled():
+                button.click()
+        return bool(_data(d, "phone") in ("room", "audio") and _data(d, "state") == "ready")
+
+    await _until(chrome, "in the room again, with media", 60, relogged)
+    assert len(phone_channels(lab, seat)) == 1
