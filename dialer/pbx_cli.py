@@ -101,6 +101,25 @@ def lab_status(ctx: typer.Context, run_dir: RunDir = None) -> None:
         console.print(f"[yellow]{len(problems)} warning/error lines[/] in the Asterisk log")
 
 
+@pbx_app.command("webrtc-password")
+def pbx_webrtc_password(
+    ctx: typer.Context,
+    extension: Annotated[str, typer.Argument(help="The browser seat's extension, e.g. 1101.")],
+) -> None:
+    """Print a browser-phone seat's SIP password for pjsip.conf (derived from
+    MARCADOR_WEBRTC__SECRET; the agent page receives the same value)."""
+    from dialer.cli import get_settings
+    from dialer.webrtc import is_browser_seat, seat_password
+
+    settings = get_settings(ctx)
+    if not is_browser_seat(settings.webrtc.extensions, extension):
+        console.print(
+            f"[yellow]{extension} is not in MARCADOR_WEBRTC__EXTENSIONS[/] "
+            f"({settings.webrtc.extensions or 'empty'}): the agent page will not register it."
+        )
+    typer.echo(seat_password(settings.webrtc.secret.get_secret_value(), extension))
+
+
 @pbx_app.command("check")
 def pbx_check(ctx: typer.Context) -> None:
     """Connect with the configured AMI user(s) and print a readiness checklist."""
