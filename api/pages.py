@@ -176,9 +176,7 @@ async def _render(
         status_code=status_code,
     )
     response.headers.update(SECURITY_HEADERS)
-    response.headers["Content-Security-Policy"] = page_csp(
-        request.app.state.settings.webrtc.ws_url
-    )
+    response.headers["Content-Security-Policy"] = page_csp(request.app.state.settings.webrtc.ws_url)
     return response
 
 

@@ -181,8 +181,10 @@ def table(r: dict[str, Any]) -> str:
         ("calls", str(r["calls"])),
         ("answer -> audio at the browser p50", f"{r['answer_to_browser_audio_p50_ms']} ms"),
         ("answer -> audio at the browser p99", f"{r['answer_to_browser_audio_p99_ms']} ms"),
-        ("min / max", f"{r['answer_to_browser_audio_min_ms']} / "
-         f"{r['answer_to_browser_audio_max_ms']} ms"),
+        (
+            "min / max",
+            f"{r['answer_to_browser_audio_min_ms']} / {r['answer_to_browser_audio_max_ms']} ms",
+        ),
         ("load average (1 min) / cpus", f"{r['load_avg_1m']} / {r['cpus']}"),
     ]
     out = ["| metric | value |", "|---|---|"]
@@ -217,7 +219,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     run_dir = Path(tempfile.mkdtemp(prefix="marcador-bench-webrtc-"))
     try:
-        result = asyncio.run(asyncio.wait_for(_bench(args.calls, run_dir), 300.0 + 20.0 * args.calls))
+        result = asyncio.run(
+            asyncio.wait_for(_bench(args.calls, run_dir), 300.0 + 20.0 * args.calls)
+        )
     finally:
         if args.keep:
             say(f"run directory kept: {run_dir}")

@@ -76,9 +76,11 @@ def chrome(tmp_path: Path) -> Iterator[Any]:
             print("body:", driver.execute_script("return JSON.stringify(document.body.dataset);"))
             print(
                 "last re-INVITE answer:",
-                driver.execute_script("return (window.marcadorPhone||{phone:{}}).phone.lastAnswer;"),
+                driver.execute_script(
+                    "return (window.marcadorPhone || {phone: {}}).phone.lastAnswer;"
+                ),
             )
-            for line in driver.get_log("browser"):
+            for line in driver.get_log("browser"):  # type: ignore[attr-defined]  # Chrome only
                 print("console:", line.get("level"), line.get("message"))
         except Exception as exc:  # the browser may be gone
             print("no browser state:", exc)
@@ -120,7 +122,9 @@ async def test_the_agent_page_registers_answers_the_session_and_talks_both_ways(
 
     # 1. The page registers the seat from the browser.
     await asyncio.to_thread(sign_in, chrome, base, user.username, PASSWORD)
-    await _until(chrome, "the browser phone registered", 30, lambda d: _data(d, "phone") == "registered")
+    await _until(
+        chrome, "the browser phone registered", 30, lambda d: _data(d, "phone") == "registered"
+    )
     assert f"{SEAT}/sip:{SEAT}@" in lab.cli("pjsip show contacts").replace(" ", "")
     assert chrome.find_element(By.ID, "telefono").is_displayed()
 
@@ -144,9 +148,11 @@ async def test_the_agent_page_registers_answers_the_session_and_talks_both_ways(
         chrome,
         "inbound RTP at the page (audio activo)",
         20,
-        lambda d: _data(d, "phone") == "audio"
-        and int(d.execute_script("return document.body.dataset.phonePackets") or 0)
-        > int(stats0["packetsReceived"]) + 100,
+        lambda d: (
+            _data(d, "phone") == "audio"
+            and int(d.execute_script("return document.body.dataset.phonePackets") or 0)
+            > int(stats0["packetsReceived"]) + 100
+        ),
     )
     stats = await asyncio.to_thread(chrome.execute_script, "return window.marcadorPhone.stats();")
     assert stats["packetsSent"] > 100 and stats["audioLevel"] > 0
