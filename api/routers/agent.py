@@ -1214,14 +1214,17 @@ class PhoneOut(BaseModel):
 
 @router.get(
     "/phone",
-    summary="The agent's phone: browser (WebRTC, with its SIP credentials) or softphone",
-    dependencies=[Scoped(Scope.AGENT)],
+    summary="The user's phone: browser (WebRTC, with its SIP credentials) or softphone",
     response_model=PhoneOut,
+    responses={403: {"description": "Neither an agent nor a supervisor who may spy"}},
 )
 async def agent_phone(ctx: Ctx, response: Response) -> PhoneOut:
     """Whether the signed-in user's profile extension is a browser-phone seat
     (``MARCADOR_WEBRTC__EXTENSIONS``) and, if so, what the page needs to register it: only the
-    caller's own seat's password, never another's. Not cached by the browser."""
+    caller's own seat's password, never another's. Not cached by the browser. For agents (the
+    agent screen) and for supervisors (listen / whisper / barge ring their own extension)."""
+    if not (ctx.principal.has(Scope.AGENT) or ctx.principal.has(Scope.AGENTS_WRITE)):
+        raise ApiError(403, "forbidden", "only agents and supervisors have a phone")
     me = _me(ctx)
     user = await ctx.db.get_one(User, me)
     response.headers["Cache-Control"] = "no-store"

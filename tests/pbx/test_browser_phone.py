@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from ami_bridge import dialplan as dp
+from dialer.db.models import Role
 from dialer.domain.outcomes import CallOutcome, CampaignStatus, DialMode
 from dialer.lab_pstn import listener_number
 from dialer.pbx_lab import LabPbx
@@ -241,3 +243,63 @@ async def test_a_network_blip_and_a_page_reload_keep_the_session_call(
 
     await _until(chrome, "in the room again, with media", 60, relogged)
     assert len(phone_channels(lab, seat)) == 1
+
+
+async def test_a_supervisor_listens_and_barges_from_the_browser_phone(
+    webrtc_stack: PbxStack, chrome: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tests.web.browser import FAKE_MEDIA, make_driver, sign_in
+
+    stack, seat, sup_seat = webrtc_stack, "1103", "2101"
+    number = listener_number(3)
+    camp, _ = await stack.seed_campaign([number], status=CampaignStatus.PAUSED, max_attempts=1)
+    (agent_user,) = await stack.add_agents(camp, [seat])
+    (sup_user,) = await stack.add_agents(camp, [sup_seat], role=Role.SUPERVISOR)
+    base = f"http://127.0.0.1:{stack.api_port}"
+    await asyncio.to_thread(sign_in, chrome, base, agent_user.username, PASSWORD)
+    await _until(chrome, "agent registered", 30, lambda d: _data(d, "phone") == "registered")
+    await asyncio.to_thread(lambda: chrome.find_element(By.ID, "btn-conectar").click())
+    await _until(chrome, "agent ready", 45, lambda d: _data(d, "state") == "ready")
+    await set_campaign_status(stack, camp, CampaignStatus.RUNNING)
+    await _until(chrome, "the customer connected", 60, lambda d: _data(d, "state") == "in_call")
+    await set_campaign_status(stack, camp, CampaignStatus.PAUSED)
+
+    sup_driver = await asyncio.to_thread(
+        make_driver, CHROMIUM, CHROMEDRIVER, tmp_path / "sup-profile", FAKE_MEDIA
+    )
+    try:
+        await asyncio.to_thread(sign_in, sup_driver, base, sup_user.username, PASSWORD)
+        await _until(sup_driver, "signed in", 20, lambda d: "/ingresar" not in d.current_url)
+        if not sup_driver.current_url.endswith("/supervisor"):
+            await asyncio.to_thread(sup_driver.get, f"{base}/supervisor")
+        await _until(
+            sup_driver, "supervisor registered", 30, lambda d: _data(d, "phone") == "registered"
+        )
+        sup = await stack.agent_client(sup_user)
+        for mode in ("listen", "barge"):
+            r = await sup.post(f"/agents/{agent_user.id}/spy", {"mode": mode})
+            assert r.status_code == 202, r.text
+            await _until(
+                sup_driver,
+                f"{mode}: the supervisor's browser phone hears the call",
+                30,
+                lambda d: (
+                    _data(d, "phone") == "audio"
+                    and int(d.execute_script("return document.body.dataset.phonePackets || 0")) > 50
+                ),
+            )
+            spies = [c for c in stack.channels() if c["context"] == dp.CTX_SPY]
+            assert len(spies) == 1 and spies[0]["exten"] == mode, spies
+            assert spies[0]["name"].startswith(f"PJSIP/{sup_seat}-")
+        r = await sup.delete(f"/agents/{agent_user.id}/spy")
+        assert r.status_code in (200, 202, 204), r.text
+        await _until(sup_driver, "spy ended", 20, lambda d: _data(d, "phoneCall") == "ended")
+    finally:
+        print("supervisor page:", sup_driver.current_url, _data(sup_driver, "phone"))
+        for line in sup_driver.get_log("browser"):  # type: ignore[attr-defined]  # Chrome only
+            print("supervisor console:", line.get("level"), line.get("message"))
+        await asyncio.to_thread(sup_driver.quit)
+    assert _data(chrome, "state") == "in_call"  # the agent's call went on
+    stack.hangup_customer(number)
