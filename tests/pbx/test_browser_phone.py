@@ -303,3 +303,74 @@ async def test_a_supervisor_listens_and_barges_from_the_browser_phone(
         await asyncio.to_thread(sup_driver.quit)
     assert _data(chrome, "state") == "in_call"  # the agent's call went on
     stack.hangup_customer(number)
+
+
+async def test_transfer_between_two_browser_phones(
+    webrtc_stack: PbxStack, chrome: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    from tests.web.browser import FAKE_MEDIA, make_driver, set_value, sign_in
+
+    stack, lab = webrtc_stack, webrtc_stack.lab
+    number = listener_number(4)
+    camp, _ = await stack.seed_campaign([number], status=CampaignStatus.PAUSED, max_attempts=1)
+    users = await stack.add_agents(camp, ["1104", "1105"])
+    base = f"http://127.0.0.1:{stack.api_port}"
+    other = await asyncio.to_thread(
+        make_driver, CHROMIUM, CHROMEDRIVER, tmp_path / "b-profile", FAKE_MEDIA
+    )
+    drivers = [chrome, other]
+    try:
+        for driver, user in zip(drivers, users, strict=True):
+            await asyncio.to_thread(sign_in, driver, base, user.username, PASSWORD)
+            await _until(driver, "registered", 30, lambda d: _data(d, "phone") == "registered")
+            await asyncio.to_thread(lambda d=driver: d.find_element(By.ID, "btn-conectar").click())
+            await _until(driver, "ready", 45, lambda d: _data(d, "state") == "ready")
+        await set_campaign_status(stack, camp, CampaignStatus.RUNNING)
+
+        async def taker() -> int | None:
+            states = [await asyncio.to_thread(_data, d, "state") for d in drivers]
+            return states.index("in_call") + 1 if "in_call" in states else None
+
+        first = await wait_until(taker, within=60, what="one agent on the call") - 1
+        await set_campaign_status(stack, camp, CampaignStatus.PAUSED)
+        a, b = drivers[first], drivers[1 - first]
+        target = users[1 - first]
+        await _until(
+            a,
+            "the other agent offered as a transfer target",
+            20,
+            lambda d: bool(
+                d.execute_script(
+                    "const o = [...document.getElementById('transferir-a').options]"
+                    ".find(x => x.value === arguments[0]); return o && !o.disabled;",
+                    str(target.id),
+                )
+            ),
+        )
+        await asyncio.to_thread(set_value, a, "transferir-a", str(target.id))
+        await asyncio.to_thread(lambda: a.find_element(By.ID, "btn-transferir").click())
+        await asyncio.to_thread(lambda: a.switch_to.alert.accept())  # "¿Transferir la llamada…?"
+        await _until(
+            b,
+            "the transferred call at the other agent",
+            30,
+            lambda d: _data(d, "state") == "in_call",
+        )
+        packets = int(b.execute_script("return document.body.dataset.phonePackets || 0"))
+        await _until(
+            b,
+            "the customer's audio at the other browser",
+            20,
+            lambda d: (
+                int(d.execute_script("return document.body.dataset.phonePackets || 0"))
+                > packets + 50
+                and _data(d, "phone") == "audio"
+            ),
+        )
+        assert _data(a, "state") != "in_call"
+        assert len(phone_channels(lab, target.extension)) == 1
+    finally:
+        await asyncio.to_thread(other.quit)
+    stack.hangup_customer(number)
