@@ -325,7 +325,8 @@ async def test_transfer_between_two_browser_phones(
         for driver, user in zip(drivers, users, strict=True):
             await asyncio.to_thread(sign_in, driver, base, user.username, PASSWORD)
             await _until(driver, "registered", 30, lambda d: _data(d, "phone") == "registered")
-            await asyncio.to_thread(lambda d=driver: d.find_element(By.ID, "btn-conectar").click())
+            button = driver.find_element(By.ID, "btn-conectar")
+            await asyncio.to_thread(button.click)
             await _until(driver, "ready", 45, lambda d: _data(d, "state") == "ready")
         await set_campaign_status(stack, camp, CampaignStatus.RUNNING)
 
