@@ -94,6 +94,7 @@ from ami_bridge.errors import (
     NotConnected,
 )
 from ami_bridge.events import AMIEvent, to_event
+from ami_bridge.logs import get_logger, mask_digits
 from ami_bridge.protocol import (
     DEFAULT_MAX_MESSAGE_SIZE,
     AMIParser,
@@ -102,7 +103,6 @@ from ami_bridge.protocol import (
     serialize_action,
 )
 from ami_bridge.tracker import CallEnded, CallTracker, TrackerConfig, TrackerOutput
-from dialer.logging import get_logger, mask_digits
 
 __all__ = [
     "AmiBridge",

@@ -33,7 +33,7 @@ Correlation
   ``OriginateResponse.Uniqueid`` and the originate's own ``DialBegin``/``DialEnd``
   (``DestUniqueid``) also bind the ``;1`` leg.
 
-Outcome rules (``dialer.domain.outcomes.CallOutcome``; never from Reason alone)
+Outcome rules (``ami_bridge.outcomes.CallOutcome``; never from Reason alone)
 --------------------------------------------------------------------------------
 Answered = ``OriginateResponse`` Reason 4, or ``Newstate`` Up on the ``;1`` leg. Then:
 
@@ -125,7 +125,7 @@ from ami_bridge.events import (
     SoftHangupRequest,
     VarSet,
 )
-from dialer.domain.outcomes import CallOutcome
+from ami_bridge.outcomes import CallOutcome
 
 __all__ = [
     "CallAbandoning",
