@@ -4,8 +4,9 @@
 // agent uses a hardware softphone and this card stays hidden.
 // Microphone and headset choice (remembered in localStorage), a level meter, a test tone,
 // mute, and a clear state: registrado / en sala / audio activo / reconectando. A network blip
-// (WebSocket reconnect) or a page reload recovers the call (sipws.js re-INVITE); the call's
-// outcome lives on the server either way.
+// (WebSocket reconnect) keeps the call (sipws.js re-INVITE); after a page reload the stale
+// session call is ended cleanly and the agent logs in again. The call's outcome lives on the
+// server either way.
 import { $, API, api } from "./common.js";
 import { SipPhone } from "./sipws.js";
 

@@ -2,8 +2,9 @@
 //
 // The RFC 3261 subset an agent's phone needs: REGISTER with digest auth (401/407, MD5, qop
 // auth), refresh and un-REGISTER; incoming INVITE (auto-answer; re-INVITE for hold), ACK, BYE
-// both ways, CANCEL, OPTIONS; and a target-refresh re-INVITE after the WebSocket reconnects
-// (network blip) or the page reloads (the dialog is kept in sessionStorage). Media, DTLS and
+// both ways, CANCEL, OPTIONS; a target-refresh re-INVITE after the WebSocket reconnects
+// (network blip), and a clean BYE of the stale session call after a page reload (the dialog
+// is kept in sessionStorage). Media, DTLS and
 // ICE are the browser's own RTCPeerConnection (non-trickle: the answer is sent once ICE
 // gathering completes). Pure helpers (md5, parse, digest) are exported for node --test.
 
@@ -513,8 +514,13 @@ export class SipPhone extends EventTarget {
       return; // a retransmission of the INVITE being answered
     }
     if (this.call) {
-      this._send(buildResponse(msg, 486, "Busy Here", { toTag: randomToken(8) }));
-      return;
+      // A single-line phone the dialer drives: a new call replaces the old one (a supervisor's
+      // next listen/whisper/barge may ring before the previous spy call's BYE arrives). The
+      // PBX never rings an agent's busy seat (device_state_busy_at = 1).
+      const old = this.call;
+      this._end(old, "reemplazada por otra llamada");
+      if (old.acked || old.state === "confirmed") this._sendBye(old).catch(() => {});
+      else if (old.invite) this._send(buildResponse(old.invite, 486, "Busy Here", { toTag: old.localTag }));
     }
     const call = {
       callId: header(msg, "call-id"),
@@ -743,36 +749,37 @@ export class SipPhone extends EventTarget {
     if (this.storage) this.storage.removeItem(SESSION_KEY);
   }
 
-  /** After a reconnect (same page: the peer connection lives on) or a reload (the dialog from
-   *  sessionStorage, a new peer connection): a re-INVITE from the new WebSocket refreshes the
-   *  dialog's target (RFC 3261 12.2.1.2) and, after a reload, renegotiates the media. If it
-   *  fails, the stale dialog is ended with BYE. */
+  /** After a reconnect (same page: the peer connection lives on), a re-INVITE from the new
+   *  WebSocket refreshes the dialog's target (RFC 3261 12.2.1.2): the offer is the unchanged
+   *  session description (same o= version: no change, RFC 3264 8), Asterisk's answer is not
+   *  applied and the media never stops. After a page reload (the dialog from sessionStorage,
+   *  no peer connection any more) the stale session call is ended cleanly with BYE: Asterisk 22
+   *  keeps its ICE/DTLS association on a re-INVITE ("a=connection:existing"), so a new peer
+   *  connection cannot take the media over (tried: "Fingerprint ... does not match"). The
+   *  dialer then sees the session end and the agent logs in again with one click. */
   async _resumeDialog() {
-    let call = this.call;
-    let fresh = false;
-    if (!call && this.storage) {
+    if (!this.call && this.storage) {
       let saved = null;
       try {
         saved = JSON.parse(this.storage.getItem(SESSION_KEY) || "null");
       } catch {
         saved = null;
       }
+      this._forget();
       if (!saved || saved.user !== this.user) return;
-      call = { ...saved, state: "confirmed", acked: true, pc: null, invite: null };
-      this.call = call;
-      fresh = true;
-    }
-    if (!call || (call.state !== "confirmed" && call.state !== "answered")) return;
-    try {
-      // Same page: the media never stopped, so the offer is the unchanged session description
-      // (same o= version: no change, RFC 3264 8) and Asterisk's answer is not applied. After a
-      // reload: a new peer connection and a real offer.
-      const pc = fresh ? await this._newPeer(call) : call.pc;
-      if (fresh) {
-        await pc.setLocalDescription(await pc.createOffer());
-        await waitIceComplete(pc, this.opt.iceGatherMs);
+      const stale = { ...saved, state: "confirmed", acked: true, pc: null, invite: null };
+      try {
+        await this._sendBye(stale);
+      } catch {
+        // gone already
       }
-      const offer = pc.localDescription.sdp;
+      this._emit("call", { state: "ended", reason: "sesión anterior cerrada tras recargar" });
+      return;
+    }
+    const call = this.call;
+    if (!call || (call.state !== "confirmed" && call.state !== "answered") || !call.pc) return;
+    try {
+      const offer = call.pc.localDescription.sdp;
       const headers = [
         ...this._dialogHeaders(call, "INVITE"),
         ["Contact", this.contact],
@@ -781,38 +788,22 @@ export class SipPhone extends EventTarget {
       ];
       const cseqLine = headers.find(([n]) => n === "CSeq")[1];
       let res = await this._request("INVITE", call.remoteTarget, headers, offer);
+      let lastCseq = cseqLine;
       if (res.status === 401 || res.status === 407) {
-        headers.splice(headers.findIndex(([n]) => n === "CSeq"), 1, ["CSeq", `${++call.cseq + 100} INVITE`]);
+        lastCseq = `${++call.cseq + 100} INVITE`;
+        headers.splice(headers.findIndex(([n]) => n === "CSeq"), 1, ["CSeq", lastCseq]);
         headers.push(this._authorize(res, "INVITE", call.remoteTarget));
         res = await this._request("INVITE", call.remoteTarget, headers, offer);
       }
-      this._ackFor(call, res, cseqLine);
+      this._ackFor(call, res, lastCseq);
       if (res.status !== 200) throw new Error(`re-INVITE ${res.status}`);
-      this.lastAnswer = res.body;
-      if (fresh) await pc.setRemoteDescription({ type: "answer", sdp: res.body });
       this._saveDialog();
       this._emit("call", { state: "resumed", recovered: true });
-      if (fresh) this._checkRecoveredMedia(call);
     } catch (err) {
-      const stale = this.call === call ? call : null;
-      if (stale) {
-        this._end(stale, `no se pudo recuperar: ${err.message || err}`);
-        this._sendBye(stale).catch(() => {});
+      if (this.call === call) {
+        this._end(call, `no se pudo recuperar: ${err.message || err}`);
+        this._sendBye(call).catch(() => {});
       }
-    }
-  }
-
-  /** Asterisk 22 keeps its ICE/DTLS association on a re-INVITE ("a=connection:existing"), so
-   *  a reloaded page's new peer connection may never get media. Then the stale session call
-   *  is ended cleanly (BYE): the dialer sees the session end and the agent logs in again,
-   *  instead of sitting in a room nobody can hear. */
-  async _checkRecoveredMedia(call) {
-    await sleep(this.opt.recoveryMediaMs || 6000);
-    if (this.call !== call) return;
-    const s = await this.stats();
-    if (s.packetsReceived === 0) {
-      this._end(call, "sin audio tras recargar");
-      this._sendBye(call).catch(() => {});
     }
   }
 
