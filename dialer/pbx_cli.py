@@ -94,7 +94,8 @@ def lab_status(ctx: typer.Context, run_dir: RunDir = None) -> None:
         console.print(f"[yellow]stopped[/] (state in {lab.state_file})")
         raise typer.Exit(1)
     p = lab.ports
-    console.print(f"[green]running[/] pid {lab.pid} · AMI {p.ami} · SIP {p.sip}")
+    ws = f" · WebSocket {lab.ws_url}" if p.http else ""
+    console.print(f"[green]running[/] pid {lab.pid} · AMI {p.ami} · SIP {p.sip}{ws}")
     console.print(lab.cli("pjsip show contacts").strip() or "no registered phones")
     problems = lab.log_problems()
     if problems:
