@@ -19,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import asyncpg  # type: ignore[import-untyped]
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -245,8 +246,6 @@ async def test_staging_keeps_refusals_that_appeared_meanwhile(
     """A consent written by someone else between the lookup and the write: a grant in the
     file never overrides it, a refusal in the file revokes it (ON CONFLICT). The direct path
     fails that batch instead."""
-    import asyncpg  # type: ignore[import-untyped]
-
     campaign_id = await make_campaign(sessionmaker)
     async with sessionmaker.begin() as s:
         s.add(
@@ -312,8 +311,6 @@ async def test_failed_staged_batch_leaves_no_staging_tables(
 ) -> None:
     """A batch that fails on the server rolls back with its staging tables; the batches
     committed before it are counted, the one in flight is not."""
-    import asyncpg  # type: ignore[import-untyped]
-
     _earlier, path, dnc = realistic_file(tmp_path)
     campaign_id = await make_campaign(sessionmaker)
     await _seed(sessionmaker, dnc)
