@@ -176,9 +176,11 @@ def _spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     write = service._PgStaging.write
 
-    async def counting(self: service._PgStaging, sm: Any, batch: service._Batch) -> None:
+    async def counting(
+        self: service._PgStaging, sm: Any, batch: service._Batch, *args: Any
+    ) -> None:
         calls.append(batch.groups)
-        await write(self, sm, batch)
+        await write(self, sm, batch, *args)
 
     monkeypatch.setattr(service._PgStaging, "write", counting)
     return calls
