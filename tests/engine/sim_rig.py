@@ -16,6 +16,7 @@ import pytest
 from ami_bridge.simulator import Agent, Population, SimulatorConfig, SimulatorServer
 from dialer.domain.outcomes import AgentState
 from dialer.engine import Engine
+from dialer.runtime import DialerRuntime, ScaledClock, dialer_runtime
 from dialer.settings import Settings
 
 START = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)  # Monday 10:00 in Bogotá
@@ -64,6 +65,17 @@ async def sqlite_settings(settings: Settings, db_file: Path) -> Settings:
     return settings.model_copy(
         update={"database": settings.database.model_copy(update={"url": db_url})}
     )
+
+
+@asynccontextmanager
+async def sim_runtime(
+    settings: Settings, sim_cfg: SimulatorConfig, name: str
+) -> AsyncIterator[tuple[DialerRuntime, SimulatorServer]]:
+    """The dialer runtime named ``name`` on its built-in simulator, clock at :data:`START`."""
+    clock = ScaledClock(START, speed=SPEED)
+    async with dialer_runtime(settings, clock, simulator_config=sim_cfg, dialer_name=name) as rt:
+        assert rt.simulator is not None
+        yield rt, rt.simulator
 
 
 @asynccontextmanager

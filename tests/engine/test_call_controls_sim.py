@@ -18,20 +18,17 @@ from ami_bridge import dialplan
 from dialer.db.models import AuditLog, LeadEvent
 from dialer.domain.outcomes import AgentState
 from dialer.engine import CallControlRefused
-from dialer.runtime import ScaledClock, dialer_runtime
 from dialer.settings import Settings
 
 from .factories import make_agent, make_campaign, make_lead
-from .sim_rig import SPEED, START, running, sim_config, sqlite_settings, until, where
+from .sim_rig import running, sim_config, sim_runtime, sqlite_settings, until, where
 
 
 async def test_call_controls_on_the_simulator(settings: Settings, tmp_path: Path) -> None:
     settings = await sqlite_settings(settings, tmp_path / "controls.db")
     sim_cfg = sim_config("1001", seed=5)
-    clock = ScaledClock(START, speed=SPEED)
-    async with dialer_runtime(settings, clock, simulator_config=sim_cfg, dialer_name="ctl") as rt:
-        engine, sim = rt.engine, rt.simulator
-        assert sim is not None
+    async with sim_runtime(settings, sim_cfg, "ctl") as (rt, sim):
+        engine = rt.engine
         sm = engine.store.sm
         camp = await make_campaign(sm, name=f"Controls {tmp_path.name}")
         await make_agent(sm, 901, "1001")
@@ -171,10 +168,8 @@ async def test_blind_transfer_to_a_ready_agent_on_the_simulator(
 
     settings = await sqlite_settings(settings, tmp_path / "transfer.db")
     sim_cfg = sim_config("1001", "1002", seed=7)
-    clock = ScaledClock(START, speed=SPEED)
-    async with dialer_runtime(settings, clock, simulator_config=sim_cfg, dialer_name="xfer") as rt:
-        engine, sim = rt.engine, rt.simulator
-        assert sim is not None
+    async with sim_runtime(settings, sim_cfg, "xfer") as (rt, sim):
+        engine = rt.engine
         sm = engine.store.sm
         camp = await make_campaign(sm, name=f"Transfer {tmp_path.name}")
         await make_agent(sm, 901, "1001")

@@ -77,6 +77,23 @@ async def _two_calls(
     return engine, tel, clock, calls
 
 
+async def _gated_call(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> tuple[Engine, FakeClock, GatedRedirects, str, str]:
+    """One lead dialed for a ready agent (7 on 1001), its Redirect held at the gate:
+    (engine, clock, gate, call id, the call's ``;1`` channel)."""
+    engine, tel, clock = await _engine(sessionmaker, redis, keys)
+    camp = await make_campaign(sessionmaker)
+    await make_lead(sessionmaker, camp.id, 1)
+    await _ready_agent(engine, tel, camp.id)
+    await engine.step()
+    uuid = tel.originates[-1][1].channel_id
+    gated = GatedRedirects.install(tel)
+    chan = f"Local/{uuid};1"
+    gated.hold(chan)
+    return engine, clock, gated, uuid, chan
+
+
 async def _held(engine: Engine, uuid: str, chan: str) -> None:
     now = engine.clock.now()
     await engine.handle(TelephonyItem("sim", CallAnswered(uuid, now, chan, uuid)))
@@ -150,15 +167,7 @@ async def test_a_redirect_failing_after_the_safe_harbor_keeps_the_agents_next_ca
 async def test_a_redirect_failing_after_the_call_ended_and_the_agent_logged_out(
     sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
 ) -> None:
-    engine, tel, clock = await _engine(sessionmaker, redis, keys)
-    camp = await make_campaign(sessionmaker)
-    await make_lead(sessionmaker, camp.id, 1)
-    await _ready_agent(engine, tel, camp.id)
-    await engine.step()
-    uuid = tel.originates[-1][1].channel_id
-    gated = GatedRedirects.install(tel)
-    chan = f"Local/{uuid};1"
-    gated.hold(chan)
+    engine, clock, gated, uuid, chan = await _gated_call(sessionmaker, redis, keys)
     gated.fail.add(chan)
     await _held(engine, uuid, chan)
     await asyncio.wait_for(gated.sent_event(chan).wait(), WAIT)
@@ -178,16 +187,8 @@ async def test_a_redirect_failing_after_the_call_ended_and_the_agent_logged_out(
 async def test_shutdown_with_a_redirect_in_flight_cancels_it_after_the_grace(
     sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
 ) -> None:
-    engine, tel, _clock = await _engine(sessionmaker, redis, keys)
-    engine.config = replace(engine.config, shutdown_grace=0.05)
-    camp = await make_campaign(sessionmaker)
-    await make_lead(sessionmaker, camp.id, 1)
-    await _ready_agent(engine, tel, camp.id)
-    await engine.step()
-    uuid = tel.originates[-1][1].channel_id
-    gated = GatedRedirects.install(tel)
-    chan = f"Local/{uuid};1"
-    gated.hold(chan)  # never answered
+    engine, _clock, gated, uuid, chan = await _gated_call(sessionmaker, redis, keys)
+    engine.config = replace(engine.config, shutdown_grace=0.05)  # the Redirect never answers
     await _held(engine, uuid, chan)
     await asyncio.wait_for(gated.sent_event(chan).wait(), WAIT)
     (redirect,) = [t for t in engine._tasks if t.get_name().startswith("redirect:")]

@@ -20,11 +20,10 @@ from ami_bridge import dialplan
 from ami_bridge.simulator import SimulatorConfig
 from dialer.db.models import CallAttempt, Recording, RecordingStatus
 from dialer.domain.outcomes import CallOutcome
-from dialer.runtime import ScaledClock, dialer_runtime
 from dialer.settings import Settings
 
 from .factories import make_agent, make_campaign, make_lead
-from .sim_rig import SPEED, START, first_call, running, sim_config, sqlite_settings
+from .sim_rig import first_call, running, sim_config, sim_runtime, sqlite_settings
 
 
 def _sim_config() -> SimulatorConfig:
@@ -70,12 +69,8 @@ async def test_connected_call_is_recorded_and_stop_keeps_what_came_before(
 ) -> None:
     rec_dir = tmp_path / "rec"
     settings = await _setup(settings, tmp_path, rec_dir)
-    clock = ScaledClock(START, speed=SPEED)
-    async with dialer_runtime(
-        settings, clock, simulator_config=_sim_config(), dialer_name="rec"
-    ) as rt:
-        engine, sim = rt.engine, rt.simulator
-        assert sim is not None
+    async with sim_runtime(settings, _sim_config(), "rec") as (rt, sim):
+        engine = rt.engine
         sm = engine.store.sm
         camp = await make_campaign(
             sm,
@@ -138,12 +133,8 @@ async def test_a_recording_that_fails_never_stops_the_call(
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the directory should be")
     settings = await _setup(settings, tmp_path, blocker / "rec")
-    clock = ScaledClock(START, speed=SPEED)
-    async with dialer_runtime(
-        settings, clock, simulator_config=_sim_config(), dialer_name="rec2"
-    ) as rt:
-        engine, sim = rt.engine, rt.simulator
-        assert sim is not None
+    async with sim_runtime(settings, _sim_config(), "rec2") as (rt, sim):
+        engine = rt.engine
         sm = engine.store.sm
         camp = await make_campaign(sm, name=f"Rec2 {tmp_path.name}", record_calls=True)
         await make_agent(sm, 902, "1001")

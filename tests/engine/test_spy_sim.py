@@ -13,17 +13,15 @@ import redis.asyncio as aioredis
 
 from ami_bridge import dialplan
 from dialer.redis_client import Streams
-from dialer.runtime import ScaledClock, dialer_runtime
 from dialer.settings import Settings
 
 from .factories import make_agent, make_campaign, make_lead
 from .sim_rig import (
-    SPEED,
-    START,
     channel_names,
     first_call,
     running,
     sim_config,
+    sim_runtime,
     sqlite_settings,
     until,
 )
@@ -34,10 +32,8 @@ async def test_spy_ends_with_the_spied_call_on_the_simulator(
 ) -> None:
     settings = await sqlite_settings(settings, tmp_path / "spy.db")
     sim_cfg = sim_config("1001", "2001", seed=3)
-    clock = ScaledClock(START, speed=SPEED)
-    async with dialer_runtime(settings, clock, simulator_config=sim_cfg, dialer_name="spy") as rt:
-        engine, sim = rt.engine, rt.simulator
-        assert sim is not None
+    async with sim_runtime(settings, sim_cfg, "spy") as (rt, sim):
+        engine = rt.engine
         sm = engine.store.sm
         camp = await make_campaign(sm, name=f"Spy {tmp_path.name}")
         await make_agent(sm, 901, "1001")
