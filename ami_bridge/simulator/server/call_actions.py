@@ -136,14 +136,7 @@ class CallActions:
                 s.reply(a, [("Response", "Error"), ("Message", "Invalid regex")])
                 return
             matched = [c for c in self.pbx.channels.values() if pattern.search(c.name)]
-            s.reply(
-                a,
-                [
-                    ("Response", "Success"),
-                    ("EventList", "start"),
-                    ("Message", "Channels hung up will follow"),
-                ],
-            )
+            s.list_start(a, "Channels hung up will follow")
             for c in matched:
                 s.list_item(a, "ChannelHungup", [("Channel", c.name)], aid_last=True)
             s.list_complete(a, "ChannelsHungupListComplete", len(matched))

@@ -13,6 +13,18 @@ if TYPE_CHECKING:
     from ami_bridge.simulator.server import SimulatorServer
 
 
+def _room_and_channel(s: Session, a: Action) -> tuple[str, str] | None:
+    """The ``Conference`` and ``Channel`` headers, both required (else the error is sent)."""
+    room, chan = a.get("Conference") or "", a.get("Channel") or ""
+    if not room:
+        s.reply(a, [("Response", "Error"), ("Message", "No Conference name provided.")])
+        return None
+    if not chan:
+        s.reply(a, [("Response", "Error"), ("Message", "No channel name provided.")])
+        return None
+    return room, chan
+
+
 class ConfBridgeActions:
     def __init__(self, server: SimulatorServer) -> None:
         self.pbx = server.pbx
@@ -31,14 +43,7 @@ class ConfBridgeActions:
         if not rooms:
             s.reply(a, [("Response", "Error"), ("Message", "No active conferences.")])
             return
-        s.reply(
-            a,
-            [
-                ("Response", "Success"),
-                ("EventList", "start"),
-                ("Message", "Confbridge conferences will follow"),
-            ],
-        )
+        s.list_start(a, "Confbridge conferences will follow")
         for c in rooms:
             s.list_item(
                 a,
@@ -62,14 +67,7 @@ class ConfBridgeActions:
         if conf is None:
             s.reply(a, [("Response", "Error"), ("Message", "No active conferences.")])
             return
-        s.reply(
-            a,
-            [
-                ("Response", "Success"),
-                ("EventList", "start"),
-                ("Message", "Confbridge user list will follow"),
-            ],
-        )
+        s.list_start(a, "Confbridge user list will follow")
         for m in conf.members:
             s.list_item(
                 a,
@@ -85,13 +83,10 @@ class ConfBridgeActions:
         s.list_complete(a, "ConfbridgeListComplete", len(conf.members))
 
     async def confbridgekick(self, s: Session, a: Action) -> None:
-        room, chan = a.get("Conference") or "", a.get("Channel") or ""
-        if not room:
-            s.reply(a, [("Response", "Error"), ("Message", "No Conference name provided.")])
+        target = _room_and_channel(s, a)
+        if target is None:
             return
-        if not chan:
-            s.reply(a, [("Response", "Error"), ("Message", "No channel name provided.")])
-            return
+        room, chan = target
         if room not in self.pbx.conferences:
             s.reply(a, [("Response", "Error"), ("Message", "No Conference by that name found.")])
             return
@@ -110,13 +105,10 @@ class ConfBridgeActions:
         self.pbx.confbridge.kick(room, chan)
 
     async def _mute(self, s: Session, a: Action, mute: bool) -> None:
-        room, chan = a.get("Conference") or "", a.get("Channel") or ""
-        if not room:
-            s.reply(a, [("Response", "Error"), ("Message", "No Conference name provided.")])
+        target = _room_and_channel(s, a)
+        if target is None:
             return
-        if not chan:
-            s.reply(a, [("Response", "Error"), ("Message", "No channel name provided.")])
-            return
+        room, chan = target
         err = self.pbx.confbridge.mute(room, chan, mute)
         if err is not None:
             s.reply(a, [("Response", "Error"), ("Message", err)])

@@ -69,6 +69,10 @@ class Session:
         out.extend(rest)
         self.write(format_message(out))
 
+    def list_start(self, a: Action, message: str) -> None:
+        """The Response that opens a list action's answer (its items follow as events)."""
+        self.reply(a, [("Response", "Success"), ("EventList", "start"), ("Message", message)])
+
     def list_item(self, a: Action, event: str, headers: Headers, aid_last: bool = False) -> None:
         """One event of a list action's answer (``ActionID`` first, or last as some lists)."""
         aid = a.action_id

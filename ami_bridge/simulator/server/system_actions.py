@@ -75,10 +75,7 @@ class SystemActions:
         )
 
     async def coreshowchannels(self, s: Session, a: Action) -> None:
-        s.reply(
-            a,
-            [("Response", "Success"), ("EventList", "start"), ("Message", "Channels will follow")],
-        )
+        s.list_start(a, "Channels will follow")
         chans = list(self.pbx.channels.values())
         now = self.clock.now()
         for c in chans:
@@ -99,14 +96,7 @@ class SystemActions:
         s.list_complete(a, "CoreShowChannelsComplete", len(chans))
 
     async def pjsipshowendpoints(self, s: Session, a: Action) -> None:
-        s.reply(
-            a,
-            [
-                ("Response", "Success"),
-                ("EventList", "start"),
-                ("Message", "A listing of Endpoints follows, presented as EndpointList events"),
-            ],
-        )
+        s.list_start(a, "A listing of Endpoints follows, presented as EndpointList events")
         agents = list(self.pbx.agents.values())
         for ag in agents:
             active = len(self.pbx.phones.channels(ag.ext))
@@ -135,14 +125,7 @@ class SystemActions:
         s.list_complete(a, "EndpointListComplete", len(agents))
 
     async def pjsipshowcontacts(self, s: Session, a: Action) -> None:
-        s.reply(
-            a,
-            [
-                ("Response", "Success"),
-                ("EventList", "start"),
-                ("Message", "A listing of Contacts follows, presented as ContactList events"),
-            ],
-        )
+        s.list_start(a, "A listing of Contacts follows, presented as ContactList events")
         regs = [ag for ag in self.pbx.agents.values() if ag.registered]
         for ag in regs:
             uri = self.pbx.phones.contact_uri(ag.ext)
