@@ -10,6 +10,8 @@ from ami_bridge.simulator.wire import Headers
 
 
 class AgentPhones:
+    """The configured agents by extension (shared with the config: changes persist)."""
+
     def __init__(self, core: ChannelCore) -> None:
         self.core = core
         self.by_ext: dict[str, Agent] = {a.ext: a for a in core.config.agents}

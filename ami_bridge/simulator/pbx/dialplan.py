@@ -20,6 +20,8 @@ Extension = Callable[[Channel], Coroutine[Any, Any, tuple[str, str] | None]]
 
 
 class Dialplan:
+    """Runs a channel's dialplan from a location, one extension after another."""
+
     def __init__(self, pbx: Pbx) -> None:
         self.pbx = pbx
         self.clock = pbx.clock

@@ -22,12 +22,16 @@ if TYPE_CHECKING:
 
 
 class FarEnd:
+    """Plays each call's far-end script and the far party's hang-ups."""
+
     def __init__(self, pbx: Pbx) -> None:
         self.pbx = pbx
         self.core = pbx.core
         self.clock = pbx.clock
 
     async def run(self, call: Call) -> None:
+        """The far end's script, step by step (on a Local call, each step is a ``;2``
+        dialplan line); the call hangs up when the script ends."""
         steps = call.customer.steps or ()
         far = call.far
         try:

@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 
 class Hangups:
+    """Every way a channel hangs up, with the event sequence Asterisk 22.10.1 gives it."""
+
     def __init__(self, pbx: Pbx) -> None:
         self.pbx = pbx
         self.core = pbx.core

@@ -7,6 +7,8 @@ from ami_bridge.simulator.pbx.model import Channel
 
 
 class ChanSpy:
+    """The spying itself; the ``marcador-spy`` extension lines are in the contexts."""
+
     def __init__(self, core: ChannelCore) -> None:
         self.core = core
 

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 
 class CallActions:
+    """Actions on calls and channels."""
+
     def __init__(self, server: SimulatorServer) -> None:
         self.server = server
         self.pbx = server.pbx

@@ -26,6 +26,8 @@ def _room_and_channel(s: Session, a: Action) -> tuple[str, str] | None:
 
 
 class ConfBridgeActions:
+    """Actions on the agents' ConfBridge rooms."""
+
     def __init__(self, server: SimulatorServer) -> None:
         self.pbx = server.pbx
 

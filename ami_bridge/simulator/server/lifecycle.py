@@ -13,6 +13,8 @@ if TYPE_CHECKING:
 
 
 class Lifecycle:
+    """The listening socket and the boot state (``booted``: FullyBooted was sent)."""
+
     def __init__(self, server: SimulatorServer) -> None:
         self.server = server
         self.pbx = server.pbx

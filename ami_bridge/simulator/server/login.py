@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 
 class LoginActions:
+    """The actions a session runs for itself (three of them before it is logged in)."""
+
     def __init__(self, server: SimulatorServer) -> None:
         self.server = server
         self.pbx = server.pbx

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
 
 
 class SystemActions:
+    """What the PBX reports about itself, its channels and its endpoints."""
+
     def __init__(self, server: SimulatorServer) -> None:
         self.server = server
         self.pbx = server.pbx
