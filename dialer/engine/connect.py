@@ -60,15 +60,18 @@ class Assigner(Part):
             if call.agent_id == agent_id:
                 call.agent_id = None
             call.unroutable = True  # gone or unreachable: do not offer it to the next agent
-            current = self.agents.get(agent_id)
-            if (
-                current is not None
-                and current.state is AgentState.RESERVED
-                and current.call_attempt == call.uuid
-            ):
-                self.agents[agent_id] = current.release_reservation(self._now())
+            if self.release(agent_id, call.uuid):
                 self.agent_log.soon(agent_id)
                 await self.agent_ready(agent_id)
+
+    def release(self, agent_id: int, attempt: str) -> bool:
+        """Release agent ``agent_id``'s reservation for ``attempt``, if they still hold it
+        (no ``await``: decided on the state as it is now). The caller logs the new state."""
+        agent = self.agents.get(agent_id)
+        if agent is None or agent.state is not AgentState.RESERVED or agent.call_attempt != attempt:
+            return False
+        self.agents[agent_id] = agent.release_reservation(self._now())
+        return True
 
     async def agent_ready(self, agent_id: int) -> None:
         """Agent ``agent_id`` may have just become READY: give them the oldest customer of

@@ -104,9 +104,7 @@ class CallControls(Part):
             if call.on_hold_since is None:
                 raise CallControlRefused("not_on_hold", "the customer is not on hold")
             await self.tel.redirect(call.server, channel, dialplan.CTX_AGENT_ROOM, ext)
-            held = (now - call.on_hold_since).total_seconds()
-            call.hold_seconds += held
-            call.on_hold_since = None
+            held = call.end_hold(now)
             detail = {"held_seconds": round(held, 1), "hold_seconds": round(call.hold_seconds, 1)}
         else:  # dtmf
             digits = digits.strip().upper()
@@ -164,9 +162,7 @@ class CallControls(Part):
         call.agent_id = target_id
         detail: dict[str, Any] = {"from_agent": agent_id, "to_agent": target_id}
         if call.on_hold_since is not None:
-            held = (now - call.on_hold_since).total_seconds()
-            call.hold_seconds += held
-            call.on_hold_since = None
+            held = call.end_hold(now)
             detail["held_seconds"] = round(held, 1)
         was_muted, call.muted = call.muted, False
         current = self.agents[agent_id]
@@ -274,9 +270,7 @@ class CallControls(Part):
         """The call ended: close an open hold (its time is recorded), and unmute the agent,
         whose room channel outlives the call (the next customer must hear them)."""
         if call.on_hold_since is not None:
-            held = (now - call.on_hold_since).total_seconds()
-            call.hold_seconds += held
-            call.on_hold_since = None
+            held = call.end_hold(now)
             await self.record_control(
                 call,
                 agent_id,

@@ -54,6 +54,16 @@ class LiveCall:
     def waiting_in_hold(self) -> bool:
         return self.held_at is not None and self.agent_id is None and not self.unroutable
 
+    def end_hold(self, now: datetime) -> float:
+        """Close the open hold (the agent resumed, transferred, or the call ended): its
+        seconds are added to ``hold_seconds``; returns them."""
+        if self.on_hold_since is None:
+            return 0.0
+        held = (now - self.on_hold_since).total_seconds()
+        self.hold_seconds += held
+        self.on_hold_since = None
+        return held
+
 
 @dataclass(frozen=True, slots=True)
 class PreviewOffer:

@@ -99,13 +99,7 @@ class Routing(Part):
         agent_id, call.agent_id = call.agent_id, None
         if agent_id is None:
             return
-        agent = self.agents.get(agent_id)
-        if (
-            agent is not None
-            and agent.state is AgentState.RESERVED
-            and agent.call_attempt == call.uuid
-        ):
-            self.agents[agent_id] = agent.release_reservation(self._now())
+        if self.assign.release(agent_id, call.uuid):
             log.info("reservation_released_safe_harbor", attempt=call.uuid, agent=agent_id)
             await self.agent_log.log(agent_id)
             await self.assign.agent_ready(agent_id)
