@@ -1,6 +1,6 @@
 """The answer -> Redirect path does not wait on other calls' IO (docs/benchmarks.md, "Real PBX").
 
-The reservation is decided synchronously in ``Engine._connect``; the Redirect runs in a
+The reservation is decided synchronously in ``Assigner.connect``; the Redirect runs in a
 background task. These tests hold a Redirect in flight (a gate) and check that other calls go
 on, and that a late failure only undoes what still belongs to its own call.
 """
