@@ -1,14 +1,26 @@
 """AMI connection manager: one robust link per Asterisk server, a pool of them, and the bridge
 that feeds the call trackers.
 
-This is the **only** module of Marcador that imports panoramisk (1.4). We keep its asyncio
-protocol (:class:`panoramisk.ami_protocol.AMIProtocol`), its action/reply correlation
-(:class:`panoramisk.actions.Action` futures, ``handle_message``) and its ``Manager`` as the
-protocol's factory, and work around every pitfall listed in issue 3:
+Layout (each class in its own module, by concern; everything is importable from here):
 
-* **Data path**: :class:`_BridgeProtocol` overrides ``data_received`` and feeds raw bytes to the
-  team's sans-IO :class:`~ami_bridge.protocol.AMIParser`. A message is decoded only once it is
-  complete, so UTF-8 split across TCP reads survives (panoramisk decodes every read with
+* :mod:`ami_bridge.link_config`: :class:`ServerSpec`, :class:`Backoff`, :class:`LinkOptions`,
+  :class:`LinkState`, :class:`LinkStatus` (plain data);
+* :mod:`ami_bridge.link_dispatch`: the panoramisk glue, the data path, the event queue and its
+  workers, action/reply correlation (:class:`~ami_bridge.link_dispatch.LinkDispatch`);
+* :mod:`ami_bridge.link_session`: open, Login, reconciliation, the ping watchdog;
+* :mod:`ami_bridge.link_supervisor`: start, the reconnect loop with backoff, close;
+* this module: :class:`AmiConnection` (the supervised link plus the typed action helpers),
+  :class:`AmiPool` and :class:`AmiBridge`.
+
+:mod:`ami_bridge.link_dispatch` is the **only** module of Marcador that imports panoramisk
+(1.4). We keep its asyncio protocol (:class:`panoramisk.ami_protocol.AMIProtocol`), its
+action/reply correlation (:class:`panoramisk.actions.Action` futures, ``handle_message``) and
+its ``Manager`` as the protocol's factory, and work around every pitfall listed in issue 3:
+
+* **Data path**: :class:`~ami_bridge.link_dispatch.BridgeProtocol` overrides
+  ``data_received`` and feeds raw bytes to the team's sans-IO
+  :class:`~ami_bridge.protocol.AMIParser`. A message is decoded only once it is complete, so
+  UTF-8 split across TCP reads survives (panoramisk decodes every read with
   ``errors='ignore'`` and drops such characters). Garbage, a 1 MB header, non-UTF-8 bytes and
   truncated messages come back from the parser as typed errors: logged, counted, and the
   parser resynchronises at the next message boundary.
@@ -55,22 +67,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
-import itertools
 import random
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
-from typing import Any, Final, TypeVar
-
-from panoramisk.actions import Action as _PkAction
-from panoramisk.ami_protocol import AMIProtocol as _PkProtocol
-from panoramisk.manager import Manager as _PkManager
-from panoramisk.message import Message as _PkMessage
-from pydantic import SecretStr
+from typing import Any
 
 from ami_bridge import actions as act
 from ami_bridge.actions import (
@@ -82,737 +83,57 @@ from ami_bridge.actions import (
     OriginateQueued,
     OriginateRequest,
 )
-from ami_bridge.errors import (
-    ActionFailed,
-    ActionOutcomeUnknown,
-    ActionTimeout,
-    AMIError,
-    AMIProtocolError,
-    AuthenticationFailed,
-    ConnectionLost,
-    DuplicateActionID,
-    NotConnected,
+from ami_bridge.errors import ActionFailed, ActionOutcomeUnknown, AMIError, NotConnected
+from ami_bridge.events import AMIEvent
+from ami_bridge.link_config import (
+    Backoff,
+    EventHandler,
+    LinkOptions,
+    LinkState,
+    LinkStatus,
+    ReconcileHandler,
+    ServerSpec,
+    StatusHandler,
 )
-from ami_bridge.events import AMIEvent, to_event
-from ami_bridge.protocol import (
-    DEFAULT_MAX_MESSAGE_SIZE,
-    AMIParser,
-    Banner,
-    Message,
-    serialize_action,
-)
+from ami_bridge.link_dispatch import FORGETABLE_ACTIONS, call_handler, log
+from ami_bridge.link_supervisor import LinkSupervisor
+from ami_bridge.protocol import Message
 from ami_bridge.tracker import CallEnded, CallTracker, TrackerConfig, TrackerOutput
-from dialer.logging import get_logger, mask_digits
 
 __all__ = [
+    "FORGETABLE_ACTIONS",
     "AmiBridge",
     "AmiConnection",
     "AmiPool",
     "Backoff",
+    "EventHandler",
     "LinkOptions",
     "LinkState",
     "LinkStatus",
+    "OutputHandler",
+    "ReconcileHandler",
     "ServerSpec",
+    "StatusHandler",
 ]
 
-log = get_logger("marcador.ami")
-
-T = TypeVar("T")
-
-#: Every action this module sends. panoramisk re-sends unanswered actions that are *not* in
-#: ``forgetable_actions`` after a reconnect; we own retries, so all of them are forgetable.
-FORGETABLE_ACTIONS: Final = (
-    "login",
-    "logoff",
-    "ping",
-    "originate",
-    "redirect",
-    "hangup",
-    "getvar",
-    "setvar",
-    "confbridgekick",
-    "confbridgemute",
-    "confbridgeunmute",
-    "coreshowchannels",
-    "pjsipshowendpoints",
-    "pjsipshowcontacts",
-)
-
-
-# --- configuration and status -----------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ServerSpec:
-    """Where and how to log in. The secret is a :class:`SecretStr`: it never reaches a log."""
-
-    name: str
-    host: str
-    port: int
-    username: str
-    secret: SecretStr
-
-    @classmethod
-    def from_settings(cls, server: Any) -> ServerSpec:
-        """From a :class:`dialer.settings.AsteriskServer`."""
-        return cls(server.name, server.host, server.port, server.username, server.secret)
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff; each delay is drawn in ``[nominal * (1 - jitter), nominal]``."""
-
-    initial: float = 0.5
-    maximum: float = 30.0
-    factor: float = 2.0
-    jitter: float = 0.25
-    #: Slower schedule after a refused Login (an admin has to fix the secret).
-    auth_initial: float = 5.0
-    auth_maximum: float = 300.0
-
-    def delay(self, failures: int, rng: random.Random, *, auth: bool = False) -> float:
-        """Delay before attempt number ``failures + 1`` (``failures`` >= 1)."""
-        start, cap = (
-            (self.auth_initial, self.auth_maximum) if auth else (self.initial, self.maximum)
-        )
-        nominal = min(cap, start * self.factor ** max(0, failures - 1))
-        # Jitter downwards only, so the cap holds and delays at the cap still spread out.
-        return max(0.0, nominal * (1.0 - self.jitter * rng.random()))
-
-
-@dataclass(frozen=True, slots=True)
-class LinkOptions:
-    action_timeout: float = 5.0
-    ping_interval: float = 10.0
-    #: Default: ``min(action_timeout, ping_interval)``.
-    ping_timeout: float | None = None
-    connect_timeout: float = 5.0
-    #: A refused Login is answered after ~1 s (transcript 02): allow for that.
-    login_timeout: float | None = None
-    backoff: Backoff = field(default_factory=Backoff)
-    queue_size: int = 10_000
-    #: Worker tasks per link. With 1 (the default) events are handled strictly in order.
-    workers: int = 1
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
-    events: str = "on"
-
-    @property
-    def effective_ping_timeout(self) -> float:
-        return self.ping_timeout or min(self.action_timeout, self.ping_interval)
-
-    @property
-    def effective_login_timeout(self) -> float:
-        return self.login_timeout or self.action_timeout + 2.0
-
-    @classmethod
-    def from_settings(cls, asterisk: Any, **overrides: Any) -> LinkOptions:
-        """From :class:`dialer.settings.AsteriskSettings` (action_timeout, ping_interval)."""
-        base = cls(action_timeout=asterisk.action_timeout, ping_interval=asterisk.ping_interval)
-        return replace(base, **overrides)
-
-
-class LinkState(StrEnum):
-    STOPPED = "stopped"  # not started, or closed
-    CONNECTING = "connecting"  # TCP connect, Login and reconciliation in progress
-    CONNECTED = "connected"  # logged in and reconciled: actions accepted
-    BACKOFF = "backoff"  # waiting before the next attempt
-    AUTH_FAILED = "auth_failed"  # Login refused; backing off (alert raised)
-
-
-@dataclass(frozen=True, slots=True)
-class LinkStatus:
-    """Snapshot of one link, for /readyz, the dashboard and Redis (``Keys.ami_link``)."""
-
-    server: str
-    state: LinkState
-    last_error: str | None = None
-    connected_since: float | None = None  # UNIX time of the current session's login
-    next_attempt_in: float | None = None  # seconds, in BACKOFF/AUTH_FAILED
-    attempts: int = 0  # TCP connection attempts since start
-    sessions: int = 0  # successful logins since start (reconnects = sessions - 1)
-    auth_failures: int = 0  # consecutive refused logins
-    events_dropped: int = 0  # queue overflows
-    protocol_errors: int = 0  # garbage, oversized or undecodable input
-    banner: str | None = None
-
-    @property
-    def connected(self) -> bool:
-        return self.state is LinkState.CONNECTED
-
-    @property
-    def alert(self) -> bool:
-        return self.state is LinkState.AUTH_FAILED
-
-    def as_mapping(self) -> dict[str, str]:
-        """Flat string mapping for a Redis hash."""
-        return {
-            "server": self.server,
-            "state": self.state.value,
-            "last_error": self.last_error or "",
-            "connected_since": "" if self.connected_since is None else f"{self.connected_since}",
-            "next_attempt_in": "" if self.next_attempt_in is None else f"{self.next_attempt_in}",
-            "attempts": str(self.attempts),
-            "sessions": str(self.sessions),
-            "auth_failures": str(self.auth_failures),
-            "events_dropped": str(self.events_dropped),
-            "protocol_errors": str(self.protocol_errors),
-            "banner": self.banner or "",
-            "alert": "1" if self.alert else "0",
-        }
-
-
-EventHandler = Callable[[str, AMIEvent], Awaitable[None] | None]
-ReconcileHandler = Callable[[str, list[ChannelInfo], datetime], Awaitable[None] | None]
-StatusHandler = Callable[[LinkStatus], Awaitable[None] | None]
 OutputHandler = Callable[[str, TrackerOutput], Awaitable[None] | None]
-
-
-# --- panoramisk glue ---------------------------------------------------------------------------
-
-
-class _Manager(_PkManager):  # type: ignore[misc]
-    """panoramisk's Manager, used only as the protocol's factory: it holds
-    ``forgetable_actions``/``awaiting_actions``. Its own connect/reconnect/ping are disabled."""
-
-    def connection_lost(self, exc: Any) -> None:  # never schedule panoramisk's reconnect
-        return None
-
-    def ping(self) -> None:  # our watchdog pings
-        return None
-
-    def dispatch(self, event: Any) -> list[str]:  # events never go through panoramisk
-        return []
-
-
-def _to_pk(message: Message) -> _PkMessage:
-    """Our Message -> panoramisk Message, for its action/reply correlation. The original is
-    kept as ``.raw`` (results are returned as the team's :class:`Message`)."""
-    headers: dict[str, Any] = {}
-    for key, value in message.headers:
-        if key in headers and key not in ("Response", "Event", "Message", "ActionID", "EventList"):
-            old = headers[key]
-            headers[key] = [*old, value] if isinstance(old, list) else [old, value]
-        else:
-            headers.setdefault(key, value)
-    pk = _PkMessage(headers)
-    pk.raw = message
-    return pk
-
-
-class _BridgeProtocol(_PkProtocol):  # type: ignore[misc]
-    """panoramisk's AMIProtocol with the team's sans-IO parser on the data path."""
-
-    def __init__(self, link: AmiConnection, session: int) -> None:
-        self.link = link
-        self.session = session
-        self.parser = AMIParser(max_message_size=link.options.max_message_size)
-        self.lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
-        self.encoding = "utf-8"
-        self.log = log
-        self.link._attach(self)  # before any data_received: the banner comes at once
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            items = self.parser.feed(data)
-        except Exception as exc:  # defensive: the parser is not supposed to raise
-            self.link._protocol_error(self, f"parser crashed: {exc!r}")
-            self.parser = AMIParser(
-                max_message_size=self.link.options.max_message_size, expect_banner=False
-            )
-            return
-        for item in items:
-            try:
-                self.link._on_item(self, item)
-            except Exception:
-                log.exception("ami_item_handling_failed", server=self.link.name)
-
-    def eof_received(self) -> bool | None:
-        for item in self.parser.feed_eof():
-            with contextlib.suppress(Exception):
-                self.link._on_item(self, item)
-        return None  # let the transport close
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        self.link._on_connection_lost(self, exc)
-        if not self.lost.done():
-            self.lost.set_result(exc)
-
-    def abort(self) -> None:
-        transport = getattr(self, "transport", None)
-        if transport is not None:
-            transport.abort()
 
 
 # --- one link -----------------------------------------------------------------------------------
 
 
-_ID_PREFIX: Final = uuid.uuid4().hex[:8]
-_YIELD_EVERY: Final = 8
-
-
-async def _call(handler: Callable[..., Any], *args: Any) -> None:
-    result = handler(*args)
-    if inspect.isawaitable(result):
-        await result
-
-
-class AmiConnection:
+class AmiConnection(LinkSupervisor):
     """One supervised AMI link to one Asterisk server. See the module docstring.
 
     Typed actions raise :class:`NotConnected` (nothing sent), :class:`ActionTimeout` /
     :class:`ConnectionLost` (outcome unknown, subclasses of :class:`ActionOutcomeUnknown`),
     or a subclass of :class:`ActionFailed` for ``Response: Error``.
+
+    Built in layers: :class:`~ami_bridge.link_dispatch.LinkDispatch` (data path, queue,
+    correlation), :class:`~ami_bridge.link_session.LinkSession` (Login, reconciliation,
+    watchdog), :class:`~ami_bridge.link_supervisor.LinkSupervisor` (reconnects); this class
+    adds the typed actions.
     """
-
-    def __init__(
-        self,
-        server: ServerSpec,
-        *,
-        options: LinkOptions | None = None,
-        on_event: EventHandler | None = None,
-        on_reconcile: ReconcileHandler | None = None,
-        on_status: StatusHandler | None = None,
-        rng: random.Random | None = None,
-        wall: Callable[[], float] = time.time,
-        now: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.server = server
-        self.name = server.name
-        self.options = options or LinkOptions()
-        self._on_event = on_event
-        self._on_reconcile = on_reconcile
-        self._on_status = on_status
-        self._rng = rng or random.Random()
-        self._wall = wall
-        self._now = now
-        self._status = LinkStatus(server.name, LinkState.STOPPED)
-        self._queue: asyncio.Queue[AMIEvent] = asyncio.Queue(maxsize=self.options.queue_size)
-        self._protocol: _BridgeProtocol | None = None
-        self._manager = _Manager(
-            host=server.host,
-            port=server.port,
-            events=self.options.events,
-            forgetable_actions=FORGETABLE_ACTIONS,
-            log=log,
-        )
-        self._tasks: list[asyncio.Task[None]] = []
-        self._supervisor: asyncio.Task[None] | None = None
-        self._side_tasks: set[asyncio.Task[None]] = set()
-        self._ids = itertools.count(1)
-        self._sessions = itertools.count(1)
-        self._connected_event = asyncio.Event()
-        self._needs_reconcile = False
-        self._closing = False
-        self._drop_logged_at = 0.0
-
-    # -- status ------------------------------------------------------------------------------
-
-    @property
-    def status(self) -> LinkStatus:
-        return self._status
-
-    @property
-    def connected(self) -> bool:
-        return self._status.state is LinkState.CONNECTED
-
-    def _update(self, **changes: Any) -> None:
-        old = self._status
-        new = replace(old, **changes)
-        self._status = new
-        if new.state is LinkState.CONNECTED:
-            self._connected_event.set()
-        else:
-            self._connected_event.clear()
-        if self._on_status is not None and new != old:
-            self._spawn(self._on_status, new)
-
-    def _spawn(self, handler: Callable[..., Any], *args: Any) -> None:
-        try:
-            result = handler(*args)
-        except Exception:
-            log.exception("ami_callback_failed", server=self.name)
-            return
-        if inspect.isawaitable(result):
-            task = asyncio.ensure_future(self._guard(result))
-            self._side_tasks.add(task)
-            task.add_done_callback(self._side_tasks.discard)
-
-    async def _guard(self, awaitable: Awaitable[Any]) -> None:
-        try:
-            await awaitable
-        except Exception:
-            log.exception("ami_callback_failed", server=self.name)
-
-    # -- lifecycle ---------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Start the workers and the supervisor (connect, login, reconcile, reconnect...).
-        Returns at once; use :meth:`wait_connected` to wait for the first login."""
-        if self._supervisor is not None:
-            return
-        self._closing = False
-        self._tasks = [
-            asyncio.ensure_future(self._worker(i)) for i in range(max(1, self.options.workers))
-        ]
-        self._supervisor = asyncio.ensure_future(self._supervise())
-
-    async def wait_connected(self, timeout_s: float) -> None:
-        """Wait until logged in and reconciled. Raises :class:`TimeoutError`."""
-        await asyncio.wait_for(self._connected_event.wait(), timeout_s)
-
-    async def close(self) -> None:
-        """Log off (best effort), close the socket, stop reconnecting. Idempotent."""
-        self._closing = True
-        protocol = self._protocol
-        if protocol is not None and self.connected:
-            with contextlib.suppress(AMIError, OSError):
-                await self._send(protocol, ActionRequest("Logoff"), timeout_s=0.5)
-        tasks = [t for t in (self._supervisor, *self._tasks) if t is not None]
-        self._supervisor = None
-        self._tasks = []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        protocol = self._protocol
-        if protocol is not None:
-            protocol.abort()
-            self._protocol = None
-        for task in list(self._side_tasks):
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._update(state=LinkState.STOPPED, connected_since=None, next_attempt_in=None)
-
-    async def __aenter__(self) -> AmiConnection:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    # -- supervisor --------------------------------------------------------------------------
-
-    async def _supervise(self) -> None:
-        failures = 0
-        auth_failures = 0
-        backoff = self.options.backoff
-        while not self._closing:
-            # After a refused Login the alert state stays up until a Login succeeds.
-            self._update(
-                state=LinkState.AUTH_FAILED if auth_failures else LinkState.CONNECTING,
-                attempts=self._status.attempts + 1,
-                next_attempt_in=None,
-            )
-            protocol: _BridgeProtocol | None = None
-            try:
-                protocol = await self._open()
-                await self._login(protocol)
-                await self._reconcile(protocol)
-            except AuthenticationFailed as exc:
-                if protocol is not None:
-                    protocol.abort()
-                auth_failures += 1
-                delay = backoff.delay(auth_failures, self._rng, auth=True)
-                log.error(
-                    "ami_login_refused",
-                    server=self.name,
-                    username=self.server.username,
-                    failures=auth_failures,
-                    retry_in=round(delay, 2),
-                    alert=True,
-                )
-                self._update(
-                    state=LinkState.AUTH_FAILED,
-                    last_error=str(exc),
-                    auth_failures=auth_failures,
-                    next_attempt_in=delay,
-                )
-                await asyncio.sleep(delay)
-                continue
-            except (OSError, TimeoutError, AMIError) as exc:
-                if protocol is not None:
-                    protocol.abort()
-                failures += 1
-                delay = backoff.delay(failures, self._rng)
-                error = f"{type(exc).__name__}: {exc}"
-                log.warning(
-                    "ami_connect_failed",
-                    server=self.name,
-                    error=error,
-                    failures=failures,
-                    retry_in=round(delay, 2),
-                )
-                self._update(state=LinkState.BACKOFF, last_error=error, next_attempt_in=delay)
-                await asyncio.sleep(delay)
-                continue
-            # Logged in and reconciled.
-            failures = 0
-            auth_failures = 0
-            self._update(
-                state=LinkState.CONNECTED,
-                connected_since=self._wall(),
-                auth_failures=0,
-                sessions=self._status.sessions + 1,
-            )
-            log.info("ami_connected", server=self.name, session=protocol.session)
-            watchdog = asyncio.ensure_future(self._watchdog(protocol))
-            try:
-                exc_lost = await asyncio.shield(protocol.lost)
-            finally:
-                watchdog.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await watchdog
-            if self._closing:
-                break
-            failures = 1
-            delay = backoff.delay(failures, self._rng)
-            error = f"connection lost: {exc_lost!r}" if exc_lost else "connection lost (EOF)"
-            log.warning("ami_disconnected", server=self.name, error=error, retry_in=round(delay, 2))
-            self._update(
-                state=LinkState.BACKOFF,
-                last_error=error,
-                connected_since=None,
-                next_attempt_in=delay,
-            )
-            await asyncio.sleep(delay)
-
-    async def _open(self) -> _BridgeProtocol:
-        loop = asyncio.get_running_loop()
-        session = next(self._sessions)
-        _transport, protocol = await asyncio.wait_for(
-            loop.create_connection(
-                lambda: _BridgeProtocol(self, session), self.server.host, self.server.port
-            ),
-            self.options.connect_timeout,
-        )
-        assert isinstance(protocol, _BridgeProtocol)
-        return protocol
-
-    def _attach(self, protocol: _BridgeProtocol) -> None:
-        # What Manager.connection_made would wire (without its Login/pinger side effects).
-        protocol.factory = self._manager
-        protocol.config = self._manager.config
-        self._manager.protocol = protocol
-        self._manager.responses = protocol.responses
-        self._protocol = protocol
-
-    async def _login(self, protocol: _BridgeProtocol) -> None:
-        request = ActionRequest(
-            "Login",
-            (
-                ("Username", self.server.username),
-                ("Secret", self.server.secret.get_secret_value()),
-                ("Events", self.options.events),
-            ),
-        )
-        try:
-            await self._send(protocol, request, timeout_s=self.options.effective_login_timeout)
-        except ActionFailed as exc:
-            raise AuthenticationFailed(f"Login refused: {exc.reason}") from None
-
-    async def _reconcile(self, protocol: _BridgeProtocol) -> None:
-        """CoreShowChannels, then hand the live channels to ``on_reconcile``."""
-        asked_at = self._now()
-        items = await self._send(protocol, act.core_show_channels())
-        assert isinstance(items, list)
-        channels = act.parse_channels(items)
-        log.info("ami_reconcile", server=self.name, live_channels=len(channels))
-        if self._on_reconcile is not None:
-            try:
-                await _call(self._on_reconcile, self.name, channels, asked_at)
-            except Exception:
-                log.exception("ami_reconcile_handler_failed", server=self.name)
-
-    async def _watchdog(self, protocol: _BridgeProtocol) -> None:
-        interval = self.options.ping_interval
-        timeout = self.options.effective_ping_timeout
-        while not protocol.closed:
-            await asyncio.sleep(interval)
-            try:
-                await self._send(protocol, act.ping(), timeout_s=timeout)
-            except ActionTimeout:
-                log.warning("ami_ping_timeout", server=self.name, timeout=timeout)
-                self._update(last_error=f"ping timeout after {timeout}s")
-                protocol.abort()
-                return
-            except (ConnectionLost, NotConnected):
-                return
-            except ActionFailed as exc:
-                log.warning("ami_ping_refused", server=self.name, error=str(exc))
-            if self._needs_reconcile and self._queue.qsize() < self._queue.maxsize // 2:
-                self._needs_reconcile = False
-                try:
-                    await self._reconcile(protocol)
-                except AMIError as exc:
-                    log.warning("ami_reconcile_failed", server=self.name, error=str(exc))
-                    self._needs_reconcile = True
-
-    # -- incoming ----------------------------------------------------------------------------
-
-    def _protocol_error(self, protocol: _BridgeProtocol, detail: str) -> None:
-        self._status = replace(self._status, protocol_errors=self._status.protocol_errors + 1)
-        log.warning("ami_protocol_error", server=self.name, error=mask_digits(detail))
-
-    def _on_item(
-        self, protocol: _BridgeProtocol, item: Message | Banner | AMIProtocolError
-    ) -> None:
-        if protocol is not self._protocol:
-            return  # a late read from a previous session
-        if isinstance(item, Message):
-            self._on_message(protocol, item)
-        elif isinstance(item, Banner):
-            protocol.version = item.version
-            self._status = replace(self._status, banner=item.line)
-        else:
-            sample = mask_digits(repr(item.sample[:40]))
-            self._status = replace(self._status, protocol_errors=self._status.protocol_errors + 1)
-            log.warning(
-                "ami_protocol_error",
-                server=self.name,
-                kind=type(item).__name__,
-                error=str(item),
-                sample=sample,
-            )
-
-    def _on_message(self, protocol: _BridgeProtocol, message: Message) -> None:
-        index = message.index
-        action_id = index.get("ActionID")
-        pending: _PkAction | None = (
-            protocol.responses.get(action_id) if action_id is not None else None
-        )
-        if "Event" not in index:
-            if "Response" not in index:
-                log.warning("ami_unknown_message", server=self.name, keys=len(index))
-                return
-            if pending is None:
-                # A reply to an action we never sent, or a second reply (duplicate ActionID).
-                log.warning(
-                    "ami_unsolicited_response",
-                    server=self.name,
-                    action_id=mask_digits(action_id or ""),
-                    response=index.get("Response"),
-                )
-                return
-            if pending.as_list and (index.get("Response") or "").lower() != "success":
-                # panoramisk would wait forever for the list that never comes.
-                protocol.responses.pop(action_id, None)
-                if not pending.future.done():
-                    pending.future.set_result([_to_pk(message)])
-                return
-            protocol.handle_message(_to_pk(message))
-            return
-        if pending is not None and pending.as_list:
-            protocol.handle_message(_to_pk(message))  # a list item or its Complete event
-            return
-        if index.get("Event") == "Shutdown":
-            log.warning("ami_pbx_shutdown", server=self.name, restart=index.get("Restart"))
-        self._enqueue(to_event(message))
-
-    def _enqueue(self, event: AMIEvent) -> None:
-        try:
-            self._queue.put_nowait(event)
-        except asyncio.QueueFull:
-            dropped = self._status.events_dropped + 1
-            self._status = replace(self._status, events_dropped=dropped)
-            self._needs_reconcile = True
-            now = time.monotonic()
-            if now - self._drop_logged_at >= 1.0:  # at most one log line per second
-                self._drop_logged_at = now
-                log.error(
-                    "ami_event_queue_full",
-                    server=self.name,
-                    dropped_total=dropped,
-                    queue_size=self._queue.maxsize,
-                )
-
-    async def _worker(self, index: int) -> None:
-        queue = self._queue
-        handled = 0
-        while True:
-            handled += 1
-            if handled % _YIELD_EVERY == 0:
-                # queue.get() does not yield while items are queued: let tasks the handlers
-                # scheduled (e.g. the Redirect of a call just answered) run during a burst.
-                await asyncio.sleep(0)
-            event = await queue.get()
-            try:
-                if self._on_event is not None:
-                    result = self._on_event(self.name, event)
-                    if result is not None:
-                        await result
-            except Exception:
-                log.exception("ami_event_handler_failed", server=self.name, worker=index)
-            finally:
-                queue.task_done()
-
-    async def drain(self) -> None:
-        """Wait until every queued event has been handled (tests, benchmarks)."""
-        await self._queue.join()
-
-    def _on_connection_lost(self, protocol: _BridgeProtocol, exc: Exception | None) -> None:
-        pending = {id(a): a for a in protocol.responses.values()}
-        protocol.responses.clear()
-        for action in pending.values():
-            if not action.future.done():
-                name = action.get("Action", "?")
-                action.future.set_exception(
-                    ConnectionLost(f"connection to {self.name} lost before the {name} reply")
-                )
-        self._manager.awaiting_actions.clear()  # never re-send anything
-        if self._protocol is protocol:
-            self._protocol = None
-
-    # -- outgoing ----------------------------------------------------------------------------
-
-    def next_action_id(self, name: str) -> str:
-        return f"mc-{_ID_PREFIX}-{self.name}-{name.lower()}-{next(self._ids)}"
-
-    async def send(
-        self, request: ActionRequest, *, timeout_s: float | None = None
-    ) -> Message | list[Message]:
-        """Send any action. A list action returns its items (plus the Complete event)."""
-        protocol = self._protocol
-        if not self.connected or protocol is None:
-            raise NotConnected(f"AMI link {self.name} is {self._status.state.value}")
-        return await self._send(protocol, request, timeout_s=timeout_s)
-
-    async def _send(
-        self, protocol: _BridgeProtocol, request: ActionRequest, *, timeout_s: float | None = None
-    ) -> Message | list[Message]:
-        if protocol.closed:
-            raise NotConnected(f"AMI link {self.name} is not connected")
-        action_id = request.action_id or self.next_action_id(request.name)
-        if action_id in protocol.responses:
-            raise DuplicateActionID(f"ActionID {action_id!r} is still waiting for its reply")
-        # serialize first: InvalidAction (CR/LF injection, bad name) means nothing is sent
-        data = serialize_action(request.name, request.headers, action_id=action_id)
-        pk_headers: dict[str, str] = {"Action": request.name, "ActionID": action_id}
-        if request.is_originate:
-            pk_headers["Async"] = "true"
-        pk_action = _PkAction(pk_headers, as_list=request.is_list)
-        protocol.responses[action_id] = pk_action
-        protocol.transport.write(data)
-        limit = self.options.action_timeout if timeout_s is None else timeout_s
-        try:
-            result = await asyncio.wait_for(pk_action.future, limit)
-        except TimeoutError:
-            raise ActionTimeout(
-                f"no reply to {request.name} from {self.name} within {limit}s"
-            ) from None
-        finally:
-            if protocol.responses.get(action_id) is pk_action:
-                del protocol.responses[action_id]
-        if isinstance(result, list):
-            messages = [m.raw for m in result]
-            first = messages[0]
-            act.raise_for_error(request.name, first)
-            return messages[1:]
-        return act.raise_for_error(request.name, result.raw)
 
     async def _single(self, request: ActionRequest) -> Message:
         result = await self.send(request)
@@ -1062,7 +383,7 @@ class AmiBridge:
             return
         for output in outputs:
             try:
-                await _call(self._on_output, server, output)
+                await call_handler(self._on_output, server, output)
             except Exception:
                 log.exception("ami_output_handler_failed", server=server)
 
@@ -1071,7 +392,7 @@ class AmiBridge:
         if outputs:
             await self._emit(server, outputs)
         if self._on_event is not None:
-            await _call(self._on_event, server, event)
+            await call_handler(self._on_event, server, event)
 
     async def _handle_reconcile(
         self, server: str, channels: list[ChannelInfo], asked_at: datetime

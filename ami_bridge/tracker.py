@@ -20,6 +20,12 @@ Each tracked call yields exactly one :class:`CallEnded` (and at most one each of
 ``CallRinging``, ``CallAnswered``, ``CallHeld``, ``CallAbandoning``, ``CallConnected``);
 afterwards it is forgotten and late events for it are ignored.
 
+Layout: this module is the public API (:class:`CallTracker`, and every name below is importable
+from here); the data (config, outputs, per-call state) is :mod:`ami_bridge.tracker_model`, the
+indexes and the resolution :mod:`ami_bridge.tracker_core`, one handler per event type
+:mod:`ami_bridge.tracker_handlers`, and the outcome decision (pure functions of a call's state,
+the rules below) :mod:`ami_bridge.verdict`.
+
 Correlation
 -----------
 * ``ActionID`` -> the call, for ``OriginateResponse`` and the action's ``Response``.
@@ -33,7 +39,7 @@ Correlation
   ``OriginateResponse.Uniqueid`` and the originate's own ``DialBegin``/``DialEnd``
   (``DestUniqueid``) also bind the ``;1`` leg.
 
-Outcome rules (``dialer.domain.outcomes.CallOutcome``; never from Reason alone)
+Outcome rules (``ami_bridge.outcomes.CallOutcome``; never from Reason alone)
 --------------------------------------------------------------------------------
 Answered = ``OriginateResponse`` Reason 4, or ``Newstate`` Up on the ``;1`` leg. Then:
 
@@ -102,32 +108,31 @@ Timeouts (no call stays pending forever)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass
+from collections.abc import Collection, Iterator
 from datetime import datetime, timedelta
 
-from ami_bridge import dialplan
-from ami_bridge.errors import AMIError
-from ami_bridge.events import (
-    AMIEvent,
-    BridgeEnter,
-    BridgeLeave,
-    ConfbridgeJoin,
-    DialBegin,
-    DialEnd,
-    Hangup,
-    Newchannel,
-    Newexten,
-    Newstate,
-    OriginateResponse,
-    Response,
-    Shutdown,
-    SoftHangupRequest,
-    VarSet,
+from ami_bridge.events import AMIEvent
+from ami_bridge.outcomes import CallOutcome
+from ami_bridge.tracker_handlers import EventHandlers
+from ami_bridge.tracker_model import (
+    END_PBX_RESTART,
+    SOFTHANGUP_SHUTDOWN,
+    CallAbandoning,
+    CallAnswered,
+    CallConnected,
+    CallEnded,
+    CallHeld,
+    CallRinging,
+    CallState,
+    DuplicateCallError,
+    TrackerConfig,
+    TrackerOutput,
 )
-from dialer.domain.outcomes import CallOutcome
+from ami_bridge.verdict import outcome_from_cause
 
 __all__ = [
+    "END_PBX_RESTART",
+    "SOFTHANGUP_SHUTDOWN",
     "CallAbandoning",
     "CallAnswered",
     "CallConnected",
@@ -141,263 +146,14 @@ __all__ = [
     "outcome_from_cause",
 ]
 
-_STATE_RINGING = 5
-_STATE_UP = 6
-#: ``SoftHangupRequest`` Cause during ``core restart``/``core stop``: the soft-hangup flag
-#: AST_SOFTHANGUP_SHUTDOWN, not a Q.850 cause (ami-transcripts file 24; checked on 22.10.1).
-SOFTHANGUP_SHUTDOWN = 4
-#: :attr:`CallEnded.end_reason` of a call cut by a PBX restart or shutdown.
-END_PBX_RESTART = "pbx_restart"
-_VAGUE_CAUSES = (None, 0, 16)
 
-_CAUSE_OUTCOMES: dict[int, CallOutcome] = {
-    1: CallOutcome.INVALID_NUMBER,  # unallocated number
-    3: CallOutcome.INVALID_NUMBER,  # no route to destination
-    22: CallOutcome.INVALID_NUMBER,  # number changed
-    28: CallOutcome.INVALID_NUMBER,  # invalid number format
-    16: CallOutcome.NO_ANSWER,  # normal clearing before answer
-    17: CallOutcome.BUSY,
-    18: CallOutcome.NO_ANSWER,  # no user responding
-    19: CallOutcome.NO_ANSWER,  # alerting, no answer (originate Timeout)
-    20: CallOutcome.NO_ANSWER,  # subscriber absent (phone off)
-    21: CallOutcome.REJECTED,
-    34: CallOutcome.CONGESTION,
-    41: CallOutcome.CONGESTION,  # temporary failure
-    42: CallOutcome.CONGESTION,  # switching equipment congestion
-    44: CallOutcome.CONGESTION,  # requested channel not available
-}
-_REASON_OUTCOMES: dict[int, CallOutcome] = {
-    1: CallOutcome.FAILED,
-    3: CallOutcome.NO_ANSWER,
-    5: CallOutcome.BUSY,
-    8: CallOutcome.CONGESTION,
-}
-_DIALSTATUS_OUTCOMES: dict[str, CallOutcome] = {
-    "BUSY": CallOutcome.BUSY,
-    "CONGESTION": CallOutcome.CONGESTION,
-    "NOANSWER": CallOutcome.NO_ANSWER,
-    "CHANUNAVAIL": CallOutcome.FAILED,
-    "CANCEL": CallOutcome.CANCELLED,
-}
+class CallTracker(EventHandlers):
+    """See the module docstring.
 
-
-def outcome_from_cause(cause: int | None) -> CallOutcome | None:
-    """Outcome implied by a Q.850 cause of an unanswered leg (``None``: not conclusive)."""
-    if cause is None or cause == 0:
-        return None
-    return _CAUSE_OUTCOMES.get(cause, CallOutcome.FAILED)
-
-
-class DuplicateCallError(AMIError, ValueError):
-    """``track()`` was given a call id, ActionID or ChannelId that is already tracked."""
-
-
-@dataclass(frozen=True, slots=True)
-class TrackerConfig:
-    agent_room_prefix: str = dialplan.ROOM_PREFIX
-    abandon_variable: str = dialplan.VAR_ABANDONED
-    amd_status_variable: str = "AMDSTATUS"
-    amd_cause_variable: str = "AMDCAUSE"
-    dial_status_variable: str = "DIALSTATUS"
-    #: the answered leg's entry context (optional AMD): a hang-up seen there, before the hold,
-    #: is ``EARLY_HANGUP``
-    outbound_context: str = dialplan.CTX_OUTBOUND
-    #: the hold context: its first line (``s``, priority 1) is the dialplan's "ready for an
-    #: agent" verdict (AMD passed or off) -> :class:`CallHeld`
-    hold_context: str = dialplan.CTX_HOLD
-    hold_exten: str = dialplan.EXTEN_START
-    #: extra time after ``ring_timeout`` before an unanswered call counts as stuck
-    originate_grace: timedelta = timedelta(seconds=30)
-    #: wait this long for a missing fact (OriginateResponse or a leg's Hangup) before resolving
-    settle_timeout: timedelta = timedelta(seconds=5)
-    #: an unanswered failure with nothing conclusive yet (no Q.850 cause, Reason or DialStatus
-    #: that names an outcome, e.g. the OriginateResponse Failure came before the call's
-    #: Newchannel/Hangup) waits this long for late events before it is decided
-    late_event_grace: timedelta = timedelta(seconds=2)
-    #: an answered call still up after this long is resolved (events were lost)
-    max_call_duration: timedelta = timedelta(hours=4)
-
-
-@dataclass(frozen=True, slots=True)
-class CallRinging:
-    call_id: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class CallAnswered:
-    call_id: str
-    at: datetime
-    channel: str | None  # the ;1 leg's channel name (target for Redirect)
-    uniqueid: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class CallHeld:
-    """The answered leg reached ``marcador-hold``: the dialplan's verdict (AMD passed or off).
-
-    The only moment the dialer may Redirect the customer to an agent: before it, ``AMD()`` is
-    still listening (a Redirect would cut it short and put machines through to agents).
+    Built in layers: :class:`~ami_bridge.tracker_core.TrackerCore` (indexes, milestones,
+    resolution), :class:`~ami_bridge.tracker_handlers.EventHandlers` (one step per event type,
+    :mod:`ami_bridge.verdict` for the outcome); this class is the public API.
     """
-
-    call_id: str
-    at: datetime
-    channel: str | None  # the ;1 leg's channel name (target for Redirect)
-    uniqueid: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class CallAbandoning:
-    """The safe-harbor path started (``MARCADOR_ABANDONED`` set): the call will not connect.
-
-    An agent reserved for it (a Redirect that lost the race with the hold timeout) is free.
-    """
-
-    call_id: str
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class CallConnected:
-    call_id: str
-    at: datetime
-    agent_channel: str | None  # peer channel in the bridge, if known
-    conference: str | None  # the ConfBridge room, if the connect was a ConfbridgeJoin
-    bridge_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class CallEnded:
-    call_id: str
-    outcome: CallOutcome
-    detail: str
-    hangup_cause: int | None  # the cause of the "right" leg
-    originate_reason: int | None
-    dial_status: str | None
-    amd_status: str | None
-    amd_cause: str | None
-    started_at: datetime
-    ringing_at: datetime | None
-    answered_at: datetime | None
-    connected_at: datetime | None
-    ended_at: datetime
-    channel: str | None
-    uniqueid: str | None
-    action_id: str
-    #: Why the call ended when the PBX, not a party, ended it: :data:`END_PBX_RESTART` when a
-    #: ``SoftHangupRequest`` with Cause 4 (or ``Shutdown``) was seen before its Hangup.
-    end_reason: str | None = None
-    held_at: datetime | None = None  # reached marcador-hold (ready for an agent)
-
-
-TrackerOutput = CallRinging | CallAnswered | CallHeld | CallAbandoning | CallConnected | CallEnded
-
-
-class _Call:
-    __slots__ = (
-        "abandon_signal",
-        "action_id",
-        "agent_channel",
-        "amd_cause",
-        "amd_status",
-        "answered_at",
-        "bridge_id",
-        "call_id",
-        "cancel_requested",
-        "channel",
-        "conference",
-        "connected_at",
-        "deadline",
-        "dial_status",
-        "held_at",
-        "in_outbound",
-        "legs",
-        "match",
-        "other_cause",
-        "other_uid",
-        "pbx_shutdown",
-        "preview",
-        "primary_cause",
-        "primary_uid",
-        "reason",
-        "response",
-        "response_detail",
-        "ringing_at",
-        "saw_channel",
-        "settle_at",
-        "started_at",
-    )
-
-    def __init__(
-        self,
-        call_id: str,
-        action_id: str,
-        now: datetime,
-        deadline: datetime,
-        preview: bool,
-        match: tuple[str, str] | None,
-    ) -> None:
-        self.call_id = call_id
-        self.action_id = action_id
-        self.started_at = now
-        self.deadline = deadline
-        self.preview = preview
-        self.match = match
-        self.primary_uid: str | None = None
-        self.other_uid: str | None = None
-        self.channel: str | None = None
-        self.legs: dict[str, bool] = {}  # uniqueid -> alive
-        self.saw_channel = False
-        self.primary_cause: int | None = None
-        self.other_cause: int | None = None
-        self.reason: int | None = None
-        self.response: str | None = None  # "Success" | "Failure" | "Error"
-        self.response_detail: str | None = None
-        self.dial_status: str | None = None
-        self.amd_status: str | None = None
-        self.amd_cause: str | None = None
-        self.abandon_signal: str | None = None
-        self.cancel_requested = False
-        self.ringing_at: datetime | None = None
-        self.answered_at: datetime | None = None
-        self.connected_at: datetime | None = None
-        self.held_at: datetime | None = None
-        self.in_outbound = False  # the ;1 leg ran the outbound (AMD) context
-        self.agent_channel: str | None = None
-        self.conference: str | None = None
-        self.bridge_id: str | None = None
-        self.settle_at: datetime | None = None
-        self.pbx_shutdown = False
-
-
-def _base_name(channel: str) -> str:
-    return channel[:-2] if channel.endswith((";1", ";2")) else channel
-
-
-class CallTracker:
-    """See the module docstring."""
-
-    def __init__(self, config: TrackerConfig | None = None) -> None:
-        self.config = config or TrackerConfig()
-        self._calls: dict[str, _Call] = {}
-        self._by_action: dict[str, _Call] = {}
-        self._by_uid: dict[str, _Call] = {}
-        self._by_match: dict[tuple[str, str], _Call] = {}
-        self._match_names: set[str] = set()
-        # bridge id -> {uniqueid: channel name}, for every bridge seen (not only ours)
-        self._bridges: dict[str, dict[str, str]] = {}
-        self._handlers: dict[type, Callable[[_Call | None, object, datetime], list[TrackerOutput]]]
-        self._handlers = {
-            Newchannel: self._on_newchannel,  # type: ignore[dict-item]
-            Newstate: self._on_newstate,  # type: ignore[dict-item]
-            Hangup: self._on_hangup,  # type: ignore[dict-item]
-            VarSet: self._on_varset,  # type: ignore[dict-item]
-            Newexten: self._on_newexten,  # type: ignore[dict-item]
-            BridgeEnter: self._on_bridge_enter,  # type: ignore[dict-item]
-            BridgeLeave: self._on_bridge_leave,  # type: ignore[dict-item]
-            ConfbridgeJoin: self._on_confbridge_join,  # type: ignore[dict-item]
-            SoftHangupRequest: self._on_soft_hangup,  # type: ignore[dict-item]
-        }
 
     # -- registration ------------------------------------------------------------------------
 
@@ -432,7 +188,7 @@ class CallTracker:
                 raise DuplicateCallError(f"ChannelId {uid!r} is already in use")
         if match_variable is not None and match_variable in self._by_match:
             raise DuplicateCallError(f"match variable {match_variable!r} is already in use")
-        call = _Call(
+        call = CallState(
             call_id,
             action_id,
             now,
@@ -480,7 +236,7 @@ class CallTracker:
             if answered_at is not None
             else ring_timeout + self.config.originate_grace
         )
-        call = _Call(call_id, action_id, now, deadline, False, None)
+        call = CallState(call_id, action_id, now, deadline, False, None)
         call.response = "Success"  # the originate was accepted long ago
         call.primary_uid = uniqueid
         call.other_uid = uniqueid + ";2"
@@ -543,20 +299,7 @@ class CallTracker:
 
     def feed(self, event: AMIEvent, now: datetime) -> list[TrackerOutput]:
         """Process one typed event. Never raises on unexpected input; unknown calls are ignored."""
-        handler = self._handlers.get(type(event))
-        if handler is not None:
-            uid: str = event.uniqueid  # type: ignore[union-attr,assignment]
-            return handler(self._by_uid.get(uid), event, now)
-        if type(event) is OriginateResponse:
-            return self._on_originate_response(event, now)
-        if type(event) is DialBegin or type(event) is DialEnd:
-            return self._on_dial(event, now)
-        if type(event) is Response:
-            return self._on_response(event, now)
-        if type(event) is Shutdown:
-            for call in self._calls.values():  # whatever is still up dies with the PBX
-                call.pbx_shutdown = True
-        return []
+        return self._dispatch(event, now)
 
     def tick(self, now: datetime) -> list[TrackerOutput]:
         """Resolve calls whose facts are overdue. Call it periodically (e.g. every second)."""
@@ -610,409 +353,3 @@ class CallTracker:
             else:
                 out.append(self._end(call, now, CallOutcome.FAILED, "lost during PBX outage"))
         return out
-
-    # -- handlers ----------------------------------------------------------------------------
-
-    def _bind(self, call: _Call, uid: str, channel: str, primary: bool) -> None:
-        if primary:
-            if call.primary_uid is None:
-                call.primary_uid = uid
-            call.channel = channel
-        elif call.other_uid is None:
-            call.other_uid = uid
-        self._by_uid[uid] = call
-        call.legs.setdefault(uid, True)
-        call.saw_channel = True
-
-    def _on_newchannel(
-        self, call: _Call | None, ev: Newchannel, now: datetime
-    ) -> list[TrackerOutput]:
-        if call is None:
-            # the ;2 leg of a Local channel whose ;1 leg we know
-            if not ev.channel.endswith(";2"):
-                return []
-            owner = self._by_uid.get(ev.linkedid)
-            if owner is None or owner.other_uid is not None or owner.channel is None:
-                return []
-            if _base_name(owner.channel) != _base_name(ev.channel):
-                return []
-            self._bind(owner, ev.uniqueid, ev.channel, primary=False)
-            return []
-        self._bind(call, ev.uniqueid, ev.channel, primary=ev.uniqueid == call.primary_uid)
-        return []
-
-    def _on_newstate(self, call: _Call | None, ev: Newstate, now: datetime) -> list[TrackerOutput]:
-        if call is None or ev.uniqueid != call.primary_uid:
-            return []
-        if call.channel is None:
-            call.channel = ev.channel
-        call.legs.setdefault(ev.uniqueid, True)
-        state = ev.channel_state
-        if state == _STATE_RINGING and call.ringing_at is None and not call.preview:
-            call.ringing_at = now
-            return [CallRinging(call.call_id, now)]
-        if state == _STATE_UP and not call.preview:
-            return self._answered(call, now)
-        return []
-
-    def _answered(self, call: _Call, now: datetime) -> list[TrackerOutput]:
-        if call.answered_at is not None:
-            return []
-        call.answered_at = now
-        call.settle_at = None
-        call.deadline = now + self.config.max_call_duration
-        return [CallAnswered(call.call_id, now, call.channel, call.primary_uid)]
-
-    def _connected(
-        self,
-        call: _Call,
-        now: datetime,
-        agent_channel: str | None,
-        conference: str | None,
-        bridge_id: str | None,
-    ) -> list[TrackerOutput]:
-        if call.connected_at is not None:
-            return []
-        out: list[TrackerOutput] = []
-        if call.answered_at is None:
-            out.extend(self._answered(call, now))
-        call.connected_at = now
-        call.agent_channel = agent_channel
-        call.conference = conference
-        call.bridge_id = bridge_id
-        out.append(CallConnected(call.call_id, now, agent_channel, conference, bridge_id))
-        return out
-
-    def _on_hangup(self, call: _Call | None, ev: Hangup, now: datetime) -> list[TrackerOutput]:
-        if call is None:
-            return []
-        uid = ev.uniqueid
-        call.legs[uid] = False
-        call.saw_channel = True
-        if uid == call.primary_uid:
-            call.primary_cause = ev.cause
-            if call.channel is None:
-                call.channel = ev.channel
-            if call.answered_at is not None:
-                return [self._resolve(call, now, "")]
-        else:
-            call.other_cause = ev.cause
-        return self._maybe_settle(call, now)
-
-    def _on_soft_hangup(
-        self, call: _Call | None, ev: SoftHangupRequest, now: datetime
-    ) -> list[TrackerOutput]:
-        if call is not None and ev.cause == SOFTHANGUP_SHUTDOWN:
-            call.pbx_shutdown = True
-        return []
-
-    def _on_varset(self, call: _Call | None, ev: VarSet, now: datetime) -> list[TrackerOutput]:
-        var = ev.variable
-        if call is None:
-            if var in self._match_names:
-                owner = self._by_match.get((var, ev.value))
-                if owner is not None and ev.uniqueid:
-                    is_other = ev.channel.endswith(";2")
-                    if not is_other and owner.primary_uid is None:
-                        self._bind(owner, ev.uniqueid, ev.channel, primary=True)
-                    elif is_other and owner.other_uid is None:
-                        self._bind(owner, ev.uniqueid, ev.channel, primary=False)
-            return []
-        cfg = self.config
-        if var == cfg.amd_status_variable:
-            call.amd_status = ev.value or None
-        elif var == cfg.amd_cause_variable:
-            call.amd_cause = ev.value or None
-        elif var == cfg.abandon_variable:
-            first = call.abandon_signal is None
-            call.abandon_signal = ev.value or None
-            if first and call.abandon_signal and call.connected_at is None:
-                return [CallAbandoning(call.call_id, now)]
-        elif (
-            var == cfg.dial_status_variable
-            and ev.value
-            and call.preview
-            and ev.uniqueid == call.primary_uid
-        ):
-            call.dial_status = ev.value
-            if ev.value == "ANSWER":
-                return self._connected(call, now, None, None, None)
-        return []
-
-    def _on_newexten(self, call: _Call | None, ev: Newexten, now: datetime) -> list[TrackerOutput]:
-        if call is None or call.preview or ev.uniqueid != call.primary_uid:
-            return []
-        cfg = self.config
-        if ev.context == cfg.outbound_context:
-            call.in_outbound = True
-            return []
-        if (
-            ev.context != cfg.hold_context
-            or ev.exten != cfg.hold_exten
-            or ev.priority != 1
-            or call.held_at is not None
-            or call.connected_at is not None
-        ):
-            return []
-        if call.channel is None:
-            call.channel = ev.channel
-        out: list[TrackerOutput] = []
-        if call.answered_at is None:  # OriginateResponse/Newstate not seen (yet): it is up
-            out.extend(self._answered(call, now))
-        call.held_at = now
-        out.append(CallHeld(call.call_id, now, call.channel, call.primary_uid))
-        return out
-
-    def _on_bridge_enter(
-        self, call: _Call | None, ev: BridgeEnter, now: datetime
-    ) -> list[TrackerOutput]:
-        members = self._bridges.setdefault(ev.bridge_uniqueid, {})
-        members[ev.uniqueid] = ev.channel
-        if call is not None and ev.uniqueid == call.primary_uid:
-            for uid, channel in members.items():
-                if self._by_uid.get(uid) is not call:
-                    return self._connected(call, now, channel, None, ev.bridge_uniqueid)
-            return []
-        out: list[TrackerOutput] = []
-        for uid in members:
-            owner = self._by_uid.get(uid)
-            if owner is not None and owner is not call and uid == owner.primary_uid:
-                out.extend(self._connected(owner, now, ev.channel, None, ev.bridge_uniqueid))
-        return out
-
-    def _check_bridges(self, call: _Call, now: datetime) -> list[TrackerOutput]:
-        uid = call.primary_uid
-        if uid is None or call.connected_at is not None:
-            return []
-        for bridge_id, members in self._bridges.items():
-            if uid in members:
-                for other, channel in members.items():
-                    if self._by_uid.get(other) is not call:
-                        return self._connected(call, now, channel, None, bridge_id)
-        return []
-
-    def _on_bridge_leave(
-        self, call: _Call | None, ev: BridgeLeave, now: datetime
-    ) -> list[TrackerOutput]:
-        members = self._bridges.get(ev.bridge_uniqueid)
-        if members is not None:
-            members.pop(ev.uniqueid, None)
-            if not members:
-                del self._bridges[ev.bridge_uniqueid]
-        return []
-
-    def _on_confbridge_join(
-        self, call: _Call | None, ev: ConfbridgeJoin, now: datetime
-    ) -> list[TrackerOutput]:
-        if call is None or ev.uniqueid != call.primary_uid:
-            return []
-        if ev.conference.startswith(self.config.agent_room_prefix):
-            return self._connected(call, now, None, ev.conference, ev.bridge_uniqueid)
-        return []
-
-    def _on_originate_response(self, ev: OriginateResponse, now: datetime) -> list[TrackerOutput]:
-        if ev.action_id is None:
-            return []
-        call = self._by_action.get(ev.action_id)
-        if call is None:
-            return []
-        call.reason = ev.reason
-        call.response = ev.response or "Failure"
-        if ev.success:
-            if ev.uniqueid and call.primary_uid is None:
-                self._bind(call, ev.uniqueid, ev.channel, primary=True)
-            elif call.channel is None and ev.uniqueid == call.primary_uid:
-                call.channel = ev.channel
-            if call.preview:
-                return []
-            out: list[TrackerOutput] = []
-            if ev.reason == 4 or ev.reason is None:
-                out.extend(self._answered(call, now))
-            out.extend(self._check_bridges(call, now))  # bound late: already bridged?
-            return out
-        return self._maybe_settle(call, now)
-
-    def _on_dial(self, ev: DialBegin | DialEnd, now: datetime) -> list[TrackerOutput]:
-        if ev.uniqueid is None:
-            # the originate's own dial: Dest* is our ;1 leg
-            call = self._by_uid.get(ev.dest_uniqueid)
-            if call is None:
-                return []
-            if type(ev) is DialEnd and not call.preview:
-                call.dial_status = ev.dial_status or call.dial_status
-            return []
-        call = self._by_uid.get(ev.uniqueid)
-        if call is None or not call.preview or ev.uniqueid != call.primary_uid:
-            return []
-        # preview: our (agent) channel dials the customer
-        if type(ev) is DialBegin:
-            if call.other_uid is None and ev.dest_uniqueid:
-                self._bind(call, ev.dest_uniqueid, ev.dest_channel, primary=False)
-            if call.ringing_at is None:
-                call.ringing_at = now
-                return [CallRinging(call.call_id, now)]
-            return []
-        assert type(ev) is DialEnd
-        call.dial_status = ev.dial_status
-        if ev.dial_status == "ANSWER":
-            return self._connected(call, now, ev.channel, None, None)
-        return []
-
-    def _on_response(self, ev: Response, now: datetime) -> list[TrackerOutput]:
-        if ev.action_id is None or ev.success:
-            return []
-        call = self._by_action.get(ev.action_id)
-        if call is None or call.response is not None:
-            return []
-        detail = ev.message_text or ev.response
-        call.response = "Error"
-        call.response_detail = detail
-        if detail == "Originate failed":
-            # synchronous originate: the call ran and failed; its Hangup events follow
-            return self._maybe_settle(call, now)
-        return [self._end(call, now, CallOutcome.FAILED, f"originate refused: {detail}")]
-
-    # -- resolution --------------------------------------------------------------------------
-
-    def _maybe_settle(self, call: _Call, now: datetime) -> list[TrackerOutput]:
-        """Unanswered call: resolve once the response is in and every leg seen is down."""
-        if call.answered_at is not None:
-            return []
-        legs_down = not any(call.legs.values())
-        response = call.response
-        # A sync "Originate failed" comes *before* the call's channels: wait for them.
-        if response is not None and legs_down and (call.legs or response != "Error"):
-            if self._conclusive(call):
-                return [self._resolve(call, now, "")]
-            # OriginateResponse is not ordered against the channel events: a fast failure's
-            # Newchannel/Hangup (with its cause) may still be on the way. Give them a moment.
-            grace = now + self.config.late_event_grace
-            if call.settle_at is None or grace < call.settle_at:
-                call.settle_at = grace
-            return []
-        if call.settle_at is None and (response is not None or (call.legs and legs_down)):
-            call.settle_at = now + self.config.settle_timeout
-        return []
-
-    def _conclusive(self, call: _Call) -> bool:
-        """Unanswered: do the facts already name the outcome (no late event can change it)?"""
-        if call.cancel_requested or call.pbx_shutdown or call.response == "Error":
-            return True
-        if outcome_from_cause(self._right_cause(call)) is not None:
-            return True
-        if call.reason is not None and call.reason in _REASON_OUTCOMES:
-            return True
-        if call.dial_status and call.dial_status in _DIALSTATUS_OUTCOMES:
-            return True
-        # no named outcome (e.g. cause 0 everywhere): final once every leg we know of was seen
-        # (Newchannel precedes Hangup on a channel; only the response races them)
-        known = [uid for uid in (call.primary_uid, call.other_uid) if uid is not None]
-        return call.saw_channel and all(uid in call.legs for uid in known)
-
-    def _resolve(self, call: _Call, now: datetime, note: str) -> CallEnded:
-        outcome, detail = self._decide(call)
-        if note:
-            detail = f"{detail}; {note}" if detail else note
-        return self._end(call, now, outcome, detail)
-
-    def _right_cause(self, call: _Call) -> int | None:
-        if call.preview:
-            return call.other_cause if call.other_cause is not None else call.primary_cause
-        primary, other = call.primary_cause, call.other_cause
-        if primary not in _VAGUE_CAUSES:
-            return primary
-        if other not in _VAGUE_CAUSES:
-            return other
-        return primary if primary is not None else other
-
-    def _decide(self, call: _Call) -> tuple[CallOutcome, str]:
-        if call.pbx_shutdown:
-            return self._decide_restart(call)
-        amd = (call.amd_status or "").upper()
-        if call.connected_at is not None:
-            return CallOutcome.ANSWERED_CONNECTED, "connected to agent"
-        if call.answered_at is not None and not call.preview:
-            if amd == "MACHINE":
-                return CallOutcome.MACHINE, f"AMD {call.amd_cause or 'MACHINE'}"
-            if call.abandon_signal:
-                return CallOutcome.ABANDONED, f"safe-harbor ({call.abandon_signal})"
-            if call.cancel_requested:
-                return CallOutcome.ABANDONED, "hung up by the dialer before connect"
-            if call.in_outbound and call.held_at is None:
-                during = f"during AMD ({amd})" if amd else "before the hold"
-                return CallOutcome.EARLY_HANGUP, f"hung up {during}: never offered to an agent"
-            return CallOutcome.ABANDONED, "hung up before an agent connected"
-        if call.cancel_requested:
-            return CallOutcome.CANCELLED, "cancelled by the dialer"
-        cause = self._right_cause(call)
-        by_cause = outcome_from_cause(cause)
-        if by_cause is not None:
-            return by_cause, f"hangup cause {cause}"
-        if call.reason is not None and call.reason in _REASON_OUTCOMES:
-            return _REASON_OUTCOMES[call.reason], f"originate reason {call.reason}"
-        if call.dial_status and call.dial_status in _DIALSTATUS_OUTCOMES:
-            return _DIALSTATUS_OUTCOMES[call.dial_status], f"dial status {call.dial_status}"
-        if call.response == "Error":
-            return CallOutcome.FAILED, f"originate failed: {call.response_detail}"
-        if not call.saw_channel and call.response is not None:
-            return CallOutcome.FAILED, "no channel created (unknown or unregistered endpoint)"
-        if call.saw_channel and cause == 0:
-            return CallOutcome.INVALID_NUMBER, "hangup cause 0 (no such number or extension)"
-        if call.response is None:
-            return CallOutcome.FAILED, "no OriginateResponse"
-        return CallOutcome.FAILED, f"originate reason {call.reason}"
-
-    def _decide_restart(self, call: _Call) -> tuple[CallOutcome, str]:
-        """The PBX hung the call up (restart/shutdown): its causes (16 or 0) say nothing.
-
-        Connected: still a contact (the agent dispositions it). Answered, never connected:
-        ABANDONED (the customer answered and got no agent). Not answered: FAILED, which never
-        counts against the limits (docs/outcomes.md, "Outcomes from evidence").
-        """
-        tag = f"{END_PBX_RESTART}:"
-        if call.connected_at is not None:
-            return CallOutcome.ANSWERED_CONNECTED, f"{tag} connected to agent, cut by the PBX"
-        if call.answered_at is not None and not call.preview:
-            if (call.amd_status or "").upper() == "MACHINE":
-                return CallOutcome.MACHINE, f"{tag} AMD {call.amd_cause or 'MACHINE'}"
-            return CallOutcome.ABANDONED, f"{tag} answered, cut by the PBX before an agent"
-        return CallOutcome.FAILED, f"{tag} cut by the PBX before an answer"
-
-    def _end(self, call: _Call, now: datetime, outcome: CallOutcome, detail: str) -> CallEnded:
-        self._forget(call)
-        return CallEnded(
-            call_id=call.call_id,
-            outcome=outcome,
-            detail=detail,
-            hangup_cause=self._right_cause(call),
-            originate_reason=call.reason,
-            dial_status=call.dial_status,
-            amd_status=call.amd_status,
-            amd_cause=call.amd_cause,
-            started_at=call.started_at,
-            ringing_at=call.ringing_at,
-            answered_at=call.answered_at,
-            connected_at=call.connected_at,
-            ended_at=now,
-            channel=call.channel,
-            uniqueid=call.primary_uid,
-            action_id=call.action_id,
-            end_reason=END_PBX_RESTART if call.pbx_shutdown else None,
-            held_at=call.held_at,
-        )
-
-    def _forget(self, call: _Call) -> None:
-        self._calls.pop(call.call_id, None)
-        if self._by_action.get(call.action_id) is call:
-            del self._by_action[call.action_id]
-        for uid in self._uids_of(call):
-            del self._by_uid[uid]
-        if call.match is not None and self._by_match.get(call.match) is call:
-            del self._by_match[call.match]
-
-    def _uids_of(self, call: _Call) -> list[str]:
-        uids = set(call.legs)
-        for uid in (call.primary_uid, call.other_uid):
-            if uid is not None:
-                uids.add(uid)
-        return [u for u in uids if self._by_uid.get(u) is call]

@@ -47,7 +47,7 @@ LAZY_COMMANDS: dict[str, LazyCommand] = {
         service=True,
     ),
     "demo": LazyCommand(
-        "dialer.engine_cli",
+        "api.demo_cli",
         "Run a whole simulated campaign on the embedded default, with the web screens and the "
         "WhatsApp fallback (Ctrl-C to stop).",
         service=True,

@@ -2,7 +2,9 @@
 
 Every log event passes through :func:`redact`: phone numbers and national ids (runs of 7+
 digits, optionally with a leading '+') are masked, and values of secret-looking keys are
-dropped. Configure once from the CLI or app factory with :func:`configure_logging`.
+dropped. Configure once from the CLI or app factory with :func:`configure_logging`. The mask
+(:func:`mask_digits`) and :func:`get_logger` live in :mod:`ami_bridge.logs`, the bottom layer,
+so the AMI bridge uses them without importing the dialer; they are re-exported here.
 """
 
 from __future__ import annotations
@@ -15,31 +17,10 @@ from typing import Any
 
 import structlog
 
-_DIGITS = re.compile(r"\+?\d[\d\s\-]{5,}\d")
-#: Attempt ids (uuid hex) are not personal data: a digit run inside one is left alone.
-_UUID_HEX = re.compile(r"\b[0-9a-f]{32}\b")
+from ami_bridge.logs import get_logger as get_logger
+from ami_bridge.logs import mask_digits as mask_digits
+
 _SECRET_KEYS = re.compile(r"secret|password|passwd|token|api_key|apikey|authorization|cookie", re.I)
-
-
-def mask_digits(text: str) -> str:
-    """Mask any run of 7+ digits, keeping the last two: ``+573001234567`` -> ``+*********67``."""
-
-    def _sub(match: re.Match[str]) -> str:
-        raw = match.group(0)
-        digits = [c for c in raw if c.isdigit()]
-        if len(digits) < 7:
-            return raw
-        keep = "".join(digits[-2:])
-        return ("+" if raw.startswith("+") else "") + "*" * (len(digits) - 2) + keep
-
-    if not _UUID_HEX.search(text):
-        return _DIGITS.sub(_sub, text)
-    out, last = [], 0
-    for m in _UUID_HEX.finditer(text):  # mask between the ids, never inside one
-        out += [_DIGITS.sub(_sub, text[last : m.start()]), m.group(0)]
-        last = m.end()
-    out.append(_DIGITS.sub(_sub, text[last:]))
-    return "".join(out)
 
 
 def _scrub(value: Any) -> Any:
@@ -82,7 +63,3 @@ def configure_logging(level: str = "info", json_logs: bool = False) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-
-
-def get_logger(name: str) -> Any:
-    return structlog.get_logger(name)

@@ -55,8 +55,8 @@ async def test_script_with_unknown_placeholders_is_refused(admin: ApiClient) -> 
 
 
 def test_shipped_scripts_use_known_placeholders() -> None:
+    from api.demo import SCRIPT
     from api.presets import preset_for
-    from dialer.demo import SCRIPT
     from dialer.domain.outcomes import CampaignType
     from dialer.domain.script import unknown_placeholders
 

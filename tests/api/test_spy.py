@@ -2,7 +2,8 @@
 
 The API used to answer 202 to every spy request, also when Asterisk refused the Originate
 ("Extension does not exist."): it now waits a moment for the dialer's verdict. A stand-in
-dialer answers on the event stream as :meth:`dialer.engine.Engine._spy_command` does.
+dialer answers on the event stream as
+:meth:`dialer.engine.supervision.Supervision.spy_command` does.
 """
 
 from __future__ import annotations

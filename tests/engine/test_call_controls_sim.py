@@ -8,91 +8,42 @@ written to the lead's history and the audit log.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from ami_bridge import dialplan
-from ami_bridge.simulator import Agent, Population, SimulatorConfig, SimulatorServer
 from dialer.db.models import AuditLog, LeadEvent
 from dialer.domain.outcomes import AgentState
 from dialer.engine import CallControlRefused
-from dialer.runtime import ScaledClock, dialer_runtime
 from dialer.settings import Settings
 
 from .factories import make_agent, make_campaign, make_lead
-
-START = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)  # Monday 10:00 in Bogotá
-SPEED = 20.0
-
-
-async def _until(cond: Callable[[], bool], within: float = 20.0) -> None:
-    """Bounded wait for a condition the engine reaches on its own (real-time budget)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not cond():
-        if loop.time() > deadline:
-            pytest.fail("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
-def _chan(sim: SimulatorServer, name: str) -> tuple[str, str | None] | None:
-    for c in sim.channels():
-        if c.name == name:
-            return c.context, c.conference
-    return None
+from .sim_rig import running, sim_config, sim_runtime, sqlite_settings, until, where
 
 
 async def test_call_controls_on_the_simulator(settings: Settings, tmp_path: Path) -> None:
-    from dialer.db.migrate import upgrade
-
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'controls.db'}"
-    settings = settings.model_copy(
-        update={"database": settings.database.model_copy(update={"url": db_url})}
-    )
-    await asyncio.to_thread(upgrade, db_url)
-    sim_cfg = SimulatorConfig(
-        speed=SPEED,
-        seed=5,
-        agents=[Agent("1001", answer_delay=0.2)],
-        population=Population(
-            answer=1.0,
-            busy=0,
-            congestion=0,
-            invalid=0,
-            rejected=0,
-            machine=0,
-            ring_mean=1.0,
-            ring_sd=0.1,
-            talk_mean=3000.0,
-            talk_sd=1.0,
-        ),
-    )
-    clock = ScaledClock(START, speed=SPEED)
-    async with dialer_runtime(settings, clock, simulator_config=sim_cfg, dialer_name="ctl") as rt:
-        engine, sim = rt.engine, rt.simulator
-        assert sim is not None
+    settings = await sqlite_settings(settings, tmp_path / "controls.db")
+    sim_cfg = sim_config("1001", seed=5)
+    async with sim_runtime(settings, sim_cfg, "ctl") as (rt, sim):
+        engine = rt.engine
         sm = engine.store.sm
         camp = await make_campaign(sm, name=f"Controls {tmp_path.name}")
         await make_agent(sm, 901, "1001")
         await make_lead(sm, camp.id, 1)
         no_consent = await make_lead(sm, camp.id, 3, consent=False)
-        stop = asyncio.Event()
-        runner = asyncio.create_task(engine.run(stop, tick=0.03))
         room = dialplan.agent_room("1001")
-        try:
-            await _until(lambda: camp.id in engine.campaigns)
+        async with running(engine):
+            await until(lambda: camp.id in engine.campaigns)
             await engine.agent_login(901, "1001", camp.id)
-            await _until(lambda: engine.agents[901].state is AgentState.READY)
+            await until(lambda: engine.agents[901].state is AgentState.READY)
             with pytest.raises(CallControlRefused) as refused:
                 await engine.call_control(901, "hold")
             assert refused.value.code == "not_in_call"
 
-            await _until(lambda: engine.agents[901].state is AgentState.IN_CALL)
+            await until(lambda: engine.agents[901].state is AgentState.IN_CALL)
             attempt = engine.agents[901].call_attempt
             assert attempt is not None
             lead_id = engine.calls[attempt].lead_id
@@ -100,7 +51,7 @@ async def test_call_controls_on_the_simulator(settings: Settings, tmp_path: Path
             assert customer is not None
             agent_chan = engine.agent_room_channel[901]
             assert agent_chan.startswith("PJSIP/1001-")
-            assert _chan(sim, customer) == (dialplan.CTX_AGENT_ROOM, room)
+            assert where(sim, customer) == (dialplan.CTX_AGENT_ROOM, room)
 
             with pytest.raises(CallControlRefused) as refused:
                 await engine.call_control(901, "hold", attempt="someone-else")
@@ -122,7 +73,7 @@ async def test_call_controls_on_the_simulator(settings: Settings, tmp_path: Path
                 await engine.call_control(901, "resume")
             assert refused.value.code == "not_on_hold"
             await engine.call_control(901, "hold")
-            await _until(lambda: _chan(sim, customer) == (dialplan.CTX_ONHOLD, None))
+            await until(lambda: where(sim, customer) == (dialplan.CTX_ONHOLD, None))
             assert sim.conferences()[room] == [agent_chan]  # the agent stays in the room
             live = await rt.redis.client.hgetall(rt.keys.agent_state(901))  # type: ignore[misc]
             assert live["on_hold_since"]
@@ -131,9 +82,9 @@ async def test_call_controls_on_the_simulator(settings: Settings, tmp_path: Path
             assert refused.value.code == "already_on_hold"
             held_from = engine.calls[attempt].on_hold_since
             assert held_from is not None
-            await _until(lambda: engine.clock.now() >= held_from + timedelta(seconds=2))
+            await until(lambda: engine.clock.now() >= held_from + timedelta(seconds=2))
             await engine.call_control(901, "resume")
-            await _until(lambda: _chan(sim, customer) == (dialplan.CTX_AGENT_ROOM, room))
+            await until(lambda: where(sim, customer) == (dialplan.CTX_AGENT_ROOM, room))
             assert engine.agents[901].state is AgentState.IN_CALL  # still the same call
             assert engine.calls[attempt].hold_seconds > 0
 
@@ -147,9 +98,9 @@ async def test_call_controls_on_the_simulator(settings: Settings, tmp_path: Path
             # mute, then hang up the customer: the agent stays in the room, unmuted, wraps up
             await engine.call_control(901, "mute")
             await engine.call_control(901, "hangup")
-            await _until(lambda: engine.agents[901].state is AgentState.WRAP_UP)
-            await _until(lambda: agent_chan not in sim.pbx.conferences[room].muted)
-            assert _chan(sim, customer) is None
+            await until(lambda: engine.agents[901].state is AgentState.WRAP_UP)
+            await until(lambda: agent_chan not in sim.pbx.conferences[room].muted)
+            assert where(sim, customer) is None
             assert sim.conferences()[room] == [agent_chan]
             with pytest.raises(CallControlRefused) as refused:
                 await engine.call_control(901, "hangup")
@@ -167,7 +118,7 @@ async def test_call_controls_on_the_simulator(settings: Settings, tmp_path: Path
             assert refused.value.code == "not_eligible" and "consent" in str(refused.value)
             manual = await engine.manual_dial(901, second.id)
             assert engine.calls[manual].lead_id == second.id and engine.calls[manual].preview
-            await _until(
+            await until(
                 lambda: (
                     engine.agents[901].state is AgentState.IN_CALL
                     and engine.agents[901].call_attempt == manual
@@ -175,10 +126,7 @@ async def test_call_controls_on_the_simulator(settings: Settings, tmp_path: Path
             )
             second_chan = engine.calls[manual].channel
             assert second_chan is not None
-            assert _chan(sim, second_chan) == (dialplan.CTX_PREVIEW, room)
-        finally:
-            stop.set()
-            await runner
+            assert where(sim, second_chan) == (dialplan.CTX_PREVIEW, room)
         async with sm() as s:
             events = (
                 await s.scalars(
@@ -216,50 +164,25 @@ async def test_call_controls_on_the_simulator(settings: Settings, tmp_path: Path
 async def test_blind_transfer_to_a_ready_agent_on_the_simulator(
     settings: Settings, tmp_path: Path
 ) -> None:
-    from dialer.db.migrate import upgrade
     from dialer.db.models import CallAttempt
 
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'transfer.db'}"
-    settings = settings.model_copy(
-        update={"database": settings.database.model_copy(update={"url": db_url})}
-    )
-    await asyncio.to_thread(upgrade, db_url)
-    sim_cfg = SimulatorConfig(
-        speed=SPEED,
-        seed=7,
-        agents=[Agent("1001", answer_delay=0.2), Agent("1002", answer_delay=0.2)],
-        population=Population(
-            answer=1.0,
-            busy=0,
-            congestion=0,
-            invalid=0,
-            rejected=0,
-            machine=0,
-            ring_mean=1.0,
-            ring_sd=0.1,
-            talk_mean=3000.0,
-            talk_sd=1.0,
-        ),
-    )
-    clock = ScaledClock(START, speed=SPEED)
-    async with dialer_runtime(settings, clock, simulator_config=sim_cfg, dialer_name="xfer") as rt:
-        engine, sim = rt.engine, rt.simulator
-        assert sim is not None
+    settings = await sqlite_settings(settings, tmp_path / "transfer.db")
+    sim_cfg = sim_config("1001", "1002", seed=7)
+    async with sim_runtime(settings, sim_cfg, "xfer") as (rt, sim):
+        engine = rt.engine
         sm = engine.store.sm
         camp = await make_campaign(sm, name=f"Transfer {tmp_path.name}")
         await make_agent(sm, 901, "1001")
         await make_agent(sm, 902, "1002")
         await make_lead(sm, camp.id, 1)
-        stop = asyncio.Event()
-        runner = asyncio.create_task(engine.run(stop, tick=0.03))
-        try:
-            await _until(lambda: camp.id in engine.campaigns)
+        async with running(engine):
+            await until(lambda: camp.id in engine.campaigns)
             await engine.agent_login(901, "1001", camp.id)
             await engine.agent_login(902, "1002", camp.id)
-            await _until(lambda: any(a.state is AgentState.IN_CALL for a in engine.agents.values()))
+            await until(lambda: any(a.state is AgentState.IN_CALL for a in engine.agents.values()))
             src = next(i for i, a in engine.agents.items() if a.state is AgentState.IN_CALL)
             dst = 902 if src == 901 else 901
-            await _until(lambda: engine.agents[dst].state is AgentState.READY)
+            await until(lambda: engine.agents[dst].state is AgentState.READY)
             attempt = engine.agents[src].call_attempt
             assert attempt is not None
             customer = engine.calls[attempt].channel
@@ -271,7 +194,7 @@ async def test_blind_transfer_to_a_ready_agent_on_the_simulator(
             assert refused.value.code == "target_unavailable"
             await engine.call_control(src, "hold")
             await engine.transfer(src, dst)
-            await _until(lambda: _chan(sim, customer) == (dialplan.CTX_AGENT_ROOM, dst_room))
+            await until(lambda: where(sim, customer) == (dialplan.CTX_AGENT_ROOM, dst_room))
             assert engine.agents[dst].state is AgentState.IN_CALL
             assert engine.agents[dst].call_attempt == attempt
             assert engine.agents[src].state is AgentState.READY  # no disposition to give
@@ -279,11 +202,8 @@ async def test_blind_transfer_to_a_ready_agent_on_the_simulator(
             assert engine.calls[attempt].on_hold_since is None
 
             await engine.call_control(dst, "hangup")
-            await _until(lambda: engine.agents[dst].state is AgentState.WRAP_UP)
+            await until(lambda: engine.agents[dst].state is AgentState.WRAP_UP)
             assert engine.agents[src].state is AgentState.READY
-        finally:
-            stop.set()
-            await runner
         async with sm() as s:
             row = await s.scalar(sa.select(CallAttempt).where(CallAttempt.uuid == attempt))
             reasons = (

@@ -1,6 +1,6 @@
 """The answer -> Redirect path does not wait on other calls' IO (docs/benchmarks.md, "Real PBX").
 
-The reservation is decided synchronously in ``Engine._connect``; the Redirect runs in a
+The reservation is decided synchronously in ``Assigner.connect``; the Redirect runs in a
 background task. These tests hold a Redirect in flight (a gate) and check that other calls go
 on, and that a late failure only undoes what still belongs to its own call.
 """
@@ -18,6 +18,7 @@ from ami_bridge import dialplan
 from ami_bridge.errors import AMIError
 from ami_bridge.tracker import CallAbandoning, CallAnswered, CallConnected, CallHeld
 from dialer.db.models import AgentStateLog
+from dialer.domain.clock import FakeClock
 from dialer.domain.outcomes import AgentState, CallOutcome
 from dialer.engine import Engine, TelephonyItem
 from dialer.redis_keys import Keys
@@ -38,6 +39,13 @@ class GatedRedirects:
         self.fail: set[str] = set()
         self.sent: dict[str, asyncio.Event] = {}
 
+    @classmethod
+    def install(cls, tel: FakeTelephony) -> GatedRedirects:
+        """Gate the Redirects of ``tel`` from now on."""
+        gated = cls(tel)
+        tel.redirect = gated  # type: ignore[method-assign]
+        return gated
+
     def hold(self, channel: str) -> None:
         self.gates[channel] = asyncio.Event()
 
@@ -54,6 +62,38 @@ class GatedRedirects:
             raise AMIError("Channel does not exist")
 
 
+async def _two_calls(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> tuple[Engine, FakeTelephony, FakeClock, list[str]]:
+    """Two leads dialed for two ready agents (7 on 1001, 8 on 1002): their call ids."""
+    engine, tel, clock = await _engine(sessionmaker, redis, keys)
+    camp = await make_campaign(sessionmaker)
+    for n in range(2):
+        await make_lead(sessionmaker, camp.id, n)
+    await _ready_agent(engine, tel, camp.id)
+    await _ready_agent(engine, tel, camp.id, 8, "1002")
+    await engine.step()
+    calls = [r.channel_id for _, r in tel.originates if r.context == dialplan.CTX_OUTBOUND]
+    return engine, tel, clock, calls
+
+
+async def _gated_call(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> tuple[Engine, FakeClock, GatedRedirects, str, str]:
+    """One lead dialed for a ready agent (7 on 1001), its Redirect held at the gate:
+    (engine, clock, gate, call id, the call's ``;1`` channel)."""
+    engine, tel, clock = await _engine(sessionmaker, redis, keys)
+    camp = await make_campaign(sessionmaker)
+    await make_lead(sessionmaker, camp.id, 1)
+    await _ready_agent(engine, tel, camp.id)
+    await engine.step()
+    uuid = tel.originates[-1][1].channel_id
+    gated = GatedRedirects.install(tel)
+    chan = f"Local/{uuid};1"
+    gated.hold(chan)
+    return engine, clock, gated, uuid, chan
+
+
 async def _held(engine: Engine, uuid: str, chan: str) -> None:
     now = engine.clock.now()
     await engine.handle(TelephonyItem("sim", CallAnswered(uuid, now, chan, uuid)))
@@ -63,16 +103,8 @@ async def _held(engine: Engine, uuid: str, chan: str) -> None:
 async def test_a_slow_redirect_does_not_hold_up_the_next_call(
     sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
 ) -> None:
-    engine, tel, clock = await _engine(sessionmaker, redis, keys)
-    camp = await make_campaign(sessionmaker)
-    for n in range(2):
-        await make_lead(sessionmaker, camp.id, n)
-    await _ready_agent(engine, tel, camp.id)
-    await _ready_agent(engine, tel, camp.id, 8, "1002")
-    await engine.step()
-    first, second = [r.channel_id for _, r in tel.originates if r.context == dialplan.CTX_OUTBOUND]
-    gated = GatedRedirects(tel)
-    tel.redirect = gated  # type: ignore[method-assign]
+    engine, tel, clock, (first, second) = await _two_calls(sessionmaker, redis, keys)
+    gated = GatedRedirects.install(tel)
     gated.hold(f"Local/{first};1")  # its AMI Response is slow
 
     await asyncio.wait_for(_held(engine, first, f"Local/{first};1"), WAIT)
@@ -106,18 +138,10 @@ async def test_a_redirect_failing_after_the_safe_harbor_keeps_the_agents_next_ca
 ) -> None:
     """CallAbandoning races the Redirect: the agent is released and takes the next customer;
     the first Redirect's late failure must not release that new reservation."""
-    engine, tel, clock = await _engine(sessionmaker, redis, keys)
-    camp = await make_campaign(sessionmaker)
-    for n in range(2):
-        await make_lead(sessionmaker, camp.id, n)
-    await _ready_agent(engine, tel, camp.id)
-    await _ready_agent(engine, tel, camp.id, 8, "1002")
-    await engine.step()
-    first, second = [r.channel_id for _, r in tel.originates if r.context == dialplan.CTX_OUTBOUND]
+    engine, tel, clock, (first, second) = await _two_calls(sessionmaker, redis, keys)
     await engine.agent_command(8, "logout")
     await engine.agent_command(7, "pause", code="break")
-    gated = GatedRedirects(tel)
-    tel.redirect = gated  # type: ignore[method-assign]
+    gated = GatedRedirects.install(tel)
     gated.hold(f"Local/{first};1")
     gated.fail.add(f"Local/{first};1")
     await _held(engine, first, f"Local/{first};1")
@@ -143,16 +167,7 @@ async def test_a_redirect_failing_after_the_safe_harbor_keeps_the_agents_next_ca
 async def test_a_redirect_failing_after_the_call_ended_and_the_agent_logged_out(
     sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
 ) -> None:
-    engine, tel, clock = await _engine(sessionmaker, redis, keys)
-    camp = await make_campaign(sessionmaker)
-    await make_lead(sessionmaker, camp.id, 1)
-    await _ready_agent(engine, tel, camp.id)
-    await engine.step()
-    uuid = tel.originates[-1][1].channel_id
-    gated = GatedRedirects(tel)
-    tel.redirect = gated  # type: ignore[method-assign]
-    chan = f"Local/{uuid};1"
-    gated.hold(chan)
+    engine, clock, gated, uuid, chan = await _gated_call(sessionmaker, redis, keys)
     gated.fail.add(chan)
     await _held(engine, uuid, chan)
     await asyncio.wait_for(gated.sent_event(chan).wait(), WAIT)
@@ -172,17 +187,8 @@ async def test_a_redirect_failing_after_the_call_ended_and_the_agent_logged_out(
 async def test_shutdown_with_a_redirect_in_flight_cancels_it_after_the_grace(
     sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
 ) -> None:
-    engine, tel, _clock = await _engine(sessionmaker, redis, keys)
-    engine.config = replace(engine.config, shutdown_grace=0.05)
-    camp = await make_campaign(sessionmaker)
-    await make_lead(sessionmaker, camp.id, 1)
-    await _ready_agent(engine, tel, camp.id)
-    await engine.step()
-    uuid = tel.originates[-1][1].channel_id
-    gated = GatedRedirects(tel)
-    tel.redirect = gated  # type: ignore[method-assign]
-    chan = f"Local/{uuid};1"
-    gated.hold(chan)  # never answered
+    engine, _clock, gated, uuid, chan = await _gated_call(sessionmaker, redis, keys)
+    engine.config = replace(engine.config, shutdown_grace=0.05)  # the Redirect never answers
     await _held(engine, uuid, chan)
     await asyncio.wait_for(gated.sent_event(chan).wait(), WAIT)
     (redirect,) = [t for t in engine._tasks if t.get_name().startswith("redirect:")]

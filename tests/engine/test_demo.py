@@ -23,9 +23,9 @@ import sqlalchemy as sa
 import structlog
 
 from ami_bridge.simulator import Population
+from api.demo import DemoAccess, DemoOptions, run_demo
 from dialer.db.engine import make_engine, make_sessionmaker
 from dialer.db.models import Role, User, UserCampaign, WhatsAppMessage
-from dialer.demo import DemoAccess, DemoOptions, run_demo
 from dialer.local_server import bind_loopback
 from dialer.logging import configure_logging
 from dialer.settings import Settings, load_settings
@@ -201,7 +201,7 @@ def test_live_table_fits_a_terminal_and_speaks_spanish() -> None:
 
     from rich.console import Console
 
-    from dialer.demo import LEAD_STATUS_ES, render, summary_text
+    from api.demo import LEAD_STATUS_ES, render, summary_text
     from dialer.domain.agents import AgentSession
     from dialer.domain.outcomes import AgentState, CallOutcome, DialMode
     from dialer.engine import Engine

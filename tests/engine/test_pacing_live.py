@@ -21,10 +21,10 @@ import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge.simulator import Agent, Population, SimulatorConfig
-from dialer import engine as engine_module
 from dialer.db.migrate import upgrade
 from dialer.db.models import Campaign, Consent, Lead, Phone
 from dialer.domain.outcomes import CampaignType, Channel, DialMode
+from dialer.engine import pacing_loop as engine_module
 from dialer.pacing import DecisionReason, PacingConfig
 from dialer.runtime import ScaledClock, dialer_runtime
 from dialer.settings import Settings

@@ -11,64 +11,29 @@ from __future__ import annotations
 
 import asyncio
 import wave
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 from ami_bridge import dialplan
-from ami_bridge.simulator import Agent, Population, SimulatorConfig
+from ami_bridge.simulator import SimulatorConfig
 from dialer.db.models import CallAttempt, Recording, RecordingStatus
-from dialer.domain.outcomes import AgentState, CallOutcome
-from dialer.runtime import ScaledClock, dialer_runtime
+from dialer.domain.outcomes import CallOutcome
 from dialer.settings import Settings
 
 from .factories import make_agent, make_campaign, make_lead
-
-START = datetime(2026, 12, 7, 15, 0, tzinfo=UTC)  # Monday 10:00 in Bogotá
-SPEED = 20.0
-
-
-async def _until(cond: Callable[[], bool], within: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while not cond():
-        if loop.time() > deadline:
-            pytest.fail("condition not reached in time")
-        await asyncio.sleep(0.02)
+from .sim_rig import first_call, running, sim_config, sim_runtime, sqlite_settings
 
 
 def _sim_config() -> SimulatorConfig:
-    return SimulatorConfig(
-        speed=SPEED,
-        seed=5,
-        consent_prompt_seconds=2.0,
-        agents=[Agent("1001", answer_delay=0.2)],
-        population=Population(
-            answer=1.0,
-            busy=0,
-            congestion=0,
-            invalid=0,
-            rejected=0,
-            machine=0,
-            ring_mean=1.0,
-            ring_sd=0.1,
-            talk_mean=3000.0,
-            talk_sd=1.0,
-        ),
-    )
+    return sim_config("1001", seed=5, consent_prompt_seconds=2.0)
 
 
 async def _setup(settings: Settings, tmp_path: Path, rec_dir: Path) -> Settings:
-    from dialer.db.migrate import upgrade
-
-    db_url = f"sqlite+aiosqlite:///{tmp_path / 'rec.db'}"
-    await asyncio.to_thread(upgrade, db_url)
+    settings = await sqlite_settings(settings, tmp_path / "rec.db")
     return settings.model_copy(
         update={
-            "database": settings.database.model_copy(update={"url": db_url}),
             "recording": settings.recording.model_copy(
                 update={"pbx_dir": str(rec_dir), "settle_seconds": 0.0}
             ),
@@ -104,12 +69,8 @@ async def test_connected_call_is_recorded_and_stop_keeps_what_came_before(
 ) -> None:
     rec_dir = tmp_path / "rec"
     settings = await _setup(settings, tmp_path, rec_dir)
-    clock = ScaledClock(START, speed=SPEED)
-    async with dialer_runtime(
-        settings, clock, simulator_config=_sim_config(), dialer_name="rec"
-    ) as rt:
-        engine, sim = rt.engine, rt.simulator
-        assert sim is not None
+    async with sim_runtime(settings, _sim_config(), "rec") as (rt, sim):
+        engine = rt.engine
         sm = engine.store.sm
         camp = await make_campaign(
             sm,
@@ -120,16 +81,8 @@ async def test_connected_call_is_recorded_and_stop_keeps_what_came_before(
         )
         await make_agent(sm, 901, "1001")
         await make_lead(sm, camp.id, 1)
-        stop = asyncio.Event()
-        runner = asyncio.create_task(engine.run(stop, tick=0.03))
-        try:
-            await _until(lambda: camp.id in engine.campaigns)
-            await engine.agent_login(901, "1001", camp.id)
-            await _until(lambda: engine.agents[901].state is AgentState.IN_CALL)
-            attempt = engine.agents[901].call_attempt
-            assert attempt is not None
-            customer = engine.calls[attempt].channel
-            assert customer is not None
+        async with running(engine):
+            attempt, customer = await first_call(engine, 901, "1001", camp.id)
             ch = sim.pbx.find_channel(customer)
             assert ch is not None
             # started by the dialplan, with the file name from the Originate's variables
@@ -154,9 +107,6 @@ async def test_connected_call_is_recorded_and_stop_keeps_what_came_before(
             await asyncio.sleep(0.1)  # the call goes on, unrecorded
             assert sim.hangup_from_far_end(customer)
             row = await _final_row(sm, attempt)
-        finally:
-            stop.set()
-            await runner
         assert row.status is RecordingStatus.OK, row.failure_reason
         assert row.stopped_at is not None and row.stopped_by == 901
         assert row.channels == 2 and row.size_bytes and row.sha256 and len(row.sha256) == 64
@@ -183,32 +133,17 @@ async def test_a_recording_that_fails_never_stops_the_call(
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the directory should be")
     settings = await _setup(settings, tmp_path, blocker / "rec")
-    clock = ScaledClock(START, speed=SPEED)
-    async with dialer_runtime(
-        settings, clock, simulator_config=_sim_config(), dialer_name="rec2"
-    ) as rt:
-        engine, sim = rt.engine, rt.simulator
-        assert sim is not None
+    async with sim_runtime(settings, _sim_config(), "rec2") as (rt, sim):
+        engine = rt.engine
         sm = engine.store.sm
         camp = await make_campaign(sm, name=f"Rec2 {tmp_path.name}", record_calls=True)
         await make_agent(sm, 902, "1001")
         await make_lead(sm, camp.id, 1)
-        stop = asyncio.Event()
-        runner = asyncio.create_task(engine.run(stop, tick=0.03))
-        try:
-            await _until(lambda: camp.id in engine.campaigns)
-            await engine.agent_login(902, "1001", camp.id)
-            await _until(lambda: engine.agents[902].state is AgentState.IN_CALL)
-            attempt = engine.agents[902].call_attempt
-            assert attempt is not None
-            customer = engine.calls[attempt].channel
-            assert customer is not None
+        async with running(engine):
+            attempt, customer = await first_call(engine, 902, "1001", camp.id)
             await asyncio.sleep(0.05)
             assert sim.hangup_from_far_end(customer)
             row = await _final_row(sm, attempt)
-        finally:
-            stop.set()
-            await runner
         assert row.status is RecordingStatus.FAILED
         assert row.failure_reason and "missing" in row.failure_reason
         async with sm() as s:

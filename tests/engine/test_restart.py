@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-import dialer.engine as engine_mod
+import dialer.engine.commands as engine_mod
 from ami_bridge import dialplan
 from ami_bridge.actions import ChannelInfo
 from ami_bridge.tracker import CallAnswered, CallConnected, CallHeld

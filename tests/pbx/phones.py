@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from dialer.db.engine import make_sessionmaker
-from dialer.db.models import CallAttempt, Campaign, Lead
-from dialer.domain.outcomes import CallOutcome, CampaignStatus, DialMode, LeadStatus
+from dialer.db.models import Campaign
+from dialer.domain.outcomes import CampaignStatus
 from dialer.pbx_lab import LabPbx
 from dialer.softphone import Extension, Softphone, SoftphoneConfig
-from tests.pbx.stack import PbxStack
+from tests.pbx.stack import PbxStack, lab_channels
 from tests.pbx.test_softphone import _free_udp_block
 
 
@@ -47,8 +46,7 @@ def lab_phone(
 
 def channels(lab: LabPbx) -> list[str]:
     """Names of every channel up on the lab PBX (``core show channels concise``)."""
-    out = lab.cli("core show channels concise").splitlines()
-    return [line.split("!", 1)[0] for line in out if "!" in line]
+    return [c["name"] for c in lab_channels(lab)]
 
 
 def phone_channels(lab: LabPbx, extension: str) -> list[str]:
@@ -88,32 +86,6 @@ def live_recording(phone: Softphone, extension: str) -> tuple[float, float]:
     return 0.0, 0.0
 
 
-def hangup_customer(lab: LabPbx, number: str) -> bool:
-    """The lab customer ``number`` hangs up (every ``Local/{number}@…`` leg); False if none."""
-    legs = [c for c in channels(lab) if c.startswith(f"Local/{number}@")]
-    for leg in legs:
-        lab.cli(f"channel request hangup {leg}")
-    return bool(legs)
-
-
-async def latest_attempt(
-    stack: PbxStack, campaign_id: int, number: str, *, final: bool = False
-) -> CallAttempt | None:
-    """The latest attempt on ``number`` (its row exists from before the Originate); with
-    ``final``, only once it has an outcome."""
-    rows = [a for a in await stack.attempts(campaign_id) if a.number == number]
-    if not rows or (final and rows[-1].outcome is None):
-        return None
-    return rows[-1]
-
-
-async def lead_row(stack: PbxStack, lead_id: int) -> Lead:
-    async with make_sessionmaker(stack.engine)() as s:
-        lead = await s.get(Lead, lead_id)
-        assert lead is not None
-        return lead
-
-
 async def set_campaign_status(stack: PbxStack, campaign_id: int, status: CampaignStatus) -> None:
     """Change a campaign's status in the store (the dialer sees it on its next round)."""
     await update_campaign(stack, campaign_id, status=status)
@@ -123,39 +95,3 @@ async def update_campaign(stack: PbxStack, campaign_id: int, **values: Any) -> N
     """Change campaign columns in the store (the dialer reads them on its next round)."""
     async with make_sessionmaker(stack.engine).begin() as s:
         await s.execute(sa.update(Campaign).where(Campaign.id == campaign_id).values(**values))
-
-
-async def seed_history(
-    stack: PbxStack, campaign_id: int, *, answered: int, abandoned: int = 0
-) -> None:
-    """Today's earlier live answers and abandons of a campaign (what the abandon cap counts),
-    on one excluded lead that is never dialed."""
-    now = datetime.now(UTC)
-    async with make_sessionmaker(stack.engine).begin() as s:
-        lead = Lead(
-            campaign_id=campaign_id,
-            dedupe_key=f"history:{campaign_id}",
-            customer_name="Historial",
-            status=LeadStatus.EXCLUDED,
-            status_reason="pbx tier history",
-        )
-        s.add(lead)
-        await s.flush()
-        outcomes = [CallOutcome.ANSWERED_CONNECTED] * answered + [CallOutcome.ABANDONED] * abandoned
-        for i, outcome in enumerate(outcomes):
-            at = now - timedelta(seconds=60 + i)
-            s.add(
-                CallAttempt(
-                    lead_id=lead.id,
-                    campaign_id=campaign_id,
-                    number="+573009999990",
-                    attempt_number=i + 1,
-                    counts_against_limit=False,
-                    mode=DialMode.PROGRESSIVE,
-                    created_at=at,
-                    dialed_at=at,
-                    answered_at=at,
-                    ended_at=at + timedelta(seconds=1),
-                    outcome=outcome,
-                )
-            )

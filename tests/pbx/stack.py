@@ -170,6 +170,8 @@ class PbxStack:
     max_channels: int = 60
     #: ``MARCADOR_LOG_LEVEL`` of the processes (benchmarks run at warning).
     log_level: str = "info"
+    #: more ``MARCADOR_*`` settings of the processes (e.g. ``LabPbx.webrtc_env()``).
+    extra_env: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Any] = field(default_factory=dict)
     db_url: str = ""
@@ -231,6 +233,7 @@ class PbxStack:
                 "MARCADOR_LOG_LEVEL": self.log_level,
                 "MARCADOR_LOG_JSON": "true",
                 "PYTHONUNBUFFERED": "1",
+                **self.extra_env,
             }
         )
         self.env = env
@@ -406,36 +409,39 @@ class PbxStack:
             )
             return list(rows)
 
-    async def seed_history(self, campaign_id: int, answers: int) -> None:
-        """``answers`` live answers earlier today (``answered_connected``, no abandon) on a
-        closed lead: a campaign with a track record. The legal abandon cap (3 %, today and 30
-        days) then leaves room for over-dialing (fixed ratio, predictive) instead of holding
-        the warm-up of a campaign that never talked to anyone."""
-        at = datetime.now(UTC) - timedelta(minutes=1)
+    async def seed_history(self, campaign_id: int, answered: int, *, abandoned: int = 0) -> None:
+        """Today's earlier live answers and abandons of a campaign (what the legal abandon cap
+        counts: 3 %, today and 30 days), on one excluded lead that is never dialed. A track
+        record of answers leaves room for over-dialing (fixed ratio, predictive) instead of
+        holding the warm-up of a campaign that never talked to anyone."""
+        now = datetime.now(UTC)
         async with make_sessionmaker(self.engine).begin() as s:
             lead = Lead(
                 campaign_id=campaign_id,
                 dedupe_key=f"history:{campaign_id}",
                 customer_name="Historial",
-                status=LeadStatus.CONTACTED,
+                status=LeadStatus.EXCLUDED,
+                status_reason="pbx tier history",
             )
             s.add(lead)
             await s.flush()
-            for i in range(answers):
+            outcomes = [CallOutcome.ANSWERED_CONNECTED] * answered
+            outcomes += [CallOutcome.ABANDONED] * abandoned
+            for i, outcome in enumerate(outcomes):
+                at = now - timedelta(seconds=60 + i)
                 s.add(
                     CallAttempt(
                         lead_id=lead.id,
                         campaign_id=campaign_id,
-                        number="+573000000000",
+                        number="+573009999990",
                         attempt_number=i + 1,
+                        counts_against_limit=False,
                         mode=DialMode.PROGRESSIVE,
                         created_at=at,
                         dialed_at=at,
                         answered_at=at,
-                        connected_at=at,
-                        ended_at=at,
-                        outcome=CallOutcome.ANSWERED_CONNECTED,
-                        detail="pbx tier: history",
+                        ended_at=at + timedelta(seconds=1),
+                        outcome=outcome,
                     )
                 )
 
@@ -461,10 +467,15 @@ class PbxStack:
             what=f"the outcomes of {len(wanted)} call(s)",
         )
 
-    async def attempt_of(self, campaign_id: int, number: str) -> CallAttempt | None:
-        """The latest attempt on ``number`` (its row exists from before the Originate)."""
+    async def attempt_of(
+        self, campaign_id: int, number: str, *, final: bool = False
+    ) -> CallAttempt | None:
+        """The latest attempt on ``number`` (its row exists from before the Originate); with
+        ``final``, only once it has an outcome."""
         rows = [a for a in await self.attempts(campaign_id) if a.number == number]
-        return rows[-1] if rows else None
+        if not rows or (final and rows[-1].outcome is None):
+            return None
+        return rows[-1]
 
     async def lead(self, lead_id: int) -> Lead:
         async with make_sessionmaker(self.engine)() as s:
@@ -478,25 +489,8 @@ class PbxStack:
 
     # ------------------------------------------------------------------ PBX
     def channels(self) -> list[dict[str, str]]:
-        """``core show channels concise``: one dict per channel (name, context, exten,
-        state, app, data, uniqueid)."""
-        out = []
-        for line in self.lab.cli("core show channels concise").splitlines():
-            f = line.split("!")
-            if len(f) < 14:
-                continue
-            out.append(
-                {
-                    "name": f[0],
-                    "context": f[1],
-                    "exten": f[2],
-                    "state": f[4],
-                    "app": f[5],
-                    "data": f[6],
-                    "uniqueid": f[13],
-                }
-            )
-        return out
+        """``core show channels concise``: see :func:`lab_channels`."""
+        return lab_channels(self.lab)
 
     def customer_channels(self, number: str) -> list[dict[str, str]]:
         """The lab customer legs of ``number`` (``Local/{number}@marcador-lab-pstn``)."""
@@ -553,6 +547,28 @@ class PbxStack:
 
         await wait_until(all_ready, within=within, what="agents logged in", interval=0.5)
         return clients
+
+
+def lab_channels(lab: LabPbx) -> list[dict[str, str]]:
+    """``core show channels concise``: one dict per channel (name, context, exten, state,
+    app, data, uniqueid)."""
+    out = []
+    for line in lab.cli("core show channels concise").splitlines():
+        f = line.split("!")
+        if len(f) < 14:
+            continue
+        out.append(
+            {
+                "name": f[0],
+                "context": f[1],
+                "exten": f[2],
+                "state": f[4],
+                "app": f[5],
+                "data": f[6],
+                "uniqueid": f[13],
+            }
+        )
+    return out
 
 
 async def _add_leads(

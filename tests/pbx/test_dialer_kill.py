@@ -23,9 +23,6 @@ from dialer.pbx_lab import LabPbx
 from dialer.redis_keys import Keys
 from tests.pbx.phones import (
     channels,
-    hangup_customer,
-    latest_attempt,
-    lead_row,
     room_members,
     set_campaign_status,
 )
@@ -80,7 +77,7 @@ async def test_kill_9_mid_call_keeps_outcomes_and_agents(kill_stack: PbxStack) -
         on = {await _in_call(c): c for c in clients}
         out = {}
         for n in numbers:
-            a = await latest_attempt(stack, camp, n)
+            a = await stack.attempt_of(camp, n)
             if a is None or a.uuid not in on:
                 return None
             out[n] = (a.uuid, on[a.uuid])
@@ -91,9 +88,9 @@ async def test_kill_9_mid_call_keeps_outcomes_and_agents(kill_stack: PbxStack) -
     agent_of = {n: c for n, (_, c) in calls.items()}
 
     # Before the kill: the first customer hangs up; their agent is in wrap-up.
-    assert hangup_customer(lab, ended_before)
+    assert stack.hangup_customer(ended_before)
     pre = await wait_until(
-        lambda: latest_attempt(stack, camp, ended_before, final=True),
+        lambda: stack.attempt_of(camp, ended_before, final=True),
         within=20,
         what="the first call's outcome",
     )
@@ -120,7 +117,7 @@ async def test_kill_9_mid_call_keeps_outcomes_and_agents(kill_stack: PbxStack) -
     first = agent_of[ended_before]
     r = await first.post("/agent/disposition", {"attempt": attempt[ended_before], **DISPOSITION})
     assert r.status_code == 200, r.text
-    assert hangup_customer(lab, ended_during)
+    assert stack.hangup_customer(ended_during)
     r = await late.post("/agent/login", {"campaign_id": camp})
     assert r.status_code == 202, r.text
     login_id = r.json()["command_id"]
@@ -131,13 +128,13 @@ async def test_kill_9_mid_call_keeps_outcomes_and_agents(kill_stack: PbxStack) -
 
     # The disposition posted in the outage is applied: the first agent is ready, not stuck.
     await wait_until(lambda: _state(first, "ready"), within=20, what="first agent ready")
-    assert (await lead_row(stack, leads[ended_before])).status == LeadStatus.CONTACTED
+    assert (await stack.lead(leads[ended_before])).status == LeadStatus.CONTACTED
 
     # The call that ended in the outage: answered_connected with its agent (not failed), who
     # can disposition it and go ready.
     second = agent_of[ended_during]
     row = await wait_until(
-        lambda: latest_attempt(stack, camp, ended_during, final=True),
+        lambda: stack.attempt_of(camp, ended_during, final=True),
         within=30,
         what="the outcome of the call that ended during the outage",
     )
@@ -151,9 +148,9 @@ async def test_kill_9_mid_call_keeps_outcomes_and_agents(kill_stack: PbxStack) -
     # The call that outlived the restart: still with its agent, ended and dispositioned.
     third = agent_of[outlives]
     assert await _in_call(third) == attempt[outlives]
-    assert hangup_customer(lab, outlives)
+    assert stack.hangup_customer(outlives)
     row3 = await wait_until(
-        lambda: latest_attempt(stack, camp, outlives, final=True),
+        lambda: stack.attempt_of(camp, outlives, final=True),
         within=20,
         what="the outcome of the call adopted after the restart",
     )
@@ -179,7 +176,7 @@ async def test_kill_9_mid_call_keeps_outcomes_and_agents(kill_stack: PbxStack) -
     rows = await stack.attempts(camp)
     assert sorted(a.number for a in rows) == sorted(numbers), [(a.number, a.outcome) for a in rows]
     for n in numbers:
-        assert (await lead_row(stack, leads[n])).status == LeadStatus.CONTACTED
+        assert (await stack.lead(leads[n])).status == LeadStatus.CONTACTED
     assert not [c for c in channels(lab) if c.startswith(("Local/+57", "Local/57"))]
 
     # Defect 6 after a restart: logout leaves nothing in the room; a new login leaves one call.

@@ -23,7 +23,7 @@ from typing import Any
 from dialer.db.models import Role
 from dialer.domain.outcomes import CampaignStatus, DialMode
 from dialer.lab_pstn import lab_number
-from tests.pbx.phones import channels, seed_history, update_campaign
+from tests.pbx.phones import channels, update_campaign
 from tests.pbx.stack import AgentClient, PbxStack, wait_until
 
 DISPOSITION = {"code": "no_interesado", "details": {"reason": "precio"}}
@@ -44,7 +44,7 @@ async def _campaign(
         numbers, mode=mode, max_attempts=1, status=CampaignStatus.DRAFT, wrap_up_seconds=300
     )
     if answered or abandoned:
-        await seed_history(stack, camp, answered=answered, abandoned=abandoned)
+        await stack.seed_history(camp, answered, abandoned=abandoned)
     await update_campaign(stack, camp, dial_ratio=ratio, status=CampaignStatus.RUNNING)
     users = await stack.add_agents(camp, agents)
     (sup,) = await stack.add_agents(camp, [f"29{camp:02d}"], role=Role.SUPERVISOR)

@@ -20,10 +20,8 @@ from dialer.lab_pstn import TALKER_TONE_HZ, expected_outcome, talker_number
 from dialer.pbx_lab import LabPbx
 from dialer.softphone import Softphone, wav_rms
 from tests.pbx.phones import (
-    hangup_customer,
     in_thread,
     lab_phone,
-    latest_attempt,
     live_recording,
     phone_channels,
     room_members,
@@ -88,7 +86,7 @@ async def test_phone_agent_logs_in_takes_a_call_and_hears_the_customer(
 
     # The talker customer is dialed and put through: the agent is in_call with its attempt.
     async def connected() -> str | None:
-        row = await latest_attempt(phone_stack, camp, number)
+        row = await phone_stack.attempt_of(camp, number)
         live = await client.live()
         if row is not None and live.get("state") == "in_call" and live.get("attempt") == row.uuid:
             return row.uuid
@@ -104,9 +102,9 @@ async def test_phone_agent_logs_in_takes_a_call_and_hears_the_customer(
     await wait_until(heard, within=15, what="the customer's tone in 1001's recording")
 
     # The customer hangs up: answered_connected with this agent, then wrap-up.
-    assert hangup_customer(lab, number)
+    assert phone_stack.hangup_customer(number)
     done = await wait_until(
-        lambda: latest_attempt(phone_stack, camp, number, final=True),
+        lambda: phone_stack.attempt_of(camp, number, final=True),
         within=20,
         what="the outcome",
     )

@@ -11,7 +11,6 @@ from datetime import timedelta
 
 from dialer.domain.outcomes import CallOutcome, DialMode, LeadStatus
 from dialer.lab_pstn import expected_outcome, lab_number
-from tests.pbx.phones import lead_row
 from tests.pbx.stack import PbxStack, wait_until
 
 MAX_ATTEMPTS = 2
@@ -34,7 +33,7 @@ async def test_busy_and_no_answer_exhaust_into_one_whatsapp_each(pbx_stack: PbxS
 
     async def all_exhausted() -> bool:
         for n in numbers:
-            if (await lead_row(stack, leads[n])).status != LeadStatus.EXHAUSTED:
+            if (await stack.lead(leads[n])).status != LeadStatus.EXHAUSTED:
                 return False
         return True
 

@@ -27,9 +27,9 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ami_bridge.simulator import SimulatorConfig
+from api.demo import DEMO_CAMPAIGN, DemoOptions, run_demo
 from dialer.db.engine import make_engine, make_sessionmaker
 from dialer.db.models import Campaign, Lead, Phone, WhatsAppMessage, WhatsAppStatus
-from dialer.demo import DEMO_CAMPAIGN, DemoOptions, run_demo
 from dialer.importing import import_file
 from dialer.logging import configure_logging
 from dialer.settings import Settings, load_settings

@@ -10,6 +10,11 @@ against the local fake Graph API (:mod:`dialer.whatsapp.fake_graph`, also on loo
 never sends a real WhatsApp message). One supervisor and one agent who is *not* simulated are
 seeded with fresh random passwords, so a person can sign in to ``/agente``: their extension is
 answered by the PBX simulator, no softphone needed.
+
+It lives in ``api``, the top layer, because it wires every process together (the dialer engine,
+the API and web screens, the WhatsApp worker, the PBX simulator): ``api`` is the only layer
+allowed to import both ``dialer`` and ``ami_bridge``. ``dialer`` never imports ``api``
+(``tests/foundation/test_layering.py``). The command itself is :mod:`api.demo_cli`.
 """
 
 from __future__ import annotations
