@@ -158,47 +158,45 @@ async def _run(
     sm: async_sessionmaker[AsyncSession],
     files: tuple[Path, Path, list[str]],
     *,
-    staging: bool,
+    path: service.PgPath,
 ) -> tuple[ImportReport, dict[str, list[tuple[Any, ...]]]]:
-    earlier, path, dnc = files
+    earlier, file, dnc = files
     await _reset(engine)
     campaign_id = await make_campaign(sm)
     await _seed(sm, dnc)
-    await import_file(sm, campaign_id, earlier, now=NOW, postgres_staging=staging)
-    report = await import_file(
-        sm, campaign_id, path, now=NOW, batch_size=BATCH, postgres_staging=staging
-    )
+    await import_file(sm, campaign_id, earlier, now=NOW, postgres_path=path)
+    report = await import_file(sm, campaign_id, file, now=NOW, batch_size=BATCH, postgres_path=path)
     return report, await _snapshot(engine)
 
 
-def _spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count the batches written through the staging tables."""
+def _spy(monkeypatch: pytest.MonkeyPatch, cls: Any) -> list[int]:
+    """Count the batches written by ``cls`` (``_PgStaging`` or ``_PgOverlap``)."""
     calls: list[int] = []
-    write = service._PgStaging.write
+    write = cls.write
 
-    async def counting(
-        self: service._PgStaging, sm: Any, batch: service._Batch, *args: Any
-    ) -> None:
+    async def counting(self: Any, sm: Any, batch: service._Batch, *args: Any) -> None:
         calls.append(batch.groups)
         await write(self, sm, batch, *args)
 
-    monkeypatch.setattr(service._PgStaging, "write", counting)
+    monkeypatch.setattr(cls, "write", counting)
     return calls
 
 
-async def test_staging_and_direct_paths_write_the_same(
+@pytest.mark.parametrize("path", ["staging", "overlap"])
+async def test_bulk_paths_write_the_same_as_the_direct_path(
     pg: AsyncEngine,
     sessionmaker: async_sessionmaker[AsyncSession],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    path: service.PgPath,
 ) -> None:
     files = realistic_file(tmp_path)
-    staged_batches = _spy(monkeypatch)
+    batches = _spy(monkeypatch, service._PgStaging if path == "staging" else service._PgOverlap)
 
-    direct, direct_db = await _run(pg, sessionmaker, files, staging=False)
-    assert staged_batches == []
-    staged, staged_db = await _run(pg, sessionmaker, files, staging=True)
-    assert len(staged_batches) > 3  # the earlier file's batch, then several of the file's
+    direct, direct_db = await _run(pg, sessionmaker, files, path="direct")
+    assert batches == []
+    staged, staged_db = await _run(pg, sessionmaker, files, path=path)
+    assert len(batches) > 3  # the earlier file's batch, then several of the file's
 
     assert _report(staged) == _report(direct)
     assert staged_db.keys() == direct_db.keys()
@@ -239,11 +237,13 @@ async def _with_stale_lookup(
         return await step()
 
 
-async def test_staging_keeps_refusals_that_appeared_meanwhile(
+@pytest.mark.parametrize("path", ["staging", "overlap"])
+async def test_bulk_paths_keep_refusals_that_appeared_meanwhile(
     pg: AsyncEngine,
     sessionmaker: async_sessionmaker[AsyncSession],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    path: service.PgPath,
 ) -> None:
     """A consent written by someone else between the lookup and the write: a grant in the
     file never overrides it, a refusal in the file revokes it (ON CONFLICT). The direct path
@@ -268,13 +268,13 @@ async def test_staging_keeps_refusals_that_appeared_meanwhile(
                 granted_at=datetime(2025, 1, 1, tzinfo=UTC),
             )
         )
-    path = tmp_path / "tarde.csv"
+    file = tmp_path / "tarde.csv"
     rows = [
         ("1066000001", "Ya Revocó", "3017770001", "SI"),
         ("1066000002", "Dice No", "3017770002", "NO"),
     ]
     _write(
-        path,
+        file,
         [dict(zip(("Cédula", "Nombre", "Celular", "Habeas data"), r, strict=True)) for r in rows],
     )
 
@@ -282,10 +282,11 @@ async def test_staging_keeps_refusals_that_appeared_meanwhile(
     with pytest.raises(asyncpg.UniqueViolationError):
         await _with_stale_lookup(
             monkeypatch,
-            lambda: import_file(sessionmaker, campaign_id, path, now=NOW, postgres_staging=False),
+            lambda: import_file(sessionmaker, campaign_id, file, now=NOW, postgres_path="direct"),
         )
     report = await _with_stale_lookup(
-        monkeypatch, lambda: import_file(sessionmaker, campaign_id, path, now=NOW)
+        monkeypatch,
+        lambda: import_file(sessionmaker, campaign_id, file, now=NOW, postgres_path=path),
     )
     assert report.leads_created == 2
     async with sessionmaker() as s:
@@ -305,15 +306,17 @@ async def test_staging_keeps_refusals_that_appeared_meanwhile(
     assert await _staging_tables(pg) == 0
 
 
-async def test_failed_staged_batch_leaves_no_staging_tables(
+@pytest.mark.parametrize("path", ["staging", "overlap"])
+async def test_failed_bulk_batch_rolls_back_alone(
     pg: AsyncEngine,
     sessionmaker: async_sessionmaker[AsyncSession],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    path: service.PgPath,
 ) -> None:
     """A batch that fails on the server rolls back with its staging tables; the batches
     committed before it are counted, the one in flight is not."""
-    _earlier, path, dnc = realistic_file(tmp_path)
+    _earlier, file, dnc = realistic_file(tmp_path)
     campaign_id = await make_campaign(sessionmaker)
     await _seed(sessionmaker, dnc)
     build = service._Writer.build
@@ -329,8 +332,21 @@ async def test_failed_staged_batch_leaves_no_staging_tables(
 
     monkeypatch.setattr(service._Writer, "build", failing_build)
     with pytest.raises(asyncpg.PostgresError):
-        await import_file(sessionmaker, campaign_id, path, now=NOW, batch_size=BATCH)
+        await import_file(
+            sessionmaker, campaign_id, file, now=NOW, batch_size=BATCH, postgres_path=path
+        )
     assert await _staging_tables(pg) == 0
     async with sessionmaker() as s:
         summary = await s.scalar(sa.text("SELECT summary FROM import_batches"))
     assert summary == {"status": "failed", "groups_written": 2 * BATCH}
+    async with sessionmaker() as s:
+        committed = await s.scalar(sa.select(sa.func.count()).select_from(service.Lead))
+
+    monkeypatch.setattr(service._Writer, "build", build)
+    again = await import_file(
+        sessionmaker, campaign_id, file, now=NOW, batch_size=BATCH, postgres_path=path
+    )
+    async with sessionmaker() as s:
+        leads = await s.scalar(sa.select(sa.func.count()).select_from(service.Lead))
+    assert committed and again.leads_updated >= committed  # the committed leads, matched
+    assert leads == committed + again.leads_created  # the rest written: nothing lost
