@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from dialer.db.models import Base, Consent, DncEntry, DncSource, Phone
+from dialer.db.models import Base, Consent, DncEntry, DncSource, Lead, Phone
 from dialer.domain.outcomes import Channel
 from dialer.importing import ImportReport, RowStatus, import_file, service
 
@@ -340,13 +340,13 @@ async def test_failed_bulk_batch_rolls_back_alone(
         summary = await s.scalar(sa.text("SELECT summary FROM import_batches"))
     assert summary == {"status": "failed", "groups_written": 2 * BATCH}
     async with sessionmaker() as s:
-        committed = await s.scalar(sa.select(sa.func.count()).select_from(service.Lead))
+        committed = await s.scalar(sa.select(sa.func.count()).select_from(Lead))
 
     monkeypatch.setattr(service._Writer, "build", build)
     again = await import_file(
         sessionmaker, campaign_id, file, now=NOW, batch_size=BATCH, postgres_path=path
     )
     async with sessionmaker() as s:
-        leads = await s.scalar(sa.select(sa.func.count()).select_from(service.Lead))
+        leads = await s.scalar(sa.select(sa.func.count()).select_from(Lead))
     assert committed and again.leads_updated >= committed  # the committed leads, matched
     assert leads == committed + again.leads_created  # the rest written: nothing lost
