@@ -11,9 +11,8 @@ Used by ``marcador import`` and (later) the API. Steps:
    every excluded lead, merged row and dropped phone, consents from the authorisation
    columns, and one ImportBatch. On a SQLite file a worker thread with its own connection
    writes each batch while the next one is decided and built. On PostgreSQL each batch is
-   copied into temporary staging tables and moved into the real ones by set-based
-   statements, which the server runs while the next batch is decided and built
-   (:class:`_PgStaging`).
+   copied straight into the tables with ids drawn ahead from the sequence, while the next
+   batch is decided and built (:class:`_PgOverlap`; ``postgres_path`` selects the others).
 
 Idempotent: ``Lead.dedupe_key`` (``id:<national id>``, else ``tel:<first E.164>``) is unique
 per campaign; re-importing matches the same leads and only appends phones they lack.
