@@ -10,10 +10,8 @@
 per backend), ``floor_seconds``, ``floor_cpu_seconds``, ``load_avg`` (1-minute load before and
 after) and ``goal_seconds``. ``--pg`` creates a throw-away database on the local PostgreSQL
 (``--pg-admin-url``, default ``postgresql://postgres@127.0.0.1:5432/test``) and drops it after.
-``--pg-paths`` also runs PostgreSQL's other paths before the default overlapped one (backend
-``postgresql``): the direct path (``COPY`` straight into the tables, one batch after the
-other, backend ``postgresql-direct``) and the staging path (temporary tables + set-based
-statements, backend ``postgresql-staging``); ``--pg-direct``: only the direct one.
+``--pg-direct`` also runs PostgreSQL's direct path (``COPY`` straight into the tables, backend
+``postgresql-direct``) before the default staging path (backend ``postgresql``).
 
 Server CPU (``server_cpu_seconds``): the CPU time (utime + stime from ``/proc/<pid>/stat``)
 of the PostgreSQL backends that served the import's own connections (their pids from asyncpg's
@@ -62,7 +60,6 @@ from dialer.db.migrate import upgrade  # noqa: E402
 from dialer.db.models import Campaign, Consent, DncEntry, DncSource  # noqa: E402
 from dialer.domain.outcomes import CampaignType  # noqa: E402
 from dialer.importing import ImportReport, import_file  # noqa: E402
-from dialer.importing.service import PgPath  # noqa: E402
 from dialer.logging import configure_logging  # noqa: E402
 from dialer.settings import load_settings  # noqa: E402
 
@@ -258,7 +255,7 @@ def process_cpu(pid: int) -> float | None:
 
 
 async def run_import(
-    url: str, path: Path, dnc: list[str], backend: str, *, pg_path: PgPath = "overlap"
+    url: str, path: Path, dnc: list[str], backend: str, *, staging: bool = True
 ) -> Run:
     settings = load_settings(database={"url": url})
     engine = make_engine(settings, url)
@@ -296,7 +293,9 @@ async def run_import(
         backends_started = backends_cpu()
         load_before = os.getloadavg()[0]
         started, cpu_started = time.perf_counter(), time.process_time()
-        report = await import_file(sessionmaker, campaign_id, path, now=NOW, postgres_path=pg_path)
+        report = await import_file(
+            sessionmaker, campaign_id, path, now=NOW, postgres_staging=staging
+        )
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         load = (load_before, os.getloadavg()[0])
         backends_ended = backends_cpu()  # before dispose(): the backends exit with it
@@ -363,11 +362,6 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="also PostgreSQL's direct path (COPY straight into the tables), before the default",
     )
-    parser.add_argument(
-        "--pg-paths",
-        action="store_true",
-        help="also PostgreSQL's direct and staging paths, before the default",
-    )
     args = parser.parse_args(argv)
     # one line per row, also when piped to a file; with --json everything human goes to stderr
     console = Console(width=120, stderr=args.json)
@@ -394,12 +388,9 @@ def main(argv: list[str] | None = None) -> None:
         try:
             if pg_url and not pg_url.startswith("sqlite"):
                 upgrade(pg_url)
-                others: list[PgPath] = (
-                    ["direct", "staging"] if args.pg_paths else ["direct"] if args.pg_direct else []
-                )
-                for other in others:
-                    job = run_import(pg_url, path, dnc, f"postgresql-{other}", pg_path=other)
-                    runs.append(asyncio.run(job))
+                if args.pg_direct:
+                    direct = run_import(pg_url, path, dnc, "postgresql-direct", staging=False)
+                    runs.append(asyncio.run(direct))
                 runs.append(asyncio.run(run_import(pg_url, path, dnc, "postgresql")))
         finally:
             if pg_db is not None:

@@ -11,8 +11,9 @@ Used by ``marcador import`` and (later) the API. Steps:
    every excluded lead, merged row and dropped phone, consents from the authorisation
    columns, and one ImportBatch. On a SQLite file a worker thread with its own connection
    writes each batch while the next one is decided and built. On PostgreSQL each batch is
-   copied straight into the tables with ids drawn ahead from the sequence, while the next
-   batch is decided and built (:class:`_PgOverlap`; ``postgres_path`` selects the others).
+   copied into temporary staging tables and moved into the real ones by set-based
+   statements, which the server runs while the next batch is decided and built
+   (:class:`_PgStaging`).
 
 Idempotent: ``Lead.dedupe_key`` (``id:<national id>``, else ``tel:<first E.164>``) is unique
 per campaign; re-importing matches the same leads and only appends phones they lack.
@@ -34,7 +35,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import sqlalchemy as sa
@@ -73,11 +74,9 @@ from dialer.importing.report import (
 )
 from dialer.logging import get_logger
 
-__all__ = ["PgPath", "import_file", "resolve_campaign"]
+__all__ = ["import_file", "resolve_campaign"]
 
 log = get_logger(__name__)
-
-PgPath = Literal["overlap", "staging", "direct"]  # how import batches reach PostgreSQL
 
 _IN_CHUNK = 500  # bound parameters per IN (...) query
 _LEADS = cast(sa.Table, Lead.__table__)
@@ -677,91 +676,6 @@ class _PgStaging:
                 result.lead_id = ids[result.lead_id - first]
 
 
-class _PgOverlap:
-    """PostgreSQL's overlapped direct path: ``COPY`` straight into the tables, one
-    transaction per batch, while the client decides and builds the next batch.
-
-    The next batch's lead ids are drawn ahead from the leads sequence (``SELECT nextval(...)
-    FROM generate_series(1, n)``, outside the batch's transaction: a sequence is not rolled
-    back anyway), so it is built with its final ids and needs no staging or renumbering
-    on the server. Deciding and building run in a worker thread, so the event loop keeps
-    feeding the batch in flight (``COPY`` data, commit) while they run.
-
-    Consents and revocations are a few rows per batch: one ``INSERT ... SELECT FROM unnest``
-    with ``ON CONFLICT`` and one ``UPDATE ... FROM unnest``, so a consent written by someone
-    else since the lookup is kept, unless the file refuses it: then it is revoked (a refusal
-    always wins; a grant never overrides a revocation). A lead or phone that a concurrent
-    writer inserted meanwhile fails the batch (unique constraint), which rolls back alone;
-    importing the file again finishes it. Without concurrent writers the result is row for
-    row, id for id, the one the generic path writes.
-    """
-
-    def __init__(self, store: _PostgresStore, revoked_reason: str) -> None:
-        self.store = store
-        self.revoked_reason = revoked_reason
-        dialect = store.dialect
-        quote = dialect.identifier_preparer.quote
-
-        def array(column: str) -> str:
-            return f"{_CONSENTS.c[column].type.compile(dialect=dialect)}[]"
-
-        casts = ", ".join(f"${n}::{array(c)}" for n, c in enumerate(_CONSENT_COLUMNS, 1))
-        names = ", ".join(quote(c) for c in _CONSENT_COLUMNS)
-        consents = quote(_CONSENTS.name)
-        purpose = str(
-            sa.literal(CONSENT_PURPOSE, sa.String()).compile(
-                dialect=dialect, compile_kwargs={"literal_binds": True}
-            )
-        )
-        # Only the model's own table/column names and constants: no user data in the SQL.
-        self.insert_consents = (
-            f"INSERT INTO {consents} ({names}) "  # noqa: S608 - model names
-            f"SELECT {names} FROM unnest({casts}) WITH ORDINALITY AS u({names}, n) ORDER BY n "
-            "ON CONFLICT (person_key, channel, purpose) DO UPDATE "
-            "SET revoked_at = EXCLUDED.revoked_at, revoked_reason = EXCLUDED.revoked_reason "
-            f"WHERE NOT EXCLUDED.granted AND {consents}.revoked_at IS NULL"
-        )
-        self.revoke = (
-            f"UPDATE {consents} AS c SET revoked_at = $3, revoked_reason = $4 "  # noqa: S608
-            f"FROM unnest($1::{array('person_key')}, $2::{array('channel')}) AS r(k, ch) "
-            f"WHERE c.person_key = r.k AND c.channel = r.ch AND c.purpose = {purpose}"
-        )
-        self.draw = sa.text(
-            "SELECT nextval(pg_get_serial_sequence(:table, 'id')) FROM generate_series(1, :n)"
-        )
-
-    async def lead_ids(self, sessionmaker: async_sessionmaker[AsyncSession], n: int) -> list[int]:
-        """``n`` unused lead ids from the sequence (ascending)."""
-        if n == 0:
-            return []
-        async with sessionmaker() as session:
-            result = await session.execute(self.draw, {"table": _LEADS.fullname, "n": n})
-            ids = sorted(result.scalars())
-            await session.commit()
-        return ids
-
-    async def write(self, sessionmaker: async_sessionmaker[AsyncSession], batch: _Batch) -> None:
-        """Write one batch (built with its final lead ids) in its own transaction."""
-        store = self.store
-        async with sessionmaker.begin() as session:
-            conn = await session.connection()
-            # The first statement through SQLAlchemy opens the transaction the rest joins.
-            await conn.exec_driver_sql("SELECT 1")
-            driver = await _PostgresStore._driver(conn)
-            if not driver.is_in_transaction():  # pragma: no cover - guards the statements below
-                raise RuntimeError("import batch must run inside a transaction")
-            await store.insert(conn, store.leads, batch.leads)
-            await store.insert(conn, store.phones, batch.phones)
-            await store.insert(conn, store.events, batch.events)
-            if batch.consents:
-                await driver.execute(
-                    self.insert_consents, *(list(c) for c in zip(*batch.consents, strict=True))
-                )
-            if batch.revocations:
-                keys, channels = (list(c) for c in zip(*batch.revocations, strict=True))
-                await driver.execute(self.revoke, keys, channels, store.now, self.revoked_reason)
-
-
 def _chunks(items: Sequence[str], size: int = _IN_CHUNK) -> Iterable[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -1148,7 +1062,7 @@ async def import_file(
     created_by: int | None = None,
     limits: XlsxLimits | None = None,
     job_id: str | None = None,
-    postgres_path: PgPath = "overlap",
+    postgres_staging: bool = True,
 ) -> ImportReport:
     """Import a CSV/XLSX lead list into a campaign; returns the per-row :class:`ImportReport`.
 
@@ -1166,11 +1080,10 @@ async def import_file(
     background job, recorded on the batch in the same transaction, so the job's state can
     be read from the database.
 
-    ``postgres_path``: how batches reach PostgreSQL. ``"overlap"`` (default): ``COPY``
-    straight into the tables while the next batch is decided and built (:class:`_PgOverlap`);
-    ``"staging"``: ``COPY`` into temporary staging tables, then set-based statements
-    (:class:`_PgStaging`); ``"direct"``: the generic path, one batch after the other, kept as
-    the reference the others are tested against.
+    ``postgres_staging``: on PostgreSQL, write each batch through temporary staging tables
+    (``COPY`` + set-based statements, pipelined with building the next batch). False: the
+    direct path (``COPY`` straight into the tables, one batch after the other), kept as the
+    reference the staging path is tested against.
     """
     with _gc_paused():
         return await _import(
@@ -1186,7 +1099,7 @@ async def import_file(
             created_by=created_by,
             limits=limits,
             job_id=job_id,
-            postgres_path=postgres_path,
+            postgres_staging=postgres_staging,
         )
 
 
@@ -1204,7 +1117,7 @@ async def _import(
     created_by: int | None,
     limits: XlsxLimits | None = None,
     job_id: str | None = None,
-    postgres_path: PgPath = "overlap",
+    postgres_staging: bool = True,
 ) -> ImportReport:
     started = time.perf_counter()
     source = Path(path)
@@ -1284,10 +1197,7 @@ async def _import(
         report.batch_id = batch.id
         next_id = (await session.scalar(sa.select(sa.func.max(Lead.id))) or 0) + 1
         staging: _PgStaging | None = None
-        overlap: _PgOverlap | None = None
-        if postgres_path == "overlap" and isinstance(store, _PostgresStore):
-            overlap = _PgOverlap(store, _Writer.revoked_reason_for(source.name))
-        if postgres_path == "staging" and isinstance(store, _PostgresStore):
+        if postgres_staging and isinstance(store, _PostgresStore):
             oid = await _PgStaging.sequence_oid(await session.connection())
             staging = _PgStaging(store, _Writer.revoked_reason_for(source.name), oid)
     assert report.batch_id is not None
@@ -1355,17 +1265,6 @@ async def _import(
 
     try:
         for start in range(0, total, batch_size):
-            if overlap is not None:
-                # decided and built in a thread while the loop feeds the batch in flight
-                items = await asyncio.to_thread(decide, groups[start : start + batch_size])
-                lead_ids = await overlap.lead_ids(sessionmaker, writer.new_leads(items))
-                built = await asyncio.to_thread(writer.build, items, lead_ids[0] if lead_ids else 0)
-                if lead_ids and lead_ids[-1] - lead_ids[0] + 1 != len(lead_ids):
-                    # a concurrent nextval took values in between
-                    built = writer._renumber(built, lead_ids)
-                await settle()
-                staged = (asyncio.create_task(overlap.write(sessionmaker, built)), built.groups)
-                continue
             if staging is not None:
                 # decided and built while the server applies the previous batch
                 built = writer.build(decide(groups[start : start + batch_size]), _PROVISIONAL_ID)

@@ -158,19 +158,22 @@ async def _run(
     sm: async_sessionmaker[AsyncSession],
     files: tuple[Path, Path, list[str]],
     *,
-    path: service.PgPath,
+    staging: bool,
 ) -> tuple[ImportReport, dict[str, list[tuple[Any, ...]]]]:
     earlier, file, dnc = files
     await _reset(engine)
     campaign_id = await make_campaign(sm)
     await _seed(sm, dnc)
-    await import_file(sm, campaign_id, earlier, now=NOW, postgres_path=path)
-    report = await import_file(sm, campaign_id, file, now=NOW, batch_size=BATCH, postgres_path=path)
+    await import_file(sm, campaign_id, earlier, now=NOW, postgres_staging=staging)
+    report = await import_file(
+        sm, campaign_id, file, now=NOW, batch_size=BATCH, postgres_staging=staging
+    )
     return report, await _snapshot(engine)
 
 
-def _spy(monkeypatch: pytest.MonkeyPatch, cls: Any) -> list[int]:
-    """Count the batches written by ``cls`` (``_PgStaging`` or ``_PgOverlap``)."""
+def _spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the batches written through the staging tables."""
+    cls = service._PgStaging
     calls: list[int] = []
     write = cls.write
 
@@ -182,20 +185,18 @@ def _spy(monkeypatch: pytest.MonkeyPatch, cls: Any) -> list[int]:
     return calls
 
 
-@pytest.mark.parametrize("path", ["staging", "overlap"])
-async def test_bulk_paths_write_the_same_as_the_direct_path(
+async def test_staging_and_direct_paths_write_the_same(
     pg: AsyncEngine,
     sessionmaker: async_sessionmaker[AsyncSession],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    path: service.PgPath,
 ) -> None:
     files = realistic_file(tmp_path)
-    batches = _spy(monkeypatch, service._PgStaging if path == "staging" else service._PgOverlap)
+    batches = _spy(monkeypatch)
 
-    direct, direct_db = await _run(pg, sessionmaker, files, path="direct")
+    direct, direct_db = await _run(pg, sessionmaker, files, staging=False)
     assert batches == []
-    staged, staged_db = await _run(pg, sessionmaker, files, path=path)
+    staged, staged_db = await _run(pg, sessionmaker, files, staging=True)
     assert len(batches) > 3  # the earlier file's batch, then several of the file's
 
     assert _report(staged) == _report(direct)
@@ -237,13 +238,11 @@ async def _with_stale_lookup(
         return await step()
 
 
-@pytest.mark.parametrize("path", ["staging", "overlap"])
-async def test_bulk_paths_keep_refusals_that_appeared_meanwhile(
+async def test_staging_keeps_refusals_that_appeared_meanwhile(
     pg: AsyncEngine,
     sessionmaker: async_sessionmaker[AsyncSession],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    path: service.PgPath,
 ) -> None:
     """A consent written by someone else between the lookup and the write: a grant in the
     file never overrides it, a refusal in the file revokes it (ON CONFLICT). The direct path
@@ -282,11 +281,11 @@ async def test_bulk_paths_keep_refusals_that_appeared_meanwhile(
     with pytest.raises(asyncpg.UniqueViolationError):
         await _with_stale_lookup(
             monkeypatch,
-            lambda: import_file(sessionmaker, campaign_id, file, now=NOW, postgres_path="direct"),
+            lambda: import_file(sessionmaker, campaign_id, file, now=NOW, postgres_staging=False),
         )
     report = await _with_stale_lookup(
         monkeypatch,
-        lambda: import_file(sessionmaker, campaign_id, file, now=NOW, postgres_path=path),
+        lambda: import_file(sessionmaker, campaign_id, file, now=NOW),
     )
     assert report.leads_created == 2
     async with sessionmaker() as s:
@@ -306,13 +305,11 @@ async def test_bulk_paths_keep_refusals_that_appeared_meanwhile(
     assert await _staging_tables(pg) == 0
 
 
-@pytest.mark.parametrize("path", ["staging", "overlap"])
-async def test_failed_bulk_batch_rolls_back_alone(
+async def test_failed_staged_batch_rolls_back_alone_and_a_rerun_finishes_it(
     pg: AsyncEngine,
     sessionmaker: async_sessionmaker[AsyncSession],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    path: service.PgPath,
 ) -> None:
     """A batch that fails on the server rolls back with its staging tables; the batches
     committed before it are counted, the one in flight is not."""
@@ -332,9 +329,7 @@ async def test_failed_bulk_batch_rolls_back_alone(
 
     monkeypatch.setattr(service._Writer, "build", failing_build)
     with pytest.raises(asyncpg.PostgresError):
-        await import_file(
-            sessionmaker, campaign_id, file, now=NOW, batch_size=BATCH, postgres_path=path
-        )
+        await import_file(sessionmaker, campaign_id, file, now=NOW, batch_size=BATCH)
     assert await _staging_tables(pg) == 0
     async with sessionmaker() as s:
         summary = await s.scalar(sa.text("SELECT summary FROM import_batches"))
@@ -343,9 +338,7 @@ async def test_failed_bulk_batch_rolls_back_alone(
         committed = await s.scalar(sa.select(sa.func.count()).select_from(Lead))
 
     monkeypatch.setattr(service._Writer, "build", build)
-    again = await import_file(
-        sessionmaker, campaign_id, file, now=NOW, batch_size=BATCH, postgres_path=path
-    )
+    again = await import_file(sessionmaker, campaign_id, file, now=NOW, batch_size=BATCH)
     async with sessionmaker() as s:
         leads = await s.scalar(sa.select(sa.func.count()).select_from(Lead))
     assert committed and again.leads_updated >= committed  # the committed leads, matched
