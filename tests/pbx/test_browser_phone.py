@@ -371,17 +371,23 @@ async def test_transfer_between_two_browser_phones(
     stack.hangup_customer(number)
 
 
-def _tail_rms(path: Path, seconds: float) -> float:
-    """RMS of the last ``seconds`` of a 16-bit mono WAV."""
-    import audioop
+def _closed_wav(path: Path) -> int | None:
+    """The frame count of a WAV once its writer closed it (the header counts every frame)."""
     import wave
 
     with wave.open(str(path), "rb") as wav:
-        frames = int(seconds * wav.getframerate())
-        wav.setpos(max(0, wav.getnframes() - frames))
-        data = wav.readframes(frames)
-        width = wav.getsampwidth()
-    return float(audioop.rms(data, width)) if data else 0.0
+        frames, width = wav.getnframes(), wav.getsampwidth()
+    data = path.stat().st_size - 44
+    return frames if frames > 0 and frames * width >= data else None
+
+
+def _rms_after(path: Path, offset: int) -> float:
+    """RMS of a closed 16-bit WAV's audio from byte ``offset`` of the file on."""
+    import audioop
+
+    data = path.read_bytes()[max(44, offset) :]
+    data = data[: len(data) // 2 * 2]
+    return float(audioop.rms(data, 2)) if data else 0.0
 
 
 async def test_a_page_reload_mid_call_rejoins_the_same_customer(
@@ -415,6 +421,8 @@ async def test_a_page_reload_mid_call_rejoins_the_same_customer(
     attempt = (await client.live()).get("attempt")
     assert attempt
 
+    loop = asyncio.get_running_loop()
+    reloaded_at = loop.time()
     await asyncio.to_thread(chrome.refresh)
     # The reloaded page ends the stale session call, then asks to rejoin: meanwhile the agent
     # is reconnecting, still on the same call, and the customer waits in the room.
@@ -437,6 +445,11 @@ async def test_a_page_reload_mid_call_rejoins_the_same_customer(
         )
 
     await wait_until(back_in_the_room, within=60, what="the agent back on the same call")
+    print(f"reload -> back in the room: {loop.time() - reloaded_at:.1f} s; polls: {seen}")
+    # Alone in the room meanwhile, the customer heard music on hold (marcador_customer).
+    full_log = (lab.pbx_dir / "log" / "full.log").read_text(errors="replace")
+    moh = [ln for ln in full_log.splitlines() if "music on hold" in ln and customer in ln]
+    assert moh, "no music on hold for the waiting customer"
     assert "agent_session_lost_rejoin_pending" in stack.log("dialer-1"), seen
     assert "agent_rejoining" in stack.log("dialer-1")
     (channel,) = phone_channels(lab, seat)
@@ -452,6 +465,15 @@ async def test_a_page_reload_mid_call_rejoins_the_same_customer(
         ),
     )
     assert _data(chrome, "state") == "in_call"
+    heard = _heard(lab, number)
+    assert heard is not None  # MixMonitor writes it from the answer on
+    rejoined_at = heard.stat().st_size  # what the customer hears from here on is after the rejoin
+    await _until(
+        chrome,
+        "more of the customer's audio after the rejoin",
+        20,
+        lambda d: int(_data(d, "phonePackets") or 0) > packets + 200,
+    )
 
     # The customer hears the agent again; one outcome; nothing left on the PBX.
     stack.hangup_customer(number)
@@ -459,10 +481,12 @@ async def test_a_page_reload_mid_call_rejoins_the_same_customer(
     finals = await stack.wait_final(camp, [number], within=30)
     assert finals[number].outcome is CallOutcome.ANSWERED_CONNECTED
     assert len([a for a in await stack.attempts(camp) if a.number == number]) == 1
-    heard = await wait_until(
-        lambda: asyncio.to_thread(_heard, lab, number), within=15, what="the listener's file"
+    await wait_until(
+        lambda: asyncio.to_thread(_closed_wav, heard), within=15, what="the listener's file closed"
     )
-    rms = _tail_rms(heard, 2.0)
+    rms = _rms_after(heard, rejoined_at)
+    after = heard.stat().st_size - rejoined_at
+    print(f"after the rejoin the customer heard {after} bytes, rms {rms:.0f}")
     assert rms > 100.0, f"the customer heard silence after the rejoin (rms {rms:.0f})"
     r = await client.post("/agent/logout")
     assert r.status_code in (200, 202), r.text
