@@ -122,6 +122,17 @@ class Sessions(Part):
         for agent in expired:
             log.info("agent_rejoin_expired", agent=agent.agent_id, state=agent.state.value)
             await self._logged_out(agent, agent.logout(now))
+            # A rejoin call still ringing would put the seat into a room nobody owns.
+            session = self.agent_server.pop(agent.agent_id, None)
+            if session is not None:
+                self.agent_channel.pop(session[1], None)
+                if not await self._hangup_sessions(agent.agent_id, agent.extension):
+                    try:  # not up yet (ringing): cancel the Originate
+                        await self.tel.cancel(*session)
+                    except AMIError as exc:
+                        log.warning(
+                            "agent_hangup_failed", agent=agent.agent_id, error=type(exc).__name__
+                        )
         return len(expired)
 
     async def restore_agents(self, campaign_id: int) -> int:
