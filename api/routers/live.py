@@ -84,6 +84,8 @@ class LiveAgent(BaseModel):
     # agent call controls (issue 15): the customer on hold since / the agent muted
     on_hold_since: str | None = None
     muted: bool = False
+    # a browser phone's page reloaded mid-call: the agent is rejoining the same call
+    reconnecting: bool = False
 
 
 class LiveCalls(BaseModel):
@@ -278,6 +280,8 @@ async def _agents(
                 talk_seconds=talk,
                 on_hold_since=(live.get("on_hold_since") or None) if talk is not None else None,
                 muted=talk is not None and live.get("muted") == "1",
+                reconnecting=bool(live.get("rejoin_deadline"))
+                and state != AgentState.LOGGED_OUT.value,
             )
         )
     return agents, dict(by_state)
