@@ -177,8 +177,8 @@ class Routing(Part):
                 rt.stats_at = None  # abandon counters changed
         if call is not None and agent_id is not None:
             await self.controls.at_call_end(call, agent_id, now)
-        if agent_id is not None:
-            await self._agent_call_ended(agent_id, ev, now)
+        if agent_id is not None and not (call is not None and call.transferred_out):
+            await self._agent_call_ended(agent_id, ev, now)  # (transferred out: wrapped up)
         if ev.connected_at is not None:
             self.recording.finished(ev.call_id)
         await self._after_finish(finished, ev)
