@@ -126,6 +126,12 @@ class Transfers(Part):
             if mode == TRANSFER_BLIND
             else (dialplan.CTX_CONSULT, ext)
         )
+        action = "transfer_out" if mode == TRANSFER_BLIND else "consult"
+        log.info("call_control", agent=agent_id, attempt=call.uuid, action=action, kind=kind)
+        # recorded before the Originate: a seat that answers at once comes after it
+        await self.controls.record_control(call, agent_id, action, now, self._detail(leg))
+        await self.agent_log.log(agent_id)
+        await self._publish(call, leg, action)
         req = OriginateRequest(
             channel=dial,
             channel_id=leg.leg_id,
@@ -148,14 +154,10 @@ class Transfers(Part):
             if held_here:
                 await self._back_to_agent(call, ext)
             log.warning("transfer_originate_failed", attempt=call.uuid, error=type(exc).__name__)
+            await self._record_back(call, leg, "transfer_failed", outcome="originate_refused")
             raise CallControlRefused(
                 "target_unreachable", "the PBX could not call the target"
             ) from exc
-        action = "transfer_out" if mode == TRANSFER_BLIND else "consult"
-        log.info("call_control", agent=agent_id, attempt=call.uuid, action=action, kind=kind)
-        await self.controls.record_control(call, agent_id, action, now, self._detail(leg))
-        await self.agent_log.log(agent_id)
-        await self._publish(call, leg, action)
         return leg
 
     async def consult_complete(self, agent_id: int, *, attempt: str | None = None) -> None:
