@@ -19,7 +19,7 @@ import hashlib
 from datetime import date
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -61,6 +61,15 @@ SECURITY_HEADERS = {
 }
 
 router = APIRouter(include_in_schema=False)
+
+
+def page_csp(ws_url: str) -> str:
+    """:data:`CSP`, plus the browser phone's SIP-over-WebSocket origin in ``connect-src``
+    when one is configured (``MARCADOR_WEBRTC__WS_URL``)."""
+    parts = urlsplit(ws_url)
+    if parts.scheme not in ("ws", "wss") or not parts.netloc:
+        return CSP
+    return CSP.replace("connect-src 'self'", f"connect-src 'self' {parts.scheme}://{parts.netloc}")
 
 
 def static_version() -> str:
@@ -167,6 +176,7 @@ async def _render(
         status_code=status_code,
     )
     response.headers.update(SECURITY_HEADERS)
+    response.headers["Content-Security-Policy"] = page_csp(request.app.state.settings.webrtc.ws_url)
     return response
 
 

@@ -203,5 +203,17 @@ def talker_number(serial: int) -> str:
     return f"{TALKER_PREFIX}0{serial % 10_000:04d}0"
 
 
+LISTENER_PREFIX: Final = "+57317"
+"""Numbers starting with it answer, play ``custom/tone`` like a talker AND record what they hear
+(MixMonitor ``r()``) to ``<spool>/monitor/lab-heard-<number>.wav`` of the lab: the check that
+the agent's audio reaches the customer (browser phone tests)."""
+
+
+def listener_number(serial: int) -> str:
+    """A lab customer that plays the tone and records what it hears; ends in 0 (talk until
+    hung up, ``answered_connected``)."""
+    return f"{LISTENER_PREFIX}0{serial % 10_000:04d}0"
+
+
 def is_talker(number: str) -> bool:
     return number.strip().lstrip("+").startswith(TALKER_PREFIX.lstrip("+"))

@@ -94,11 +94,31 @@ def lab_status(ctx: typer.Context, run_dir: RunDir = None) -> None:
         console.print(f"[yellow]stopped[/] (state in {lab.state_file})")
         raise typer.Exit(1)
     p = lab.ports
-    console.print(f"[green]running[/] pid {lab.pid} · AMI {p.ami} · SIP {p.sip}")
+    ws = f" · WebSocket {lab.ws_url}" if p.http else ""
+    console.print(f"[green]running[/] pid {lab.pid} · AMI {p.ami} · SIP {p.sip}{ws}")
     console.print(lab.cli("pjsip show contacts").strip() or "no registered phones")
     problems = lab.log_problems()
     if problems:
         console.print(f"[yellow]{len(problems)} warning/error lines[/] in the Asterisk log")
+
+
+@pbx_app.command("webrtc-password")
+def pbx_webrtc_password(
+    ctx: typer.Context,
+    extension: Annotated[str, typer.Argument(help="The browser seat's extension, e.g. 1101.")],
+) -> None:
+    """Print a browser-phone seat's SIP password for pjsip.conf (derived from
+    MARCADOR_WEBRTC__SECRET; the agent page receives the same value)."""
+    from dialer.cli import get_settings
+    from dialer.webrtc import is_browser_seat, seat_password
+
+    settings = get_settings(ctx)
+    if not is_browser_seat(settings.webrtc.extensions, extension):
+        console.print(
+            f"[yellow]{extension} is not in MARCADOR_WEBRTC__EXTENSIONS[/] "
+            f"({settings.webrtc.extensions or 'empty'}): the agent page will not register it."
+        )
+    typer.echo(seat_password(settings.webrtc.secret.get_secret_value(), extension))
 
 
 @pbx_app.command("check")

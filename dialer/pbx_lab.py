@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Final, NamedTuple
 
 from dialer.lab_pstn import LAB_TRUNK, PHONE_AGENT_CHANNEL, TALKER_TONE_HZ, VIRTUAL_AGENT_CHANNEL
+from dialer.webrtc import seat_password
 
 ROOT: Final = Path(__file__).resolve().parents[1]
 DEPLOY: Final = ROOT / "deploy" / "asterisk"
@@ -51,6 +52,12 @@ BUNDLE_ENV: Final = "MARCADOR_ASTERISK_BUNDLE"
 STATE_FILE: Final = "lab.json"
 AGENT_SEATS: Final = tuple(str(n) for n in range(1001, 1011))
 SUPERVISOR_SEATS: Final = ("2001",)
+#: Browser-phone (WebRTC) variants of the seats: ``webrtc = yes``, registered over WS.
+WEBRTC_AGENT_SEATS: Final = tuple(str(n) for n in range(1101, 1111))
+WEBRTC_SUPERVISOR_SEATS: Final = ("2101",)
+WEBRTC_SEATS: Final = WEBRTC_AGENT_SEATS + WEBRTC_SUPERVISOR_SEATS
+#: ``MARCADOR_WEBRTC__EXTENSIONS`` of a stack on this lab.
+WEBRTC_EXTENSIONS: Final = "1101-1110,2101"
 AMI_USER: Final = "marcador"
 ADMIN_USER: Final = "lab-admin"
 RTP_PORTS: Final = 200  # 100 concurrent G.711 calls (RTP + RTCP per leg pair)
@@ -116,21 +123,25 @@ class LabPorts:
     sip: int
     rtp_start: int
     rtp_end: int
+    #: Asterisk's HTTP server on loopback: SIP over WebSocket at ws://127.0.0.1:<http>/ws.
+    http: int = 0
 
 
 def choose_ports(rng: random.Random | None = None) -> LabPorts:
-    """Free AMI (TCP), SIP (UDP) and an RTP range (UDP), random so parallel labs rarely meet."""
+    """Free AMI (TCP), SIP (UDP), an RTP range (UDP) and HTTP (TCP, the WebSocket transport),
+    random so parallel labs rarely meet."""
     r = rng or random.SystemRandom()
     for _ in range(200):
         base = r.randrange(20_000, 59_000, 2)
         ami, sip = base, base + 1
         rtp_start = base + 2
         rtp_end = rtp_start + RTP_PORTS - 1
-        if not (_tcp_free(ami) and _udp_free(sip)):
+        http = rtp_end + 1
+        if not (_tcp_free(ami) and _udp_free(sip) and _tcp_free(http)):
             continue
         probe = range(rtp_start, rtp_end + 1, 10)
         if all(_udp_free(p) for p in probe):
-            return LabPorts(ami, sip, rtp_start, rtp_end)
+            return LabPorts(ami, sip, rtp_start, rtp_end, http)
     raise LabError("no free port range found for the lab PBX")
 
 
@@ -219,6 +230,9 @@ class LabSecrets:
     ami: str
     admin: str
     agents: dict[str, str]
+    #: ``MARCADOR_WEBRTC__SECRET``: the browser seats' passwords are derived from it
+    #: (:func:`dialer.webrtc.seat_password`), as a production PBX's would be.
+    webrtc: str = ""
 
     @classmethod
     def generate(cls) -> LabSecrets:
@@ -227,6 +241,7 @@ class LabSecrets:
             ami=secrets.token_urlsafe(24),
             admin=secrets.token_urlsafe(24),
             agents={ext: secrets.token_urlsafe(18) for ext in seats},
+            webrtc=secrets.token_urlsafe(24),
         )
 
 
@@ -270,9 +285,26 @@ def lab_manager_conf(ports: LabPorts, sec: LabSecrets, *, timestamp_events: bool
 
 
 def lab_pjsip_conf(ports: LabPorts) -> str:
-    """Production pjsip.conf on a loopback port, without its example seats."""
+    """Production pjsip.conf on a loopback port, without its example seats; the WebRTC
+    template on plain WS (the lab's HTTP server is loopback-only, a secure context for a
+    browser on the same host) with a DTLS certificate Asterisk generates at start."""
     text = (DEPLOY / "pjsip.conf").read_text(encoding="utf-8")
     text = _sub_once(r"^bind\s*=.*$", f"bind = 127.0.0.1:{ports.sip}", text, "transport bind")
+    text = _sub_once(
+        r"^\[transport-wss\]\ntype = transport\nprotocol = wss$",
+        "[transport-ws]\ntype = transport\nprotocol = ws",
+        text,
+        "the transport-wss block",
+    )
+    text = _sub_once(
+        r"^transport = transport-wss$", "transport = transport-ws", text, "webrtc transport"
+    )
+    text = _sub_once(
+        r"^dtls_cert_file = .*\ndtls_private_key = .*$",
+        "dtls_auto_generate_cert = yes",
+        text,
+        "webrtc dtls certificate",
+    )
     start = text.index("; ---------------------------------------------------------------- agents")
     end = text.index("; ---------------------------------------------------------------- carrier")
     return text[:start] + "#include pjsip_lab.conf\n\n" + text[end:]
@@ -280,11 +312,14 @@ def lab_pjsip_conf(ports: LabPorts) -> str:
 
 def lab_seats(sec: LabSecrets) -> str:
     blocks = []
-    for ext, password in sec.agents.items():
-        who = "Supervisor" if ext in SUPERVISOR_SEATS else "Agente"
+    seats = [(ext, password, "agent") for ext, password in sec.agents.items()]
+    if sec.webrtc:
+        seats += [(ext, seat_password(sec.webrtc, ext), "webrtc") for ext in WEBRTC_SEATS]
+    for ext, password, kind in seats:
+        who = "Supervisor" if ext in SUPERVISOR_SEATS + WEBRTC_SUPERVISOR_SEATS else "Agente"
         blocks.append(
-            f"[{ext}](marcador-agent-endpoint)\naors = {ext}\nauth = {ext}\n"
-            f'callerid = "{who} {ext}" <{ext}>\n\n[{ext}](marcador-agent-aor)\n\n'
+            f"[{ext}](marcador-{kind}-endpoint)\naors = {ext}\nauth = {ext}\n"
+            f'callerid = "{who} {ext}" <{ext}>\n\n[{ext}](marcador-{kind}-aor)\n\n'
             f"[{ext}](marcador-agent-auth)\nusername = {ext}\npassword = {password}\n"
         )
     template = (OVERLAY / "pjsip_lab.conf").read_text(encoding="utf-8")
@@ -322,6 +357,8 @@ def build_conf(
         shutil.copyfile(OVERLAY / name, conf_dir / name)
     for name, text in split_core_defaults().items():
         (conf_dir / name).write_text(text, encoding="utf-8")
+    http = (OVERLAY / "http.conf").read_text(encoding="utf-8")
+    (conf_dir / "http.conf").write_text(_fill(http, {"HTTP_PORT": str(ports.http)}), "utf-8")
     rtp = (OVERLAY / "rtp.conf").read_text(encoding="utf-8")
     values = {"RTP_START": str(ports.rtp_start), "RTP_END": str(ports.rtp_end)}
     (conf_dir / "rtp.conf").write_text(_fill(rtp, values), encoding="utf-8")
@@ -375,6 +412,19 @@ class LabPbx:
     def admin(self) -> AmiCredentials:
         """The lab-admin AMI user: read/write all (restart, CLI commands) - tests only."""
         return AmiCredentials(self.host, self.ports.ami, ADMIN_USER, self.secrets.admin)
+
+    @property
+    def ws_url(self) -> str:
+        """SIP over WebSocket (RFC 7118) of the browser-phone seats: plain WS on loopback."""
+        return f"ws://{self.host}:{self.ports.http}/ws"
+
+    def webrtc_env(self) -> dict[str, str]:
+        """The ``MARCADOR_WEBRTC__*`` settings of an API serving browser phones on this lab."""
+        return {
+            "MARCADOR_WEBRTC__WS_URL": self.ws_url,
+            "MARCADOR_WEBRTC__SECRET": self.secrets.webrtc,
+            "MARCADOR_WEBRTC__EXTENSIONS": WEBRTC_EXTENSIONS,
+        }
 
     @property
     def agent_passwords(self) -> dict[str, str]:

@@ -19,6 +19,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from dialer.webrtc import parse_extensions
+
 # Values that mean "nobody changed the example secret". Refused outside development.
 PLACEHOLDER_SECRETS = frozenset(
     {"", "changeme", "change-me", "secret", "password", "admin", "dialer-secret", "xxx", "todo"}
@@ -328,6 +330,37 @@ class RecordingSettings(BaseModel):
     )
 
 
+class WebRtcSettings(BaseModel):
+    ws_url: str = Field(
+        default="",
+        description=(
+            "SIP over WebSocket URL of the PBX for browser phones, e.g. "
+            "wss://pbx.example.co:8089/ws (docs/asterisk.md). Empty: no browser phones."
+        ),
+    )
+    secret: SecretStr = Field(
+        default=SecretStr("dev-webrtc-secret"),
+        description=(
+            "Derives each browser seat's SIP password (`marcador webrtc-password EXT` prints "
+            "it for pjsip.conf); the agent page gets only its own seat's."
+        ),
+    )
+    extensions: str = Field(
+        default="",
+        description=(
+            "Extensions (and ranges) that are browser-phone seats, e.g. '1101-1199,2101': an "
+            "agent whose profile extension is listed registers from the agent page; any other "
+            "uses a hardware softphone."
+        ),
+    )
+
+    @field_validator("extensions")
+    @classmethod
+    def _extension_list(cls, value: str) -> str:
+        parse_extensions(value)
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="MARCADOR_",
@@ -356,6 +389,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     imports: ImportLimitsSettings = Field(default_factory=ImportLimitsSettings)
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
+    webrtc: WebRtcSettings = Field(default_factory=WebRtcSettings)
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Settings:
@@ -377,6 +411,8 @@ class Settings(BaseSettings):
             ("MARCADOR_WHATSAPP__VERIFY_TOKEN", self.whatsapp.verify_token),
             ("MARCADOR_API__SESSION_SECRET", self.api.session_secret),
         ]
+        if self.webrtc.ws_url:
+            out.append(("MARCADOR_WEBRTC__SECRET", self.webrtc.secret))
         out.extend(
             (f"MARCADOR_ASTERISK__SERVERS[{s.name}].secret", s.secret)
             for s in self.asterisk.servers

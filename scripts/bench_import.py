@@ -10,6 +10,14 @@
 per backend), ``floor_seconds``, ``floor_cpu_seconds``, ``load_avg`` (1-minute load before and
 after) and ``goal_seconds``. ``--pg`` creates a throw-away database on the local PostgreSQL
 (``--pg-admin-url``, default ``postgresql://postgres@127.0.0.1:5432/test``) and drops it after.
+``--pg-direct`` also runs PostgreSQL's direct path (``COPY`` straight into the tables, backend
+``postgresql-direct``) before the default staging path (backend ``postgresql``).
+
+Server CPU (``server_cpu_seconds``): the CPU time (utime + stime from ``/proc/<pid>/stat``)
+of the PostgreSQL backends that served the import's own connections (their pids from asyncpg's
+``get_server_pid()``, the same as ``pg_backend_pid()``), so other clients of a shared server
+are not counted; background processes (WAL writer, checkpointer, autovacuum) are not either.
+``server_cpu_all_seconds``: every ``postgres`` process on the machine over the same time.
 
 Generates a seeded semicolon/Latin-1 CSV like the dealer system's export (old and new landline
 formats, +57 prefixes, Excel floats, duplicates by id and phone, corporate rows, invalid
@@ -36,6 +44,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import phonenumbers
 import sqlalchemy as sa
@@ -204,7 +213,9 @@ class Run:
     seconds: float
     cpu: float  # CPU seconds of this process (all threads): contention-independent
     report: ImportReport
-    server_cpu: float | None = None  # PostgreSQL server processes, when /proc shows them
+    server_cpu: float | None = None  # the import's PostgreSQL backends, when /proc shows them
+    server_cpu_all: float | None = None  # every postgres process on the machine
+    load: tuple[float, float] = (0.0, 0.0)  # 1-minute load average before and after
 
 
 def postgres_cpu() -> float | None:
@@ -233,10 +244,32 @@ def postgres_cpu() -> float | None:
     return total / ticks if found else None
 
 
-async def run_import(url: str, path: Path, dnc: list[str], backend: str) -> Run:
+def process_cpu(pid: int) -> float | None:
+    """CPU seconds (utime + stime) of one process from /proc, or None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_import(
+    url: str, path: Path, dnc: list[str], backend: str, *, staging: bool = True
+) -> Run:
     settings = load_settings(database={"url": url})
     engine = make_engine(settings, url)
     sessionmaker = make_sessionmaker(engine)
+    backend_pids: set[int] = set()  # the server processes behind this engine's connections
+    if engine.dialect.name == "postgresql":
+
+        @sa.event.listens_for(engine.sync_engine, "connect")
+        def remember_pid(dbapi_connection: Any, _record: Any) -> None:
+            backend_pids.add(dbapi_connection.driver_connection.get_server_pid())
+
+    def backends_cpu() -> dict[int, float]:
+        return {pid: cpu for pid in backend_pids if (cpu := process_cpu(pid)) is not None}
+
     name = f"bench-import-{os.getpid()}-{backend}"
     try:
         async with sessionmaker.begin() as s:
@@ -257,13 +290,24 @@ async def run_import(url: str, path: Path, dnc: list[str], backend: str) -> Run:
             await s.flush()
             campaign_id = campaign.id
         server_started = postgres_cpu() if backend != "sqlite" else None
+        backends_started = backends_cpu()
+        load_before = os.getloadavg()[0]
         started, cpu_started = time.perf_counter(), time.process_time()
-        report = await import_file(sessionmaker, campaign_id, path, now=NOW)
+        report = await import_file(
+            sessionmaker, campaign_id, path, now=NOW, postgres_staging=staging
+        )
         seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        load = (load_before, os.getloadavg()[0])
+        backends_ended = backends_cpu()  # before dispose(): the backends exit with it
         server_ended = postgres_cpu() if server_started is not None else None
-        server_cpu = (
+        server_all = (
             server_ended - server_started
             if server_started is not None and server_ended is not None
+            else None
+        )
+        server_cpu = (
+            sum(cpu - backends_started.get(pid, 0.0) for pid, cpu in backends_ended.items())
+            if backend_pids and backends_ended
             else None
         )
         if backend != "sqlite":  # shared database: remove what the run created
@@ -273,7 +317,7 @@ async def run_import(url: str, path: Path, dnc: list[str], backend: str) -> Run:
                     sa.delete(Consent).where(Consent.proof.like(f"import:{path.name}:%"))
                 )
                 await s.execute(sa.delete(DncEntry).where(DncEntry.reason == "bench_import"))
-        return Run(backend, seconds, cpu, report, server_cpu)
+        return Run(backend, seconds, cpu, report, server_cpu, server_all, load)
     finally:
         await engine.dispose()
 
@@ -296,6 +340,11 @@ def run_json(run: Run, rows: int) -> dict[str, object]:
         "cpu_seconds": round(run.cpu, 3),
         "rows_per_s": round(rows / run.seconds, 1) if run.seconds > 0 else None,
         "server_cpu_seconds": None if run.server_cpu is None else round(run.server_cpu, 3),
+        "server_cpu_source": None if run.server_cpu is None else "backend_pids",
+        "server_cpu_all_seconds": (
+            None if run.server_cpu_all is None else round(run.server_cpu_all, 3)
+        ),
+        "run_load_avg": [round(run.load[0], 2), round(run.load[1], 2)],
         "phases": run.report.timings,
     }
 
@@ -308,6 +357,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-sqlite", action="store_true", help="skip the SQLite run")
     parser.add_argument("--pg", action="store_true", help="also a throw-away PostgreSQL database")
     parser.add_argument("--pg-admin-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument(
+        "--pg-direct",
+        action="store_true",
+        help="also PostgreSQL's direct path (COPY straight into the tables), before the default",
+    )
     args = parser.parse_args(argv)
     # one line per row, also when piped to a file; with --json everything human goes to stderr
     console = Console(width=120, stderr=args.json)
@@ -334,6 +388,9 @@ def main(argv: list[str] | None = None) -> None:
         try:
             if pg_url and not pg_url.startswith("sqlite"):
                 upgrade(pg_url)
+                if args.pg_direct:
+                    direct = run_import(pg_url, path, dnc, "postgresql-direct", staging=False)
+                    runs.append(asyncio.run(direct))
                 runs.append(asyncio.run(run_import(pg_url, path, dnc, "postgresql")))
         finally:
             if pg_db is not None:
@@ -349,6 +406,7 @@ def main(argv: list[str] | None = None) -> None:
         "rows",
         "seconds",
         "cpu s",
+        "server cpu s",
         "rows/s",
         "x floor",
         "cpu x floor",
@@ -361,6 +419,7 @@ def main(argv: list[str] | None = None) -> None:
         f"{args.rows:,}",
         f"{floor:.2f}",
         f"{floor_cpu:.2f}",
+        "",
         f"{args.rows / floor:,.0f}",
         "1.00",
         "1.00",
@@ -372,6 +431,7 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.rows:,}",
             f"{run.seconds:.2f}",
             f"{run.cpu:.2f}",
+            "" if run.server_cpu is None else f"{run.server_cpu:.2f}",
             f"{args.rows / run.seconds:,.0f}",
             f"{run.seconds / floor:.2f}",
             f"{run.cpu / floor_cpu:.2f}",
@@ -409,10 +469,13 @@ def main(argv: list[str] | None = None) -> None:
         phases = " · ".join(f"{k} {v:.2f} s" for k, v in run.report.timings.items())
         console.print(f"{run.backend} phases: {phases}")
         if run.server_cpu is not None:
+            every = "" if run.server_cpu_all is None else f", {run.server_cpu_all:.2f} cpu s"
             console.print(
-                f"{run.backend} server: {run.server_cpu:.2f} cpu s in the postgres processes "
-                "(all of the server's clients during the run)"
+                f"{run.backend} server: {run.server_cpu:.2f} cpu s in the import's backends "
+                f"(/proc of their pids){every} in every postgres process (all clients)"
             )
+    for run in runs:
+        console.print(f"{run.backend} load average: {run.load[0]:.1f} -> {run.load[1]:.1f}")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 import sqlalchemy as sa
@@ -62,6 +63,7 @@ from dialer.logging import get_logger
 from dialer.redis_client import StreamEntry
 from dialer.redis_keys import Keys
 from dialer.store import EngineStore
+from dialer.webrtc import is_browser_seat, seat_password
 
 router = APIRouter(prefix="/agent", tags=["agent screen"])
 log = get_logger(__name__)
@@ -1396,3 +1398,44 @@ async def agent_call_consult_complete(ctx: Ctx, body: CallControlIn | None = Non
 )
 async def agent_call_consult_cancel(ctx: Ctx, body: CallControlIn | None = None) -> Accepted:
     return await _call_control(ctx, "consult_cancel", body.attempt if body else None)
+
+
+class PhoneOut(BaseModel):
+    kind: str = Field(
+        description="browser: the agent page registers the extension over WebSocket (WebRTC); "
+        "softphone: a hardware/desktop softphone registers it (nothing to do in the page)"
+    )
+    extension: str | None
+    ws_url: str = Field(default="", description="SIP over WebSocket URL (browser only)")
+    domain: str = Field(default="", description="SIP domain of the REGISTER (browser only)")
+    password: str = Field(default="", description="The seat's SIP password (browser only)")
+
+
+@router.get(
+    "/phone",
+    summary="The user's phone: browser (WebRTC, with its SIP credentials) or softphone",
+    response_model=PhoneOut,
+    responses={403: {"description": "Neither an agent nor a supervisor who may spy"}},
+)
+async def agent_phone(ctx: Ctx, response: Response) -> PhoneOut:
+    """Whether the signed-in user's profile extension is a browser-phone seat
+    (``MARCADOR_WEBRTC__EXTENSIONS``) and, if so, what the page needs to register it: only the
+    caller's own seat's password, never another's. Not cached by the browser. For agents (the
+    agent screen) and for supervisors (listen / whisper / barge ring their own extension)."""
+    if not (ctx.principal.has(Scope.AGENT) or ctx.principal.has(Scope.AGENTS_WRITE)):
+        raise ApiError(403, "forbidden", "only agents and supervisors have a phone")
+    me = _me(ctx)
+    user = await ctx.db.get_one(User, me)
+    response.headers["Cache-Control"] = "no-store"
+    webrtc = ctx.settings.webrtc
+    if not webrtc.ws_url or not is_browser_seat(webrtc.extensions, user.extension):
+        return PhoneOut(kind="softphone", extension=user.extension)
+    assert user.extension is not None
+    host = urlsplit(webrtc.ws_url).hostname or ""
+    return PhoneOut(
+        kind="browser",
+        extension=user.extension,
+        ws_url=webrtc.ws_url,
+        domain=host,
+        password=seat_password(webrtc.secret.get_secret_value(), user.extension),
+    )

@@ -122,3 +122,30 @@ def test_bench_pbx_json() -> None:
     assert data["calls"] == 3 and data["joined"] == 3 and data["concurrent_calls"] == 3
     assert 0 < data["answer_to_join_p50_ms"] <= data["answer_to_join_p99_ms"]
     assert data["untimestamped_events"] == 0  # timestampevents is on in the lab
+
+
+@pytest.mark.pbx
+def test_bench_webrtc_json() -> None:
+    """Two calls to a browser phone in headless Chromium on the lab Asterisk: the contract."""
+    import shutil as _shutil
+
+    from dialer.pbx_lab import bundle_present
+
+    if not bundle_present():
+        pytest.skip("no Asterisk bundle (MARCADOR_ASTERISK_BUNDLE or ../shared/asterisk)")
+    if not (_shutil.which("chromium") and _shutil.which("chromedriver")):
+        pytest.skip("chromium/chromedriver not installed")
+    data = _run("bench_webrtc.py", "--calls", "2", "--json", timeout=300)
+    keys = {
+        "calls",
+        "answer_to_browser_audio_p50_ms",
+        "answer_to_browser_audio_p99_ms",
+        "answer_to_browser_audio_min_ms",
+        "answer_to_browser_audio_max_ms",
+        "load_avg_1m",
+        "cpus",
+        "when",
+    }
+    assert keys <= data.keys()
+    assert data["calls"] == 2
+    assert 0 < data["answer_to_browser_audio_p50_ms"] <= data["answer_to_browser_audio_p99_ms"]

@@ -170,6 +170,8 @@ class PbxStack:
     max_channels: int = 60
     #: ``MARCADOR_LOG_LEVEL`` of the processes (benchmarks run at warning).
     log_level: str = "info"
+    #: more ``MARCADOR_*`` settings of the processes (e.g. ``LabPbx.webrtc_env()``).
+    extra_env: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
     procs: dict[str, Any] = field(default_factory=dict)
     db_url: str = ""
@@ -231,6 +233,7 @@ class PbxStack:
                 "MARCADOR_LOG_LEVEL": self.log_level,
                 "MARCADOR_LOG_JSON": "true",
                 "PYTHONUNBUFFERED": "1",
+                **self.extra_env,
             }
         )
         self.env = env

@@ -29,19 +29,28 @@ FLAGS = (
 )
 
 
-def make_driver(chromium: str, chromedriver: str, profile: Path) -> WebDriver:
+#: A fake microphone (Chromium's beeping test source) granted without a prompt.
+FAKE_MEDIA = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")
+
+
+def make_driver(
+    chromium: str, chromedriver: str, profile: Path, extra_flags: tuple[str, ...] = ()
+) -> WebDriver:
     """A headless Chromium; started a second time if its first renderer never answers (seen
     once on a loaded 2-core machine: "Timed out receiving message from renderer: 30.000")."""
     try:
-        return _start_driver(chromium, chromedriver, profile)
+        return _start_driver(chromium, chromedriver, profile, extra_flags)
     except TimeoutException:
-        return _start_driver(chromium, chromedriver, profile.with_name(profile.name + "-2"))
+        second = profile.with_name(profile.name + "-2")
+        return _start_driver(chromium, chromedriver, second, extra_flags)
 
 
-def _start_driver(chromium: str, chromedriver: str, profile: Path) -> WebDriver:
+def _start_driver(
+    chromium: str, chromedriver: str, profile: Path, extra_flags: tuple[str, ...] = ()
+) -> WebDriver:
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in FLAGS:
+    for flag in FLAGS + extra_flags:
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
     options.add_experimental_option("prefs", {"intl.accept_languages": "es-CO,es"})

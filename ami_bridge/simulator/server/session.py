@@ -6,14 +6,11 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ami_bridge.simulator.config import AmiUser
 from ami_bridge.simulator.pbx import Event
 from ami_bridge.simulator.wire import Action, ActionFramer, Headers, format_message
-
-if TYPE_CHECKING:
-    from ami_bridge.simulator.server.sessions import Sessions
 
 EVENT_CLASSES = (
     "system",
@@ -115,10 +112,18 @@ class Session:
         return True
 
 
+class SessionHost(Protocol):
+    """What a connection needs from the server's session table (``Sessions``)."""
+
+    def open(self, transport: asyncio.Transport) -> Session: ...
+
+    def close(self, s: Session, abort: bool) -> None: ...
+
+
 class AmiProtocol(asyncio.Protocol):
     """One TCP connection: frames actions into its session's queue."""
 
-    def __init__(self, sessions: Sessions) -> None:
+    def __init__(self, sessions: SessionHost) -> None:
         self.sessions = sessions
         self.framer = ActionFramer()
         self.session: Session | None = None
