@@ -558,7 +558,11 @@ async def agent_disposition(body: DispositionIn, ctx: Ctx) -> DispositionOutcome
     out = await record_disposition(
         ctx.db, ctx.sessionmaker, ctx.redis, ctx.keys, me, body, ctx.now()
     )
-    if not out.pending:
+    if out.pending:  # a call transferred out: recorded when it ends (like a draft)
+        app_state = ctx.request.app.state
+        await app_state.broadcaster.start()  # this process sees the call end
+        app_state.draft_clock = ctx.clock
+    else:
         with contextlib.suppress(Exception):
             await drop_draft(ctx.redis, ctx.keys, me, body.attempt)  # recorded: no draft left
     return out
