@@ -511,9 +511,10 @@ async def test_nailed_up_room_and_redirect_on_answer(sim: SimulatorServer) -> No
         ("Priority", "1"),
     )
     assert red.get("Message") == "Redirect successful"
-    join = await client.event("ConfbridgeJoin", Channel=cust)
+    # Generous bounds: this waited 5 s and once timed out on a CI-loaded machine (load ~10).
+    join = await client.event("ConfbridgeJoin", within=30, Channel=cust)
     assert join.keys() == first(t26, Event="ConfbridgeJoin").keys()
-    enter = await client.event("BridgeEnter", Channel=cust)
+    enter = await client.event("BridgeEnter", within=30, Channel=cust)
     assert enter.keys() == first(t26, Event="BridgeEnter").keys()
     assert sim.conferences()[dp.agent_room("1001")] == [agent_chan, cust]
     hang = await client.action("Hangup", ("Channel", cust), ("Cause", "16"))

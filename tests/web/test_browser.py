@@ -90,8 +90,13 @@ def test_agent_logs_in_takes_a_call_and_books_an_appointment(
     )
     assert speed == 4
     assert 23 <= seconds <= 24.5
-    campaigns = Select(browser.find_element(By.ID, "sel-campana"))
-    assert campaigns.first_selected_option.text.startswith("Contacto proactivo · Tunja")
+    # The campaign list may be re-rendered once more after the page is ready (a stale option
+    # then): read the selected campaign inside a wait, which retries on a stale element.
+    wait(browser, 15, "the agent's campaign to be selected").until(
+        lambda d: Select(
+            d.find_element(By.ID, "sel-campana")
+        ).first_selected_option.text.startswith("Contacto proactivo · Tunja")
+    )
     assert browser.find_element(By.ID, "txt-extension").get_attribute("value") == "1001"
     browser.find_element(By.ID, "btn-conectar").click()
 
