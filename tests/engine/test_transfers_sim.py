@@ -116,8 +116,9 @@ async def test_blind_transfer_to_a_supervisor(settings: Settings, tmp_path: Path
         (seat,) = legs(sim, SUPERVISOR)
         assert where(sim, seat) == (dialplan.CTX_TRANSFER_TARGET, room)
         # the agent is done with it: wrap-up on that call (their disposition), room empty
-        agent = engine.agents[901]
-        assert agent.state is AgentState.WRAP_UP and agent.call_attempt == rig.attempt
+        # (the Redirect is sent before the engine records the hand-over: wait for it)
+        await until(lambda: engine.agents[901].state is AgentState.WRAP_UP)
+        assert engine.agents[901].call_attempt == rig.attempt
         assert sim.conferences()[dialplan.agent_room("1001")] == [engine.agent_room_channel[901]]
         assert call.transferred_out and call.on_hold_since is None
         # the supervisor hangs up: the customer leaves the room with them (end_marked)
@@ -146,7 +147,7 @@ async def test_blind_transfer_to_an_external_number(settings: Settings, tmp_path
         assert leg is not None
         room = dialplan.transfer_room(leg.room)
         await until(lambda: where(sim, rig.customer) == (dialplan.CTX_TRANSFER_ROOM, room))
-        assert engine.agents[901].state is AgentState.WRAP_UP
+        await until(lambda: engine.agents[901].state is AgentState.WRAP_UP)
         # the customer hangs up first: the dialer hangs the external leg up
         await engine.tel.hangup(leg.server, rig.customer)
         await until(lambda: rig.attempt not in engine.calls and not engine.transfer_legs)
@@ -180,7 +181,7 @@ async def test_consult_then_complete(settings: Settings, tmp_path: Path) -> None
         xfer = dialplan.transfer_room(leg.room)
         await until(lambda: where(sim, rig.customer) == (dialplan.CTX_TRANSFER_ROOM, xfer))
         await until(lambda: where(sim, seat) == (dialplan.CTX_TRANSFER_TARGET, xfer))
-        assert engine.agents[901].state is AgentState.WRAP_UP
+        await until(lambda: engine.agents[901].state is AgentState.WRAP_UP)
         assert sim.conferences()[room] == [engine.agent_room_channel[901]]
         await engine.tel.hangup(leg.server, rig.customer)
         await until(lambda: rig.attempt not in engine.calls and not legs(sim, SUPERVISOR))

@@ -83,7 +83,11 @@ async def test_blind_transfer_to_the_supervisor_softphone(
         ] == [(dp.CTX_TRANSFER_TARGET, "ConfBridge")]
 
     await wait_until(together, within=30, what="customer and the supervisor's phone together")
-    assert await agent.state() == "wrap_up"
+
+    async def wrapping() -> bool:
+        return await agent.state() == "wrap_up"
+
+    await wait_until(wrapping, within=15, what="the transferring agent in wrap-up")
     # the supervisor hangs up: the customer follows, nothing of the transfer is left
     for c in seat():
         stack.lab.cli(f"channel request hangup {c['name']}")
