@@ -102,5 +102,10 @@ async def test_blind_transfer_to_the_supervisor_softphone(
 
     await wait_until(gone, within=20, what="no transfer channel left")
     assert phone_channels(stack.lab, AGENT) == agent_legs  # the agent's session is untouched
+
+    async def recorded() -> bool:
+        return all(r.outcome is not None for r in await stack.attempts(camp))
+
+    await wait_until(recorded, within=15, what="the call's end recorded")
     (row,) = await stack.attempts(camp)
     assert row.outcome is CallOutcome.ANSWERED_CONNECTED and row.agent_id == user.id

@@ -119,6 +119,11 @@ async def test_blind_transfer_to_a_supervisor_on_the_real_pbx(module_stack: PbxS
             stack.lab.cli(f"channel request hangup {c['name']}")
     await _gone(stack, number)
     assert any(c["name"].startswith("Local/1701@") for c in stack.channels())  # agent stays
+
+    async def recorded() -> bool:
+        return all(r.outcome is not None for r in await stack.attempts(camp))
+
+    await wait_until(recorded, within=15, what="the call's end recorded")
     (row,) = await stack.attempts(camp)
     assert row.outcome is CallOutcome.ANSWERED_CONNECTED and row.agent_id == agent.user.id
     assert await _history(stack, leads[number]) == ["transfer_out", "transfer_out_answered"]
@@ -144,6 +149,11 @@ async def test_blind_transfer_to_an_external_number_on_the_real_pbx(
     assert stack.hangup_customer(number)
     await _gone(stack, number)
     await wait_until(lambda: _no_legs(stack, external), within=20, what="the external leg hung up")
+
+    async def recorded() -> bool:
+        return all(r.outcome is not None for r in await stack.attempts(camp))
+
+    await wait_until(recorded, within=15, what="the call's end recorded")
     (row,) = await stack.attempts(camp)
     assert row.outcome is CallOutcome.ANSWERED_CONNECTED
     assert await _history(stack, leads[number]) == ["transfer_out", "transfer_out_answered"]
@@ -195,6 +205,11 @@ async def test_consult_then_complete_or_cancel_on_the_real_pbx(module_stack: Pbx
     assert stack.hangup_customer(number)
     await _gone(stack, number)
     assert not any(c["name"].startswith(f"Local/{SUPERVISOR}@") for c in stack.channels())
+
+    async def recorded() -> bool:
+        return all(r.outcome is not None for r in await stack.attempts(camp))
+
+    await wait_until(recorded, within=15, what="the call's end recorded")
     (row,) = await stack.attempts(camp)
     assert row.outcome is CallOutcome.ANSWERED_CONNECTED
     assert await _history(stack, leads[number]) == [
