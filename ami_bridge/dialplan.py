@@ -84,6 +84,10 @@ SPY_OPTIONS: Final = {SPY_LISTEN: "qE", SPY_WHISPER: "qwE", SPY_BARGE: "qBE"}
 # --- ConfBridge profiles (deploy/asterisk/confbridge.conf) -----------------------------------
 BRIDGE_PROFILE: Final = "marcador_room"
 USER_PROFILE_AGENT: Final = "marcador_agent"
+USER_PROFILE_AGENT_REJOINABLE: Final = "marcador_agent_rejoinable"
+"""A browser-phone agent (``MARCADOR_REJOINABLE=1`` on the session call): NOT marked, so the
+customer stays in the room (music on hold) when a page reload drops the agent's session; the
+dialer hangs the customer up itself if the agent does not rejoin in time."""
 USER_PROFILE_CUSTOMER: Final = "marcador_customer"
 USER_PROFILE_SUPERVISOR: Final = "marcador_supervisor"
 ROOM_PREFIX: Final = "agent-"
@@ -106,6 +110,9 @@ VAR_SPY_AGENT: Final = "MARCADOR_SPY_AGENT"
 """Agent extension a supervisor's ``marcador-spy`` call listens to (digits only)."""
 VAR_HOLD_MAX: Final = "MARCADOR_HOLD_MAX"
 """Seconds a customer stays on hold before going back to the agent's room by themselves."""
+VAR_REJOINABLE: Final = "MARCADOR_REJOINABLE"
+"""``1`` on a browser-phone agent's session call: the agent joins with
+:data:`USER_PROFILE_AGENT_REJOINABLE`."""
 VAR_RECORD: Final = "MARCADOR_RECORD"
 """``1``: record this call on connect (campaign ``record_calls``)."""
 VAR_RECORD_FILE: Final = "MARCADOR_RECORD_FILE"

@@ -114,6 +114,8 @@ async def dialer_runtime(
             trunks={s.name: s.trunk for s in settings.asterisk.servers},
             agent_channels={s.name: s.agent_channel for s in settings.asterisk.servers},
             recording=RecordingPaths.from_settings(settings),
+            rejoinable_extensions=settings.webrtc.extensions if settings.webrtc.ws_url else "",
+            rejoin_grace=timedelta(seconds=settings.webrtc.rejoin_grace_s),
         )
         if config.recording is not None:
             with contextlib.suppress(OSError):  # a missing mount shows up as failed recordings

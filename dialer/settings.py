@@ -354,6 +354,17 @@ class WebRtcSettings(BaseModel):
         ),
     )
 
+    rejoin_grace_s: float = Field(
+        default=30.0,
+        ge=0,
+        le=600,
+        description=(
+            "When a browser-phone agent's session call ends during a call or its wrap-up (a "
+            "page reload), the customer waits in the agent's room (music on hold) this long "
+            "for the reloaded page to rejoin; then the agent is logged out. 0: log out at once."
+        ),
+    )
+
     @field_validator("extensions")
     @classmethod
     def _extension_list(cls, value: str) -> str:

@@ -149,6 +149,10 @@ class LiveState(BaseModel):
     # transfer out (supervisor / external): transferring, consult_ringing, consulting
     transfer_state: str | None = None
     transfer_label: str | None = None
+    # A browser phone's session call ended mid-call (page reload): the call and the state are
+    # kept until rejoin_deadline; POST /agent/login rejoins (issue 15).
+    reconnecting: bool = False
+    rejoin_deadline: str | None = None
 
 
 class CampaignBrief(BaseModel):
@@ -246,6 +250,8 @@ async def _state(ctx: RequestContext, agent_id: int) -> LiveState:
         hold_seconds=_float_or_none(raw.get("hold_seconds")),
         transfer_state=raw.get("transfer_state") or None,
         transfer_label=raw.get("transfer_label") or None,
+        reconnecting=bool(raw.get("rejoin_deadline")),
+        rejoin_deadline=raw.get("rejoin_deadline") or None,
     )
 
 
@@ -451,6 +457,8 @@ def _require_logged_in(state: LiveState, action: str) -> None:
     dependencies=[Scoped(Scope.AGENT)],
 )
 async def agent_login(body: LoginIn, ctx: Ctx) -> Accepted:
+    """Also the rejoin of a browser phone whose page reloaded mid-call (``reconnecting``):
+    the dialer calls the seat back into the same room; state and call are kept."""
     me = _me(ctx)
     campaign = await ctx.db.get(Campaign, body.campaign_id)
     if campaign is None or not await ctx.can_see_campaign(campaign.id):
@@ -466,7 +474,7 @@ async def agent_login(body: LoginIn, ctx: Ctx) -> Accepted:
     if not extension:
         raise ApiError(422, "extension_required", "give the extension of your softphone")
     state = await _state(ctx, me)
-    if state.state != AgentState.LOGGED_OUT.value:
+    if state.state != AgentState.LOGGED_OUT.value and not state.reconnecting:
         raise ApiError(409, "already_logged_in", f"you are already logged in ({state.state})")
     accepted = await _command(
         ctx, "agent_login", {"agent_id": me, "extension": extension, "campaign_id": campaign.id}

@@ -87,6 +87,8 @@ class LiveAgent(BaseModel):
     # transfer out: transferring / consult_ringing / consulting (docs/web.md "Call controls")
     transfer_state: str | None = None
     transfer_label: str | None = None
+    # a browser phone's page reloaded mid-call: the agent is rejoining the same call
+    reconnecting: bool = False
 
 
 class LiveCalls(BaseModel):
@@ -283,6 +285,8 @@ async def _agents(
                 muted=talk is not None and live.get("muted") == "1",
                 transfer_state=(live.get("transfer_state") or None) if talk is not None else None,
                 transfer_label=(live.get("transfer_label") or None) if talk is not None else None,
+                reconnecting=bool(live.get("rejoin_deadline"))
+                and state != AgentState.LOGGED_OUT.value,
             )
         )
     return agents, dict(by_state)

@@ -116,6 +116,7 @@ function pauseLabel(code) {
 }
 
 function stateLabel(state) {
+  if (state.reconnecting) return `${AGENT_STATES[state.state] || state.state} · reconectando…`;
   if (state.state === "paused" && state.pause_code) {
     return `${AGENT_STATES.paused} · ${pauseLabel(state.pause_code)}`;
   }
@@ -205,9 +206,40 @@ function goPause() {
 
 $("btn-disponible").addEventListener("click", goReady);
 $("btn-pausa").addEventListener("click", goPause);
-$("btn-desconectar").addEventListener("click", () =>
-  act("POST", `${API}/agent/logout`, undefined, "Desconectado de la campaña"),
-);
+const LOGIN_KEY = "marcador.agent.login"; // {campaign_id, extension} of this tab's login
+
+$("btn-desconectar").addEventListener("click", () => {
+  sessionStorage.removeItem(LOGIN_KEY);
+  act("POST", `${API}/agent/logout`, undefined, "Desconectado de la campaña");
+});
+
+// Rejoin after a page reload mid-call (issue 15): the browser phone ended the stale session
+// call; the dialer keeps the agent's call and state for a grace period ("reconectando") and a
+// login from this tab (its login intent is kept in sessionStorage) calls the seat back into
+// the same room. Hardware softphones never get "reconnecting".
+const rejoin = { at: 0 };
+
+async function maybeRejoin() {
+  const st = view.me && view.me.state;
+  if (!st || !st.reconnecting) return;
+  let intent = null;
+  try {
+    intent = JSON.parse(sessionStorage.getItem(LOGIN_KEY) || "null");
+  } catch {
+    intent = null;
+  }
+  if (!intent || intent.campaign_id !== st.campaign_id || intent.extension !== st.extension) return;
+  if (document.body.dataset.phone !== "registered" || Date.now() - rejoin.at < 5000) return;
+  rejoin.at = Date.now();
+  try {
+    await api("POST", `${API}/agent/login`, intent);
+    toast("Reconectando su teléfono a la llamada…", "ok", 3000);
+  } catch (err) {
+    toast(messageEs(err), "error");
+  }
+  refreshSoon();
+}
+setInterval(maybeRejoin, 1000);
 
 $("form-campana").addEventListener("submit", async (ev) => {
   ev.preventDefault();
@@ -226,6 +258,7 @@ $("form-campana").addEventListener("submit", async (ev) => {
   button.disabled = true;
   try {
     await api("POST", `${API}/agent/login`, { campaign_id, extension });
+    sessionStorage.setItem(LOGIN_KEY, JSON.stringify({ campaign_id, extension }));
     toast(`Llamando a la extensión ${extension}…`, "ok", 3000);
   } catch (err) {
     toast(messageEs(err), "error");

@@ -5,8 +5,9 @@
 // Microphone and headset choice (remembered in localStorage), a level meter, a test tone,
 // mute, and a clear state: registrado / en sala / audio activo / reconectando. A network blip
 // (WebSocket reconnect) keeps the call (sipws.js re-INVITE); after a page reload the stale
-// session call is ended cleanly and the agent logs in again. The call's outcome lives on the
-// server either way.
+// session call is ended cleanly and the agent logs in again (during a call agent.js does it by
+// itself: the dialer keeps the call for a grace period and rejoins the seat into the same
+// room). The call's outcome lives on the server either way.
 import { $, API, api } from "./common.js";
 import { SipPhone } from "./sipws.js";
 

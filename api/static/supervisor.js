@@ -132,6 +132,8 @@ function buildPanel(campaign) {
 
 // ------------------------------------------------------------------ rendering
 function stateText(a) {
+  // a browser phone's page reloaded mid-call: the same call goes on once the agent rejoins
+  if (a.reconnecting) return `${AGENT_STATES[a.state] || a.state} · reconectando…`;
   if (a.state === "paused" && a.pause_code) return `${AGENT_STATES.paused} · ${PAUSE_FALLBACK[a.pause_code] || a.pause_code}`;
   if (a.state === "in_call") {
     // agent call controls (issue 15): the customer on hold, the agent muted

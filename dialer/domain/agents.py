@@ -8,7 +8,10 @@
 
 - RESERVED: a call has been picked for this agent (the customer is being redirected).
 - WRAP_UP: a disposition is required; the wrap-up timer runs.
-- The agent's own channel hanging up logs the agent out at once, whatever the state.
+- The agent's own channel hanging up logs the agent out at once, whatever the state, except
+  for a browser phone during a call or its wrap-up (a page reload, issue 15): the session is
+  kept for a grace period (``rejoin_deadline``), state and call unchanged, and a login from the
+  same extension rejoins it; the grace expiring logs the agent out.
 
 Every method returns a new :class:`AgentSession` (frozen) or raises
 :class:`InvalidAgentTransition` with a message an operator can read.
@@ -55,6 +58,8 @@ class AgentSession:
     call_attempt: str | None = None  # attempt uuid of the current call
     ready_since: datetime | None = None  # for longest-idle routing
     wrap_deadline: datetime | None = None
+    #: The session call ended mid-call and the agent may rejoin until then (browser phones).
+    rejoin_deadline: datetime | None = None
     history: tuple[tuple[AgentState, datetime], ...] = field(default=())
 
     # ------------------------------------------------------------------ helpers
@@ -81,12 +86,27 @@ class AgentSession:
     def is_logged_in(self) -> bool:
         return self.state is not AgentState.LOGGED_OUT
 
+    @property
+    def is_reconnecting(self) -> bool:
+        """The session call ended mid-call; the agent may still rejoin (see :meth:`rejoin`)."""
+        return self.rejoin_deadline is not None and self.is_logged_in
+
+    def rejoin_expired(self, now: datetime) -> bool:
+        return (
+            self.is_reconnecting
+            and self.rejoin_deadline is not None
+            and now >= self.rejoin_deadline
+        )
+
     # ------------------------------------------------------------------ transitions
     def login(self, extension: str, campaign_id: int, now: datetime) -> AgentSession:
         """Start a session: the dialer now places the nailed-up call to ``extension``.
 
-        The agent stays PAUSED ("connecting") until their channel joins the room.
+        The agent stays PAUSED ("connecting") until their channel joins the room. A session
+        waiting for its agent to rejoin (:meth:`session_lost`) is rejoined instead.
         """
+        if self.is_reconnecting:
+            return self.rejoin(extension, campaign_id, now)
         self._require("log in", AgentState.LOGGED_OUT)
         if not extension.strip():
             raise InvalidAgentTransition(self.agent_id, self.state, "log in without an extension")
@@ -101,6 +121,32 @@ class AgentSession:
             call_attempt=None,
         )
 
+    def session_lost(self, now: datetime, grace: timedelta) -> AgentSession:
+        """The agent's nailed-up session call ended.
+
+        With a ``grace`` (browser phones) during a call or its wrap-up, the session, the state
+        and the call are kept until ``now + grace`` (or the deadline already running: a failed
+        rejoin does not extend it) so the agent can rejoin; otherwise the agent is logged out.
+        """
+        if grace > timedelta(0) and self.state in (AgentState.IN_CALL, AgentState.WRAP_UP):
+            deadline = self.rejoin_deadline or now + grace
+            return replace(self, session_channel=None, room_joined=False, rejoin_deadline=deadline)
+        return self.logout(now)
+
+    def rejoin(self, extension: str, campaign_id: int, now: datetime) -> AgentSession:
+        """A login while the session waits for its agent: the same extension and campaign,
+        before the deadline. State and call are kept; the deadline stays until the new
+        session channel joins the room (:meth:`room_joined_event`)."""
+        if not self.is_reconnecting or self.rejoin_deadline is None:
+            raise InvalidAgentTransition(self.agent_id, self.state, "rejoin")
+        if now >= self.rejoin_deadline:
+            raise InvalidAgentTransition(self.agent_id, self.state, "rejoin after the grace period")
+        if extension.strip() != self.extension or campaign_id != self.campaign_id:
+            raise InvalidAgentTransition(
+                self.agent_id, self.state, "rejoin from another extension or campaign"
+            )
+        return self
+
     def room_joined_event(self, channel: str, now: datetime) -> AgentSession:
         """The agent's nailed-up channel entered their ConfBridge room."""
         if self.state is AgentState.LOGGED_OUT:
@@ -109,7 +155,7 @@ class AgentSession:
             return self._to(
                 AgentState.READY, now, session_channel=channel, room_joined=True, pause_code=None
             )
-        return replace(self, session_channel=channel, room_joined=True)
+        return replace(self, session_channel=channel, room_joined=True, rejoin_deadline=None)
 
     def ready(self, now: datetime) -> AgentSession:
         if self.state is AgentState.READY:
@@ -182,6 +228,7 @@ class AgentSession:
             session_channel=None,
             room_joined=False,
             wrap_deadline=None,
+            rejoin_deadline=None,
         )
 
 

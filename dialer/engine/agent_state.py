@@ -52,6 +52,10 @@ class AgentStates(Part):
             ),
             "server": self.agent_server.get(agent_id, ("", ""))[0],
             "channel": self.agent_server.get(agent_id, ("", ""))[1],
+            # A browser phone's session call ended mid-call: rejoin by then (issue 15).
+            "rejoin_deadline": agent.rejoin_deadline.isoformat()
+            if agent.is_reconnecting and agent.rejoin_deadline
+            else "",
             **self._call_flags(agent),
         }
         return self.lanes.in_lane(

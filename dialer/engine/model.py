@@ -185,6 +185,11 @@ class EngineConfig:
     #: On shutdown, Redirects in flight and queued state writes get this long (real seconds)
     #: to end before they are cancelled.
     shutdown_grace: float = 5.0
+    #: Browser-phone seats (``MARCADOR_WEBRTC__EXTENSIONS`` when browser phones are on): their
+    #: session calls are rejoinable (issue 15, :meth:`AgentSession.session_lost`).
+    rejoinable_extensions: str = ""
+    #: How long a browser-phone agent whose session call ended mid-call may rejoin it.
+    rejoin_grace: timedelta = timedelta(seconds=30)
 
 
 @dataclass(slots=True)

@@ -128,6 +128,10 @@ class PacingLoop(Part):
             await self.refresh_campaigns()
             now = self._now()
             await self.store.renew_claims(self.config.dialer_id, now, self.config.claim_ttl)
+            try:  # browser-phone agents who did not rejoin in time (issue 15)
+                await self.sessions.expire_rejoins()
+            except Exception as exc:
+                log.exception("rejoin_expiry_failed", error=str(exc))
             for rt in list(self.campaigns.values()):
                 try:
                     await self._pace(rt, now)

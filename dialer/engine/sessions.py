@@ -4,6 +4,12 @@ and taking over the sessions of a dialer that died.
 The agent's softphone is called once at login (ChannelId ``agent-<id>-…``) and stays in their
 ConfBridge room (design.md §3); customers are Redirected into it
 (:mod:`dialer.engine.routing`). The agent is READY only once their channel joined the room.
+
+Browser-phone agents (issue 15) join the room unmarked (``MARCADOR_REJOINABLE``): when their
+session call ends during a call or its wrap-up (a page reload), the customer stays in the room
+(music on hold) and the session is kept for ``EngineConfig.rejoin_grace``; the reloaded page
+logs in again, which calls the seat back into the same room. If the grace expires, the agent
+is logged out and the customer, whom ConfBridge no longer ends with the agent, is hung up.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dialer.engine.connect import Assigner
 from dialer.engine.model import AGENT_SESSION_PREFIX
 from dialer.engine.state import EngineState, Part
 from dialer.logging import get_logger
+from dialer.webrtc import is_browser_seat
 
 log = get_logger("marcador.engine")
 
@@ -53,22 +60,80 @@ class Sessions(Part):
         agent_id = self.agent_channel.pop(ev.uniqueid or "", None)
         if agent_id is None:
             return
-        agent = self.agents.get(agent_id)
-        if agent is None:
-            return
-        await self._leave_wrap_up(agent)
-        self.agents[agent_id] = agent.logout(self._now())
-        await self.agent_log.log(agent_id)
-        log.info("agent_channel_hung_up", agent=agent_id)
+        if agent_id in self.agents:
+            await self._session_lost(agent_id)
+            log.info("agent_channel_hung_up", agent=agent_id)
 
     async def on_session_ended(self, ev: CallEnded) -> None:
-        """An agent's nailed-up session call ended: the agent is logged out."""
+        """An agent's nailed-up session call ended: the agent is logged out (or, a browser
+        phone mid-call, may rejoin for a while)."""
         owner = self.agent_channel.pop(ev.call_id, None)
         if owner is not None and owner in self.agents:
-            await self._leave_wrap_up(self.agents[owner])
-            self.agents[owner] = self.agents[owner].logout(self._now())
-            self.agent_server.pop(owner, None)
-            await self.agent_log.log(owner)
+            await self._session_lost(owner)
+
+    def rejoinable(self, extension: str | None) -> bool:
+        """Whether ``extension`` is a browser-phone seat whose session may be rejoined."""
+        spec = self.config.rejoinable_extensions
+        return (
+            bool(spec)
+            and self.config.rejoin_grace > timedelta(0)
+            and is_browser_seat(spec, extension)
+        )
+
+    async def _session_lost(self, agent_id: int) -> None:
+        agent = self.agents[agent_id]
+        grace = self.config.rejoin_grace if self.rejoinable(agent.extension) else timedelta(0)
+        after = agent.session_lost(self._now(), grace)
+        self.agent_server.pop(agent_id, None)
+        self.agent_room_channel.pop(agent_id, None)
+        if after.is_reconnecting:
+            self.agents[agent_id] = after
+            await self.agent_log.log(agent_id)
+            log.info(
+                "agent_session_lost_rejoin_pending",
+                agent=agent_id,
+                state=after.state.value,
+                grace_s=grace.total_seconds(),
+            )
+            return
+        await self._logged_out(agent, after)
+
+    async def _logged_out(self, before: AgentSession, after: AgentSession) -> None:
+        """The agent's session is over: the claim of an undisposed wrap-up is released and a
+        rejoinable agent's customer (not ended by ConfBridge with the agent) is hung up."""
+        await self._leave_wrap_up(before)
+        self.agents[before.agent_id] = after
+        await self.agent_log.log(before.agent_id)
+        if self.rejoinable(before.extension) and before.call_attempt:
+            call = self.calls.get(before.call_attempt)
+            if call is not None and call.channel and before.state is AgentState.IN_CALL:
+                try:
+                    await self.tel.hangup(call.server, call.channel)
+                    log.info("customer_hung_up_with_agent", agent=before.agent_id)
+                except AMIError as exc:
+                    log.warning(
+                        "customer_hangup_failed", agent=before.agent_id, error=type(exc).__name__
+                    )
+
+    async def expire_rejoins(self) -> int:
+        """Log out the agents whose rejoin grace ran out (the pacing loop calls it)."""
+        now = self._now()
+        expired = [a for a in self.agents.values() if a.rejoin_expired(now)]
+        for agent in expired:
+            log.info("agent_rejoin_expired", agent=agent.agent_id, state=agent.state.value)
+            await self._logged_out(agent, agent.logout(now))
+            # A rejoin call still ringing would put the seat into a room nobody owns.
+            session = self.agent_server.pop(agent.agent_id, None)
+            if session is not None:
+                self.agent_channel.pop(session[1], None)
+                if not await self._hangup_sessions(agent.agent_id, agent.extension):
+                    try:  # not up yet (ringing): cancel the Originate
+                        await self.tel.cancel(*session)
+                    except AMIError as exc:
+                        log.warning(
+                            "agent_hangup_failed", agent=agent.agent_id, error=type(exc).__name__
+                        )
+        return len(expired)
 
     async def restore_agents(self, campaign_id: int) -> int:
         """Take over the live agent sessions of a campaign whose dialer died.
@@ -230,10 +295,13 @@ class Sessions(Part):
         # keep the phone busy and the room's party count above 0: end it first.
         await self._hangup_sessions(agent_id, agent.extension)
         self.agents[agent_id] = agent
+        if agent.is_reconnecting:
+            log.info("agent_rejoining", agent=agent_id, state=agent.state.value)
         channel_id = f"{AGENT_SESSION_PREFIX}{agent_id}-{uuidlib.uuid4().hex[:12]}"
         self.agent_channel[channel_id] = agent_id
         self.agent_server[agent_id] = (server, channel_id)
         template = self.config.agent_channels.get(server, self.config.default_agent_channel)
+        rejoinable = self.rejoinable(agent.extension)
         req = OriginateRequest(
             channel=template.format(extension=extension),
             channel_id=channel_id,
@@ -241,7 +309,7 @@ class Sessions(Part):
             exten=extension,
             timeout_ms=30_000,
             caller_id='"Marcador" <0>',
-            variables={},
+            variables={dialplan.VAR_REJOINABLE: "1"} if rejoinable else {},
         )
         try:
             await self.tel.originate(
@@ -273,8 +341,8 @@ class Sessions(Part):
                 agent = agent.dispositioned(now, pause_code=pause_code)
         elif action == "logout":
             previous_ext = agent.extension
-            await self._leave_wrap_up(agent)
-            agent = agent.logout(now)
+            await self._logged_out(agent, agent.logout(now))
+            agent = self.agents[agent_id]
             offer = self.previews.pop(agent_id, None)
             if offer is not None:
                 await self.store.release_claim(offer.lead_id)

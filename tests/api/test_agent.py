@@ -90,6 +90,35 @@ async def test_login_checks(
     assert r.status_code == 409
 
 
+async def test_a_reconnecting_agent_may_log_in_again_to_rejoin(
+    app: FastAPI, clients: Callable[..., Awaitable[ApiClient]], redis: aioredis.Redis, keys: Keys
+) -> None:
+    """Issue 15: a browser phone's page reloaded mid-call; the dialer keeps the call and the
+    state ("reconnecting" until rejoin_deadline) and a login rejoins the session."""
+    cid = await make_campaign(app.state.sessionmaker)
+    agent = await clients("ana", Role.AGENT, campaigns=(cid,), extension="1001")
+    await _set_state(redis, keys, agent.user_id, "in_call", attempt="att-1", cid=cid)
+    deadline = (MONDAY_10AM + timedelta(seconds=30)).isoformat()
+    await redis.hset(keys.agent_state(agent.user_id), "rejoin_deadline", deadline)  # type: ignore[misc]
+    me = (await agent.get(f"{AGENT}/me")).json()["state"]
+    assert me["state"] == "in_call" and me["attempt"] == "att-1"
+    assert me["reconnecting"] is True and me["rejoin_deadline"] == deadline
+    sup = await clients("sofia", Role.SUPERVISOR, campaigns=(cid,))
+    [row] = (await sup.get(f"/api/v1/campaigns/{cid}/live")).json()["agents"]
+    assert row["state"] == "in_call" and row["reconnecting"] is True  # "reconectando…"
+    r = await agent.post(f"{AGENT}/login", json={"campaign_id": cid})
+    assert r.status_code == 202, r.text
+    entries = await Streams(redis).read(keys.commands_stream, "0")
+    assert [(e.type, e.data) for e in entries] == [
+        ("agent_login", {"agent_id": agent.user_id, "extension": "1001", "campaign_id": cid})
+    ]
+    # Rejoined: an ordinary IN_CALL again, and a login is refused as before.
+    await redis.hset(keys.agent_state(agent.user_id), "rejoin_deadline", "")  # type: ignore[misc]
+    assert (await agent.get(f"{AGENT}/me")).json()["state"]["reconnecting"] is False
+    r = await agent.post(f"{AGENT}/login", json={"campaign_id": cid})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "already_logged_in"
+
+
 async def test_disposition_flow(
     app: FastAPI,
     clients: Callable[..., Awaitable[ApiClient]],

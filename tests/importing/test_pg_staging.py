@@ -24,7 +24,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from dialer.db.models import Base, Consent, DncEntry, DncSource, Phone
+from dialer.db.models import Base, Consent, DncEntry, DncSource, Lead, Phone
 from dialer.domain.outcomes import Channel
 from dialer.importing import ImportReport, RowStatus, import_file, service
 
@@ -160,29 +160,28 @@ async def _run(
     *,
     staging: bool,
 ) -> tuple[ImportReport, dict[str, list[tuple[Any, ...]]]]:
-    earlier, path, dnc = files
+    earlier, file, dnc = files
     await _reset(engine)
     campaign_id = await make_campaign(sm)
     await _seed(sm, dnc)
     await import_file(sm, campaign_id, earlier, now=NOW, postgres_staging=staging)
     report = await import_file(
-        sm, campaign_id, path, now=NOW, batch_size=BATCH, postgres_staging=staging
+        sm, campaign_id, file, now=NOW, batch_size=BATCH, postgres_staging=staging
     )
     return report, await _snapshot(engine)
 
 
 def _spy(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count the batches written through the staging tables."""
+    cls = service._PgStaging
     calls: list[int] = []
-    write = service._PgStaging.write
+    write = cls.write
 
-    async def counting(
-        self: service._PgStaging, sm: Any, batch: service._Batch, *args: Any
-    ) -> None:
+    async def counting(self: Any, sm: Any, batch: service._Batch, *args: Any) -> None:
         calls.append(batch.groups)
         await write(self, sm, batch, *args)
 
-    monkeypatch.setattr(service._PgStaging, "write", counting)
+    monkeypatch.setattr(cls, "write", counting)
     return calls
 
 
@@ -193,12 +192,12 @@ async def test_staging_and_direct_paths_write_the_same(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     files = realistic_file(tmp_path)
-    staged_batches = _spy(monkeypatch)
+    batches = _spy(monkeypatch)
 
     direct, direct_db = await _run(pg, sessionmaker, files, staging=False)
-    assert staged_batches == []
+    assert batches == []
     staged, staged_db = await _run(pg, sessionmaker, files, staging=True)
-    assert len(staged_batches) > 3  # the earlier file's batch, then several of the file's
+    assert len(batches) > 3  # the earlier file's batch, then several of the file's
 
     assert _report(staged) == _report(direct)
     assert staged_db.keys() == direct_db.keys()
@@ -268,13 +267,13 @@ async def test_staging_keeps_refusals_that_appeared_meanwhile(
                 granted_at=datetime(2025, 1, 1, tzinfo=UTC),
             )
         )
-    path = tmp_path / "tarde.csv"
+    file = tmp_path / "tarde.csv"
     rows = [
         ("1066000001", "Ya Revocó", "3017770001", "SI"),
         ("1066000002", "Dice No", "3017770002", "NO"),
     ]
     _write(
-        path,
+        file,
         [dict(zip(("Cédula", "Nombre", "Celular", "Habeas data"), r, strict=True)) for r in rows],
     )
 
@@ -282,10 +281,11 @@ async def test_staging_keeps_refusals_that_appeared_meanwhile(
     with pytest.raises(asyncpg.UniqueViolationError):
         await _with_stale_lookup(
             monkeypatch,
-            lambda: import_file(sessionmaker, campaign_id, path, now=NOW, postgres_staging=False),
+            lambda: import_file(sessionmaker, campaign_id, file, now=NOW, postgres_staging=False),
         )
     report = await _with_stale_lookup(
-        monkeypatch, lambda: import_file(sessionmaker, campaign_id, path, now=NOW)
+        monkeypatch,
+        lambda: import_file(sessionmaker, campaign_id, file, now=NOW),
     )
     assert report.leads_created == 2
     async with sessionmaker() as s:
@@ -305,7 +305,7 @@ async def test_staging_keeps_refusals_that_appeared_meanwhile(
     assert await _staging_tables(pg) == 0
 
 
-async def test_failed_staged_batch_leaves_no_staging_tables(
+async def test_failed_staged_batch_rolls_back_alone_and_a_rerun_finishes_it(
     pg: AsyncEngine,
     sessionmaker: async_sessionmaker[AsyncSession],
     tmp_path: Path,
@@ -313,7 +313,7 @@ async def test_failed_staged_batch_leaves_no_staging_tables(
 ) -> None:
     """A batch that fails on the server rolls back with its staging tables; the batches
     committed before it are counted, the one in flight is not."""
-    _earlier, path, dnc = realistic_file(tmp_path)
+    _earlier, file, dnc = realistic_file(tmp_path)
     campaign_id = await make_campaign(sessionmaker)
     await _seed(sessionmaker, dnc)
     build = service._Writer.build
@@ -329,8 +329,17 @@ async def test_failed_staged_batch_leaves_no_staging_tables(
 
     monkeypatch.setattr(service._Writer, "build", failing_build)
     with pytest.raises(asyncpg.PostgresError):
-        await import_file(sessionmaker, campaign_id, path, now=NOW, batch_size=BATCH)
+        await import_file(sessionmaker, campaign_id, file, now=NOW, batch_size=BATCH)
     assert await _staging_tables(pg) == 0
     async with sessionmaker() as s:
         summary = await s.scalar(sa.text("SELECT summary FROM import_batches"))
     assert summary == {"status": "failed", "groups_written": 2 * BATCH}
+    async with sessionmaker() as s:
+        committed = await s.scalar(sa.select(sa.func.count()).select_from(Lead))
+
+    monkeypatch.setattr(service._Writer, "build", build)
+    again = await import_file(sessionmaker, campaign_id, file, now=NOW, batch_size=BATCH)
+    async with sessionmaker() as s:
+        leads = await s.scalar(sa.select(sa.func.count()).select_from(Lead))
+    assert committed and again.leads_updated >= committed  # the committed leads, matched
+    assert leads == committed + again.leads_created  # the rest written: nothing lost

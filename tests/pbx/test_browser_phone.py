@@ -369,3 +369,131 @@ async def test_transfer_between_two_browser_phones(
     finally:
         await asyncio.to_thread(other.quit)
     stack.hangup_customer(number)
+
+
+def _closed_wav(path: Path) -> int | None:
+    """The frame count of a WAV once its writer closed it (the header counts every frame)."""
+    import wave
+
+    with wave.open(str(path), "rb") as wav:
+        frames, width = wav.getnframes(), wav.getsampwidth()
+    data = path.stat().st_size - 44
+    return frames if frames > 0 and frames * width >= data else None
+
+
+def _rms_after(path: Path, offset: int) -> float:
+    """RMS of a closed 16-bit WAV's audio from byte ``offset`` of the file on."""
+    import audioop
+
+    data = path.read_bytes()[max(44, offset) :]
+    data = data[: len(data) // 2 * 2]
+    return float(audioop.rms(data, 2)) if data else 0.0
+
+
+async def test_a_page_reload_mid_call_rejoins_the_same_customer(
+    webrtc_stack: PbxStack, chrome: Any
+) -> None:
+    """Issue 15: the page reloads while IN_CALL; the customer stays (music on hold in the
+    agent's room), the reloaded page asks to rejoin, the dialer calls the seat again into the
+    SAME room, the agent is back on the same call with audio, and the call has one outcome."""
+    from selenium.webdriver.common.by import By
+
+    from tests.web.browser import sign_in
+
+    stack, lab, seat = webrtc_stack, webrtc_stack.lab, "1106"
+    number = listener_number(6)
+    camp, _ = await stack.seed_campaign(
+        [number], mode=DialMode.PROGRESSIVE, max_attempts=1, status=CampaignStatus.PAUSED
+    )
+    (user,) = await stack.add_agents(camp, [seat])
+    client = await stack.agent_client(user)
+    await asyncio.to_thread(
+        sign_in, chrome, f"http://127.0.0.1:{stack.api_port}", user.username, PASSWORD
+    )
+    await _until(chrome, "registered", 30, lambda d: _data(d, "phone") == "registered")
+    await asyncio.to_thread(lambda: chrome.find_element(By.ID, "btn-conectar").click())
+    await _until(chrome, "ready", 45, lambda d: _data(d, "state") == "ready")
+    await set_campaign_status(stack, camp, CampaignStatus.RUNNING)
+    await _until(chrome, "the customer connected", 60, lambda d: _data(d, "state") == "in_call")
+    await set_campaign_status(stack, camp, CampaignStatus.PAUSED)
+    await _until(chrome, "audio", 20, lambda d: _data(d, "phone") == "audio")
+    (customer,) = [c["name"] for c in stack.customer_channels(number) if c["name"].endswith(";1")]
+    attempt = (await client.live()).get("attempt")
+    assert attempt
+
+    loop = asyncio.get_running_loop()
+    reloaded_at = loop.time()
+    await asyncio.to_thread(chrome.refresh)
+    # The reloaded page ends the stale session call, then asks to rejoin: meanwhile the agent
+    # is reconnecting, still on the same call, and the customer waits in the room.
+    seen: list[str] = []
+
+    async def back_in_the_room() -> bool:
+        live = await client.live()
+        names = [c["name"] for c in stack.customer_channels(number)]
+        seen.append(f"{live.get('state')}/{live.get('reconnecting')}/{len(names)}")
+        if customer not in names:  # what happened (the measurement of issue 15)
+            final = await stack.attempt_of(camp, number, final=True)
+            outcome = final.outcome if final else None
+            raise AssertionError(f"the customer's channel is gone: {seen[-5:]}, {outcome}")
+        phone = await asyncio.to_thread(_data, chrome, "phone")
+        return bool(
+            live.get("state") == "in_call"
+            and live.get("attempt") == attempt
+            and not live.get("reconnecting")
+            and phone in ("room", "audio")
+        )
+
+    await wait_until(back_in_the_room, within=60, what="the agent back on the same call")
+    print(f"reload -> back in the room: {loop.time() - reloaded_at:.1f} s; polls: {seen}")
+    # Alone in the room meanwhile, the customer heard music on hold (marcador_customer).
+    full_log = (lab.pbx_dir / "log" / "full.log").read_text(errors="replace")
+    moh = [ln for ln in full_log.splitlines() if "music on hold" in ln and customer in ln]
+    assert moh, "no music on hold for the waiting customer"
+    assert "agent_session_lost_rejoin_pending" in stack.log("dialer-1"), seen
+    assert "agent_rejoining" in stack.log("dialer-1")
+    (channel,) = phone_channels(lab, seat)
+    assert customer in [c["name"] for c in stack.customer_channels(number)]
+    assert len(room_members(lab, seat)) == 2  # the new session channel + the same customer
+    packets = int(_data(chrome, "phonePackets") or 0)
+    await _until(
+        chrome,
+        "the customer's audio at the reloaded page",
+        20,
+        lambda d: (
+            _data(d, "phone") == "audio" and int(_data(d, "phonePackets") or 0) > packets + 100
+        ),
+    )
+    assert _data(chrome, "state") == "in_call"
+    heard = _heard(lab, number)
+    assert heard is not None  # MixMonitor writes it from the answer on
+    rejoined_at = heard.stat().st_size  # what the customer hears from here on is after the rejoin
+    await _until(
+        chrome,
+        "more of the customer's audio after the rejoin",
+        20,
+        lambda d: int(_data(d, "phonePackets") or 0) > packets + 200,
+    )
+
+    # The customer hears the agent again; one outcome; nothing left on the PBX.
+    stack.hangup_customer(number)
+    await _until(chrome, "wrap-up", 20, lambda d: _data(d, "state") == "wrap_up")
+    finals = await stack.wait_final(camp, [number], within=30)
+    assert finals[number].outcome is CallOutcome.ANSWERED_CONNECTED
+    assert len([a for a in await stack.attempts(camp) if a.number == number]) == 1
+    await wait_until(
+        lambda: asyncio.to_thread(_closed_wav, heard), within=15, what="the listener's file closed"
+    )
+    rms = _rms_after(heard, rejoined_at)
+    after = heard.stat().st_size - rejoined_at
+    print(f"after the rejoin the customer heard {after} bytes, rms {rms:.0f}")
+    assert rms > 100.0, f"the customer heard silence after the rejoin (rms {rms:.0f})"
+    r = await client.post("/agent/logout")
+    assert r.status_code in (200, 202), r.text
+    await wait_until(
+        lambda: asyncio.to_thread(lambda: not phone_channels(lab, seat) or None),
+        within=20,
+        what="no session channel left",
+    )
+    assert not stack.customer_channels(number) and not room_members(lab, seat)
+    assert channel not in phone_channels(lab, seat)

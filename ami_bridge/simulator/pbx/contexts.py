@@ -148,7 +148,9 @@ class DialplanApps:
     async def _dp_agent(self, ch: Channel) -> tuple[str, str] | None:
         ext = ch.exten
         self.core.newexten(ch, 1, "NoOp", f"MARCADOR agent {ext} logged in")
-        await self.pbx.confbridge.app(ch, 2, dp.agent_room(ext), dp.USER_PROFILE_AGENT)
+        rejoinable = self.core.var(ch, dp.VAR_REJOINABLE) == "1"
+        profile = dp.USER_PROFILE_AGENT_REJOINABLE if rejoinable else dp.USER_PROFILE_AGENT
+        await self.pbx.confbridge.app(ch, 2, dp.agent_room(ext), profile)
         self.core.newexten(ch, 3, "Hangup", "16")
         self.pbx.hangups.dialplan_hangup(ch, 16)
         return None

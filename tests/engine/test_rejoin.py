@@ -1,0 +1,111 @@
+"""The rejoin grace of browser-phone agents (issue 15) in the engine, on a fake clock and fake
+telephony: the session call ends mid-call, the agent stays IN_CALL ("reconnecting") until the
+grace expires; a login re-originates the session into the same room; the expiry logs the agent
+out, hangs up the customer (ConfBridge does not: the agent is unmarked) and a ringing rejoin."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ami_bridge import dialplan
+from ami_bridge.tracker import CallAnswered, CallConnected, CallHeld
+from dialer.domain.clock import FakeClock
+from dialer.domain.outcomes import AgentState, CallOutcome
+from dialer.engine import Engine, EngineConfig, TelephonyItem
+from dialer.redis_keys import Keys
+from dialer.store import EngineStore
+
+from .factories import MONDAY_10AM, make_agent, make_campaign, make_lead
+from .fakes import FakeTelephony
+from .test_engine import _ended, _join
+
+CUSTOMER = "Local/x;1"
+
+
+async def _in_call(
+    sm: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys, browser: str
+) -> tuple[Engine, FakeTelephony, FakeClock, str, int]:
+    """Agent 7 (extension 1101) on a connected progressive call; ``browser`` seats."""
+    clock = FakeClock(MONDAY_10AM)
+    tel = FakeTelephony()
+    config = EngineConfig(
+        dialer_id="d1", rejoinable_extensions=browser, rejoin_grace=timedelta(seconds=30)
+    )
+    engine = Engine(config, EngineStore(sm), redis, keys, tel, clock)
+    camp = await make_campaign(sm)
+    await make_lead(sm, camp.id, 1)
+    await make_agent(sm, 7, "1101")
+    await engine.agent_login(7, "1101", camp.id)
+    login = tel.originates[-1][1]
+    assert login.variables == ({dialplan.VAR_REJOINABLE: "1"} if browser else {})
+    await engine.handle(TelephonyItem("sim", _join(login.channel_id, "agent-1101")))
+    await engine.step()
+    uuid = next(r for _, r in tel.originates if r.context == dialplan.CTX_OUTBOUND).channel_id
+    clock.advance(5)
+    await engine.handle(TelephonyItem("sim", CallAnswered(uuid, clock.now(), CUSTOMER, uuid)))
+    await engine.handle(TelephonyItem("sim", CallHeld(uuid, clock.now(), CUSTOMER, uuid)))
+    await engine.drain()
+    await engine.handle(
+        TelephonyItem("sim", CallConnected(uuid, clock.now(), None, "agent-1101", None))
+    )
+    assert engine.agents[7].state is AgentState.IN_CALL
+    return engine, tel, clock, login.channel_id, camp.id
+
+
+async def test_the_session_is_kept_for_the_grace_and_a_login_rejoins_it(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    engine, tel, clock, session, camp = await _in_call(sessionmaker, redis, keys, "1101-1110")
+    attempt = engine.agents[7].call_attempt
+    clock.advance(10)
+    await engine.handle(
+        TelephonyItem("sim", _ended(session, CallOutcome.ANSWERED_CONNECTED, clock))
+    )
+    agent = engine.agents[7]
+    assert agent.state is AgentState.IN_CALL and agent.is_reconnecting
+    assert agent.rejoin_deadline == clock.now() + timedelta(seconds=30)
+    clock.advance(29)
+    await engine.step()
+    assert engine.agents[7].is_reconnecting and tel.hangups == []  # still within the grace
+
+    await engine.agent_login(7, "1101", camp)
+    rejoin = tel.originates[-1][1]
+    assert rejoin.context == dialplan.CTX_AGENT and rejoin.exten == "1101"
+    assert rejoin.channel_id != session and rejoin.variables == {dialplan.VAR_REJOINABLE: "1"}
+    await engine.handle(TelephonyItem("sim", _join(rejoin.channel_id, "agent-1101")))
+    agent = engine.agents[7]
+    assert agent.state is AgentState.IN_CALL and agent.call_attempt == attempt
+    assert agent.room_joined and not agent.is_reconnecting
+    clock.advance(60)
+    await engine.step()
+    assert engine.agents[7].state is AgentState.IN_CALL and tel.hangups == []
+
+
+async def test_the_grace_expires_the_customer_and_a_ringing_rejoin_are_hung_up(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    engine, tel, clock, session, camp = await _in_call(sessionmaker, redis, keys, "1101")
+    await engine.handle(
+        TelephonyItem("sim", _ended(session, CallOutcome.ANSWERED_CONNECTED, clock))
+    )
+    await engine.agent_login(7, "1101", camp)  # the seat rings but is never answered
+    rejoin = tel.originates[-1][1].channel_id
+    clock.advance(30)
+    await engine.step()
+    assert engine.agents[7].state is AgentState.LOGGED_OUT
+    assert not engine.agents[7].is_reconnecting
+    assert ("sim", CUSTOMER) in tel.hangups and ("sim", rejoin) in tel.hangups
+
+
+async def test_a_hardware_softphone_is_logged_out_at_once(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    engine, tel, clock, session, _ = await _in_call(sessionmaker, redis, keys, "")
+    await engine.handle(
+        TelephonyItem("sim", _ended(session, CallOutcome.ANSWERED_CONNECTED, clock))
+    )
+    assert engine.agents[7].state is AgentState.LOGGED_OUT
+    assert tel.hangups == []  # ConfBridge ends the customer with the (marked) agent
