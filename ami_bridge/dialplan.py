@@ -44,6 +44,17 @@ CTX_PREVIEW: Final = "marcador-preview"
 CTX_ONHOLD: Final = "marcador-onhold"
 """Agent's hold: ``exten => _X.`` plays music on hold to the customer of agent ``${EXTEN}``
 until the dialer Redirects them back to :data:`CTX_AGENT_ROOM` (or ``MARCADOR_HOLD_MAX`` s)."""
+CTX_TRANSFER_ROOM: Final = "marcador-transfer-room"
+"""Transfer out of the campaign (to a supervisor or an allowed external number): the customer
+is Redirected to ``marcador-transfer-room,<room id>,1`` and joins ``ConfBridge(xfer-<id>)`` with
+the customer profile (``end_marked``: when the target leaves, the customer leaves too)."""
+CTX_TRANSFER_TARGET: Final = "marcador-transfer-target"
+"""The transfer target's leg in ``xfer-<id>`` (marked user): where an Originate of the target
+(blind) goes once it answers, or where the consulted leg is Redirected on ``complete``."""
+CTX_CONSULT: Final = "marcador-consult"
+"""Attended transfer: ``Originate <target> Context=marcador-consult Exten=<agent ext>``; the
+answered target joins agent ``${EXTEN}``'s room (customer profile) to talk with the agent while
+the customer waits in :data:`CTX_ONHOLD`."""
 CTX_RECORD: Final = "marcador-record"
 """Subroutine (``Gosub``) on the connect path: ``MixMonitor`` when ``MARCADOR_RECORD=1``, then
 the optional consent prompt. Called from :data:`CTX_AGENT_ROOM` and :data:`CTX_PREVIEW` just
@@ -80,6 +91,7 @@ dialer hangs the customer up itself if the agent does not rejoin in time."""
 USER_PROFILE_CUSTOMER: Final = "marcador_customer"
 USER_PROFILE_SUPERVISOR: Final = "marcador_supervisor"
 ROOM_PREFIX: Final = "agent-"
+TRANSFER_ROOM_PREFIX: Final = "xfer-"
 
 # --- channel variables ----------------------------------------------------------------------
 VAR_ATTEMPT: Final = "MARCADOR_ATTEMPT"
@@ -134,6 +146,11 @@ DEFAULT_MACHINE_MESSAGE: Final = "marcador/machine-message"
 def agent_room(ext: str) -> str:
     """ConfBridge conference name of agent ``ext``'s nailed-up room."""
     return f"{ROOM_PREFIX}{ext}"
+
+
+def transfer_room(room_id: str) -> str:
+    """ConfBridge conference name of transfer room ``room_id`` (digits)."""
+    return f"{TRANSFER_ROOM_PREFIX}{room_id}"
 
 
 def agent_of_room(conference: str) -> str | None:

@@ -147,6 +147,7 @@ def _routers() -> list[Any]:
         pqrs,
         recordings,
         reports,
+        transfer_numbers,
         users,
         webhooks,
     )
@@ -165,6 +166,7 @@ def _routers() -> list[Any]:
         recordings.router,
         reports.router,
         dnc.router,
+        transfer_numbers.router,
         users.router,
         apikeys.router,
         agents.router,

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
@@ -51,6 +51,8 @@ from dialer.db.models import (
     Disposition,
     Lead,
     Pqrs,
+    Role,
+    TransferNumber,
     User,
 )
 from dialer.domain.agents import PAUSE_CODES
@@ -123,6 +125,11 @@ class DispositionOutcome(BaseModel):
     next_attempt_at: datetime | None
     appointment_id: int | None = None
     pqrs_id: int | None = None
+    pending: bool = Field(
+        default=False,
+        description="The call was transferred out and is still running: the disposition is "
+        "kept and recorded when it ends",
+    )
 
 
 class LiveState(BaseModel):
@@ -139,6 +146,9 @@ class LiveState(BaseModel):
     on_hold_since: str | None = None
     muted: bool = False
     hold_seconds: float | None = None  # closed holds of this call, in seconds
+    # transfer out (supervisor / external): transferring, consult_ringing, consulting
+    transfer_state: str | None = None
+    transfer_label: str | None = None
     # A browser phone's session call ended mid-call (page reload): the call and the state are
     # kept until rejoin_deadline; POST /agent/login rejoins (issue 15).
     reconnecting: bool = False
@@ -238,6 +248,8 @@ async def _state(ctx: RequestContext, agent_id: int) -> LiveState:
         on_hold_since=raw.get("on_hold_since") or None,
         muted=raw.get("muted") == "1",
         hold_seconds=_float_or_none(raw.get("hold_seconds")),
+        transfer_state=raw.get("transfer_state") or None,
+        transfer_label=raw.get("transfer_label") or None,
         reconnecting=bool(raw.get("rejoin_deadline")),
         rejoin_deadline=raw.get("rejoin_deadline") or None,
     )
@@ -554,8 +566,13 @@ async def agent_disposition(body: DispositionIn, ctx: Ctx) -> DispositionOutcome
     out = await record_disposition(
         ctx.db, ctx.sessionmaker, ctx.redis, ctx.keys, me, body, ctx.now()
     )
-    with contextlib.suppress(Exception):
-        await drop_draft(ctx.redis, ctx.keys, me, body.attempt)  # recorded: no draft left
+    if out.pending:  # a call transferred out: recorded when it ends (like a draft)
+        app_state = ctx.request.app.state
+        await app_state.broadcaster.start()  # this process sees the call end
+        app_state.draft_clock = ctx.clock
+    else:
+        with contextlib.suppress(Exception):
+            await drop_draft(ctx.redis, ctx.keys, me, body.attempt)  # recorded: no draft left
     return out
 
 
@@ -567,10 +584,17 @@ async def record_disposition(
     me: int,
     body: DispositionIn,
     now: datetime,
+    *,
+    notify: bool = True,
 ) -> DispositionOutcome:
     """Record agent ``me``'s disposition of a call (the agent's own request, or the draft
     saved during the call, applied when it ends): the store writes it, the dialer is told
-    (``agent_dispositioned``) and the events go out."""
+    (``agent_dispositioned``, unless ``notify`` is off: a transferred call's disposition
+    given earlier) and the events go out.
+
+    A call the agent transferred out (to a supervisor or an external number) is still running
+    while the agent wraps it up: the disposition is kept (as the call's draft, ``pending``),
+    the agent is freed now, and it is recorded when the call ends."""
     if body.pause_code is not None and body.pause_code not in PAUSE_CODES:
         raise ApiError(422, "unknown_pause_code", f"unknown pause code {body.pause_code!r}")
     attempt = await db.scalar(sa.select(CallAttempt).where(CallAttempt.uuid == body.attempt))
@@ -579,14 +603,34 @@ async def record_disposition(
     campaign = await db.get_one(Campaign, attempt.campaign_id)
     attempt_id, campaign_id, campaign_type = attempt.id, campaign.id, campaign.type
     record = validate_disposition(campaign_type, body.code, body.details, now)
+    command: dict[str, Any] = {"agent_id": me}
+    if body.pause_code:
+        command["pause_code"] = body.pause_code
+    if attempt.outcome is None:
+        live = await live_agent_state(redis, keys, me)
+        if live.get("attempt") != body.attempt or live.get("state") != AgentState.WRAP_UP.value:
+            raise ApiError(409, "call_in_progress", "the call has not ended yet")
+        lead_id = attempt.lead_id
+        await db.rollback()
+        await redis.set(
+            keys.disposition_draft(me, body.attempt), body.model_dump_json(), ex=DRAFT_TTL_S
+        )
+        if notify:
+            await send_command(redis, keys, "agent_dispositioned", command)
+        return DispositionOutcome(
+            attempt=body.attempt,
+            code=record.code.value,
+            lead_id=lead_id,
+            lead_status=None,
+            next_attempt_at=None,
+            pending=True,
+        )
     await db.rollback()  # end the read transaction; the store writes in its own
     result = await EngineStore(sessionmaker).record_disposition(
         body.attempt, record, now, agent_id=me
     )
-    command: dict[str, Any] = {"agent_id": me}
-    if body.pause_code:
-        command["pause_code"] = body.pause_code
-    await send_command(redis, keys, "agent_dispositioned", command)
+    if notify:
+        await send_command(redis, keys, "agent_dispositioned", command)
     decision = result.decision
     out = DispositionOutcome(
         attempt=body.attempt,
@@ -885,14 +929,20 @@ def apply_disposition_drafts(app_state: Any) -> Callable[[StreamEntry], None]:
     recorded in the background, as if the agent had submitted it then."""
 
     def on_entry(entry: StreamEntry) -> None:
-        if entry.type != "agent_state" or entry.data.get("state") != AgentState.WRAP_UP.value:
+        notify = True
+        if entry.type == "call_ended" and isinstance(entry.data.get("transferred_by"), int):
+            # a call transferred out ended: its agent's disposition, given meanwhile
+            agent_id: Any = entry.data["transferred_by"]
+            notify = False  # the agent was freed when they gave it
+        elif entry.type == "agent_state" and entry.data.get("state") == AgentState.WRAP_UP.value:
+            agent_id = entry.data.get("agent_id")
+        else:
             return
         attempt = str(entry.data.get("attempt") or "")
-        agent_id = entry.data.get("agent_id")
         if not attempt or not isinstance(agent_id, int):
             return
         task = asyncio.create_task(
-            apply_draft(app_state, agent_id, attempt), name="disposition-draft"
+            apply_draft(app_state, agent_id, attempt, notify=notify), name="disposition-draft"
         )
         background: set[asyncio.Task[Any]] | None = getattr(app_state, "background", None)
         if background is not None:
@@ -902,7 +952,9 @@ def apply_disposition_drafts(app_state: Any) -> Callable[[StreamEntry], None]:
     return on_entry
 
 
-async def apply_draft(app_state: Any, agent_id: int, attempt: str) -> DispositionOutcome | None:
+async def apply_draft(
+    app_state: Any, agent_id: int, attempt: str, *, notify: bool = True
+) -> DispositionOutcome | None:
     """Record the agent's draft for ``attempt`` if there is one (None: none, or failed: the
     failure is logged and published as ``command_rejected`` for the agent's screen, and the
     draft is kept so the page can show it again to be fixed)."""
@@ -917,7 +969,7 @@ async def apply_draft(app_state: Any, agent_id: int, attempt: str) -> Dispositio
         now = clock.now() if clock is not None else datetime.now(UTC)
         async with app_state.sessionmaker() as db:
             return await record_disposition(
-                db, app_state.sessionmaker, redis, keys, agent_id, draft, now
+                db, app_state.sessionmaker, redis, keys, agent_id, draft, now, notify=notify
             )
     except Exception as exc:
         log.warning("disposition_draft_failed", agent=agent_id, error=repr(exc))
@@ -970,6 +1022,26 @@ _CONTROL_RULES: dict[str, tuple[Callable[[LiveState], bool], str, str] | None] =
     "hold": (lambda st: st.on_hold_since is None, "already_on_hold", "the call is on hold"),
     "resume": (lambda st: st.on_hold_since is not None, "not_on_hold", "the call is not on hold"),
     "transfer": None,
+    "transfer_out": (
+        lambda st: st.transfer_state is None,
+        "transfer_in_progress",
+        "a transfer is already under way",
+    ),
+    "consult": (
+        lambda st: st.transfer_state is None,
+        "transfer_in_progress",
+        "a transfer is already under way",
+    ),
+    "consult_complete": (
+        lambda st: st.transfer_state in ("consulting", "consult_ringing"),
+        "not_consulting",
+        "no consult under way",
+    ),
+    "consult_cancel": (
+        lambda st: st.transfer_state in ("consulting", "consult_ringing"),
+        "not_consulting",
+        "no consult under way",
+    ),
 }
 
 
@@ -1207,6 +1279,137 @@ async def agent_call_transfer(body: TransferIn, ctx: Ctx) -> Accepted:
     return await _call_control(
         ctx, "transfer", body.attempt, {"target_agent_id": body.target_agent_id}
     )
+
+
+# --------------------------------------------------------------------------- transfers out
+# To a supervisor's seat or an allowed external number, blind or attended (docs/web.md "Call
+# controls"). The API resolves the target (a supervisor with a seat; a number on the admin's
+# allow list, ``/transfer-numbers``) and the dialer acts (dialer.engine.transfers).
+
+
+class Destination(BaseModel):
+    kind: Literal["supervisor", "external"]
+    id: int = Field(description="The supervisor's user id, or the allowed number's id")
+    label: str
+    extension: str | None = Field(default=None, description="Supervisors: their seat")
+
+
+class TransferDestinations(BaseModel):
+    agents: list[TransferTarget] = Field(description="Agents of your campaign (blind only)")
+    supervisors: list[Destination]
+    external: list[Destination] = Field(description="The admin's allow list (labels)")
+
+
+class TransferOutIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target_kind: Literal["supervisor", "external"]
+    target_id: BodyId = Field(description="Supervisor user id, or allowed number id")
+    attempt: str | None = Field(default=None, max_length=64)
+
+
+async def _supervisors(ctx: RequestContext) -> list[Destination]:
+    rows = await ctx.db.scalars(
+        sa.select(User)
+        .where(User.role == Role.SUPERVISOR, User.active.is_(True), User.extension.is_not(None))
+        .order_by(User.full_name, User.id)
+    )
+    return [
+        Destination(
+            kind="supervisor", id=u.id, label=u.full_name or u.username, extension=u.extension
+        )
+        for u in rows
+    ]
+
+
+async def _external(ctx: RequestContext) -> list[Destination]:
+    rows = await ctx.db.scalars(sa.select(TransferNumber).order_by(TransferNumber.label))
+    return [Destination(kind="external", id=r.id, label=r.label) for r in rows]
+
+
+@router.get(
+    "/transfer-destinations",
+    summary="Where you may transfer your call: agents, supervisors, allowed external numbers",
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_transfer_destinations(ctx: Ctx) -> TransferDestinations:
+    me = _me(ctx)
+    state = await _state(ctx, me)
+    campaign = state.campaign_id
+    agents = [] if campaign is None else await _transfer_targets(ctx, me, campaign)
+    return TransferDestinations(
+        agents=agents, supervisors=await _supervisors(ctx), external=await _external(ctx)
+    )
+
+
+async def _transfer_out(ctx: RequestContext, action: str, body: TransferOutIn) -> Accepted:
+    if body.target_kind == "supervisor":
+        user = await ctx.db.get(User, body.target_id)
+        if user is None or user.role != Role.SUPERVISOR or not user.active or not user.extension:
+            raise ApiError(409, "target_unavailable", "no such supervisor with a seat")
+        target, label = user.extension, user.full_name or user.username
+    else:
+        row = await ctx.db.get(TransferNumber, body.target_id)
+        if row is None:
+            raise ApiError(
+                409, "number_not_allowed", "that number is not on the allowed transfer list"
+            )
+        target, label = row.e164, row.label
+    return await _call_control(
+        ctx,
+        action,
+        body.attempt,
+        {"target_kind": body.target_kind, "target": target, "target_label": label},
+    )
+
+
+@router.post(
+    "/call/transfer-out",
+    status_code=202,
+    summary="Blind transfer of your call to a supervisor or an allowed external number",
+    responses=_CONTROL_RESPONSES,
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_call_transfer_out(body: TransferOutIn, ctx: Ctx) -> Accepted:
+    """The customer waits on hold while the target rings; once it answers the customer is
+    with them and you wrap up the call (your disposition, recorded when the call ends). No
+    answer: the customer comes back to you."""
+    return await _transfer_out(ctx, "transfer_out", body)
+
+
+@router.post(
+    "/call/consult",
+    status_code=202,
+    summary="Attended transfer, step 1: consult a supervisor or an allowed external number",
+    responses=_CONTROL_RESPONSES,
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_call_consult(body: TransferOutIn, ctx: Ctx) -> Accepted:
+    """The customer waits on hold; the target joins your room to talk with you. Then
+    ``/call/consult/complete`` or ``/call/consult/cancel``."""
+    return await _transfer_out(ctx, "consult", body)
+
+
+@router.post(
+    "/call/consult/complete",
+    status_code=202,
+    summary="Attended transfer, step 2: join the customer and the consulted party",
+    responses=_CONTROL_RESPONSES,
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_call_consult_complete(ctx: Ctx, body: CallControlIn | None = None) -> Accepted:
+    return await _call_control(ctx, "consult_complete", body.attempt if body else None)
+
+
+@router.post(
+    "/call/consult/cancel",
+    status_code=202,
+    summary="Attended transfer, step 2: hang up the consulted party, back to the customer",
+    responses=_CONTROL_RESPONSES,
+    dependencies=[Scoped(Scope.AGENT)],
+)
+async def agent_call_consult_cancel(ctx: Ctx, body: CallControlIn | None = None) -> Accepted:
+    return await _call_control(ctx, "consult_cancel", body.attempt if body else None)
 
 
 class PhoneOut(BaseModel):

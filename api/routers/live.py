@@ -84,6 +84,9 @@ class LiveAgent(BaseModel):
     # agent call controls (issue 15): the customer on hold since / the agent muted
     on_hold_since: str | None = None
     muted: bool = False
+    # transfer out: transferring / consult_ringing / consulting (docs/web.md "Call controls")
+    transfer_state: str | None = None
+    transfer_label: str | None = None
     # a browser phone's page reloaded mid-call: the agent is rejoining the same call
     reconnecting: bool = False
 
@@ -280,6 +283,8 @@ async def _agents(
                 talk_seconds=talk,
                 on_hold_since=(live.get("on_hold_since") or None) if talk is not None else None,
                 muted=talk is not None and live.get("muted") == "1",
+                transfer_state=(live.get("transfer_state") or None) if talk is not None else None,
+                transfer_label=(live.get("transfer_label") or None) if talk is not None else None,
                 reconnecting=bool(live.get("rejoin_deadline"))
                 and state != AgentState.LOGGED_OUT.value,
             )

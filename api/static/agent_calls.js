@@ -1,5 +1,6 @@
 // Agent screen: call controls (issue 15) - hang up, mute / unmute, hold / resume, DTMF,
-// blind transfer to a ready agent, and the manual dial card.
+// blind transfer to a ready agent, transfer out (supervisor / allowed external number: blind,
+// or attended: consult, then complete or cancel), and the manual dial card.
 // Kept apart from agent.js: it learns the agent's live state from the "marcador:agent-me"
 // event agent.js dispatches on each refresh, and asks for a refresh with
 // "marcador:agent-refresh" after each action. API: POST /api/v1/agent/call/<action>.
@@ -23,6 +24,12 @@ const ERRORS_ES = {
   lead_busy: "Ese cliente está siendo llamado en este momento.",
   not_dialable: "Ese cliente no tiene un teléfono marcable.",
   campaign_not_running: "La campaña no está activa.",
+  transfer_in_progress: "Ya hay una transferencia en curso.",
+  number_not_allowed: "Ese número no está en la lista de números permitidos.",
+  target_unreachable: "No se pudo llamar al destino.",
+  not_consulting: "No hay una consulta en curso.",
+  consult_not_answered: "El destino aún no contesta.",
+  unknown_target: "Destino de transferencia no válido.",
 };
 
 const OK_ES = {
@@ -33,6 +40,16 @@ const OK_ES = {
   resume: "Cliente de vuelta en la llamada",
   dtmf: "Tonos enviados",
   transfer: "Llamada transferida",
+  transfer_out: "Transfiriendo: el cliente espera mientras contestan",
+  consult: "Llamando para consultar: el cliente queda en espera",
+  "consult/complete": "Transferencia completada",
+  "consult/cancel": "Consulta cancelada: el cliente vuelve con usted",
+};
+
+const TRANSFER_STATE_ES = {
+  transferring: "Transfiriendo a",
+  consult_ringing: "Llamando para consultar a",
+  consulting: "En consulta con",
 };
 
 const calls = { me: null, busy: false, holdTimer: null };
@@ -134,6 +151,7 @@ function render() {
   for (const id of ["btn-silenciar", "btn-espera", "btn-colgar", "btn-dtmf", "btn-transferir"]) {
     $(id).disabled = calls.busy;
   }
+  renderTransferOut(st);
   holdClock();
 }
 
@@ -176,6 +194,113 @@ function transfer() {
   if (window.confirm(`¿Transferir la llamada a ${name}? El cliente, su historial y la tipificación pasan a ese asesor.`)) {
     control("transfer", { target_agent_id: Number(sel.value) });
   }
+}
+
+// ------------------------------------------------------------------ transfer out
+// Built here (not in agent.html) so the page's markup stays as it is: a select of supervisors
+// and allowed external numbers, "Transferir" (blind), "Consultar" (attended), and while
+// consulting "Completar transferencia" / "Cancelar consulta".
+function button(id, text, key, onClick) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.id = id;
+  b.className = "btn";
+  b.append(`${text} `, kbd(key));
+  b.addEventListener("click", onClick);
+  return b;
+}
+
+function ensureTransferOut() {
+  const bar = $("controles-llamada");
+  if (!bar || $("transferir-fuera")) return;
+  const sel = document.createElement("select");
+  sel.id = "transferir-fuera";
+  sel.setAttribute("aria-label", "Transferir fuera de la campaña");
+  sel.addEventListener("focus", loadDestinations);
+  const state = document.createElement("span");
+  state.id = "estado-transferencia";
+  state.className = "badge";
+  state.setAttribute("role", "status");
+  bar.append(
+    sel,
+    button("btn-transferir-fuera", "Transferir", "⇧F10", () => transferOut("transfer_out")),
+    button("btn-consultar", "Consultar", "F11", () => transferOut("consult")),
+    button("btn-completar", "Completar transferencia", "⇧F11", completeConsult),
+    button("btn-cancelar-consulta", "Cancelar consulta", "Esc", cancelConsult),
+    state,
+  );
+}
+
+async function loadDestinations() {
+  const sel = $("transferir-fuera");
+  let dest = { supervisors: [], external: [] };
+  try {
+    dest = await api("GET", `${API}/agent/transfer-destinations`);
+  } catch {
+    /* keep the empty list */
+  }
+  const keep = sel.value;
+  sel.textContent = "";
+  sel.append(new Option("Transferir fuera…", ""));
+  const groups = [
+    ["Supervisores", dest.supervisors, (d) => `${d.label}${d.extension ? ` (${d.extension})` : ""}`],
+    ["Números permitidos", dest.external, (d) => d.label],
+  ];
+  for (const [title, items, label] of groups) {
+    if (!items.length) continue;
+    const group = document.createElement("optgroup");
+    group.label = title;
+    for (const d of items) group.append(new Option(label(d), `${d.kind}:${d.id}`));
+    sel.append(group);
+  }
+  sel.value = keep;
+}
+
+function transferOut(action) {
+  const sel = $("transferir-fuera");
+  if (!inCall() || (calls.me.state.transfer_state || "")) return;
+  if (!sel.value) {
+    loadDestinations();
+    sel.focus();
+    return;
+  }
+  const [kind, id] = sel.value.split(":");
+  const name = sel.options[sel.selectedIndex].text;
+  const ask =
+    action === "consult"
+      ? `¿Consultar con ${name}? El cliente queda en espera mientras hablan.`
+      : `¿Transferir la llamada a ${name}? Cuando conteste, usted sale de la llamada y la tipifica.`;
+  if (window.confirm(ask)) control(action, { target_kind: kind, target_id: Number(id) });
+}
+
+function completeConsult() {
+  if (inCall() && calls.me.state.transfer_state === "consulting") control("consult/complete");
+}
+
+function cancelConsult() {
+  const ts = inCall() && calls.me.state.transfer_state;
+  if (ts === "consulting" || ts === "consult_ringing") control("consult/cancel");
+}
+
+function renderTransferOut(st) {
+  ensureTransferOut();
+  if (!$("transferir-fuera")) return;
+  const ts = st.transfer_state || "";
+  const consult = ts === "consulting" || ts === "consult_ringing";
+  $("transferir-fuera").hidden = !!ts;
+  $("btn-transferir-fuera").hidden = !!ts;
+  $("btn-consultar").hidden = !!ts;
+  $("btn-completar").hidden = ts !== "consulting";
+  $("btn-cancelar-consulta").hidden = !consult;
+  const badge = $("estado-transferencia");
+  badge.hidden = !ts;
+  badge.textContent = ts ? `${TRANSFER_STATE_ES[ts] || ts} ${st.transfer_label || ""}`.trim() : "";
+  for (const id of ["btn-transferir-fuera", "btn-consultar", "btn-completar", "btn-cancelar-consulta"]) {
+    $(id).disabled = calls.busy;
+  }
+  // hold / resume and the agent transfer wait while a transfer is under way
+  $("btn-espera").disabled = calls.busy || !!ts;
+  $("btn-transferir").disabled = calls.busy || !!ts;
 }
 
 // ------------------------------------------------------------------ manual dial
@@ -254,8 +379,11 @@ document.addEventListener("keydown", (ev) => {
     F7: toggleHold,
     F8: hangup,
     F9: () => $("dtmf-digitos").focus(),
-    F10: transfer,
+    F10: ev.shiftKey ? () => transferOut("transfer_out") : transfer,
+    F11: ev.shiftKey ? completeConsult : () => transferOut("consult"),
+    Escape: cancelConsult,
   };
+  if (ev.key === "Escape" && !(calls.me.state.transfer_state || "")) return;
   const run = actions[ev.key];
   if (run) {
     ev.preventDefault();

@@ -137,7 +137,8 @@ function stateText(a) {
   if (a.state === "paused" && a.pause_code) return `${AGENT_STATES.paused} · ${PAUSE_FALLBACK[a.pause_code] || a.pause_code}`;
   if (a.state === "in_call") {
     // agent call controls (issue 15): the customer on hold, the agent muted
-    const flags = [a.on_hold_since ? "cliente en espera" : "", a.muted ? "silenciado" : ""].filter(Boolean);
+    const xfer = { transferring: "transfiriendo", consult_ringing: "llamando para consulta", consulting: "en consulta" }[a.transfer_state] || "";
+    const flags = [a.on_hold_since ? "cliente en espera" : "", a.muted ? "silenciado" : "", xfer].filter(Boolean);
     if (flags.length) return `${AGENT_STATES.in_call} · ${flags.join(" · ")}`;
   }
   return AGENT_STATES[a.state] || a.state;

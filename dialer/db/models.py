@@ -667,6 +667,20 @@ class AuditLog(Base):
     ip: Mapped[str | None] = mapped_column(sa.String(64), default=None)
 
 
+class TransferNumber(Base):
+    """An external number agents may transfer calls to (the admin's allow list, issue 15)."""
+
+    __tablename__ = "transfer_numbers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    e164: Mapped[str] = mapped_column(sa.String(20), unique=True)
+    label: Mapped[str] = mapped_column(sa.String(80))
+    added_at: Mapped[datetime]
+    added_by: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+
+
 # --------------------------------------------------------------------------- webhooks
 
 

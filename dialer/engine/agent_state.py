@@ -108,9 +108,19 @@ class AgentStates(Part):
         """What the agent's live state shows about their call's controls (supervisor view)."""
         call = self.calls.get(agent.call_attempt or "") if agent.call_attempt else None
         if call is None or agent.state is not AgentState.IN_CALL:
-            return {"on_hold_since": "", "muted": "", "hold_seconds": ""}
+            return {
+                "on_hold_since": "",
+                "muted": "",
+                "hold_seconds": "",
+                "transfer_state": "",
+                "transfer_label": "",
+            }
+        leg = call.transfer
         return {
             "on_hold_since": call.on_hold_since.isoformat() if call.on_hold_since else "",
             "muted": "1" if call.muted else "",
             "hold_seconds": f"{call.hold_seconds:.1f}" if call.hold_seconds else "",
+            # transferring / consult_ringing / consulting (docs/web.md "Call controls")
+            "transfer_state": leg.state if leg is not None else "",
+            "transfer_label": leg.label if leg is not None else "",
         }

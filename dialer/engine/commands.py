@@ -16,11 +16,13 @@ import time
 from ami_bridge.errors import AMIError
 from dialer.domain.agents import InvalidAgentTransition
 from dialer.engine.controls import CallControlRefused, CallControls
+from dialer.engine.model import TRANSFER_BLIND, TRANSFER_CONSULT
 from dialer.engine.previews import Previews
 from dialer.engine.recording import Recording
 from dialer.engine.sessions import Sessions
 from dialer.engine.state import EngineState, Part
 from dialer.engine.supervision import Supervision, spy_key
+from dialer.engine.transfers import Transfers
 from dialer.logging import get_logger
 from dialer.redis_client import StreamEntry
 
@@ -53,6 +55,7 @@ class Commands(Part):
         previewing: Previews,
         supervision: Supervision,
         controls: CallControls,
+        transfers: Transfers,
         recording: Recording,
     ) -> None:
         super().__init__(state)
@@ -60,6 +63,7 @@ class Commands(Part):
         self.previewing = previewing
         self.supervision = supervision
         self.controls = controls
+        self.transfers = transfers
         self.recording = recording
 
     @property
@@ -128,6 +132,23 @@ class Commands(Part):
                     int(d["agent_id"]),
                     int(d["target_agent_id"]),
                     attempt=str(d.get("attempt") or "") or None,
+                )
+            elif entry.type == "call_control" and d.get("action") in ("transfer_out", "consult"):
+                await self.transfers.transfer_out(
+                    int(d["agent_id"]),
+                    str(d.get("target_kind") or ""),
+                    str(d.get("target") or ""),
+                    label=str(d.get("target_label") or ""),
+                    attempt=str(d.get("attempt") or "") or None,
+                    mode=TRANSFER_BLIND if d["action"] == "transfer_out" else TRANSFER_CONSULT,
+                )
+            elif entry.type == "call_control" and d.get("action") == "consult_complete":
+                await self.transfers.consult_complete(
+                    int(d["agent_id"]), attempt=str(d.get("attempt") or "") or None
+                )
+            elif entry.type == "call_control" and d.get("action") == "consult_cancel":
+                await self.transfers.consult_cancel(
+                    int(d["agent_id"]), attempt=str(d.get("attempt") or "") or None
                 )
             elif entry.type == "call_control":
                 await self.controls.call_control(

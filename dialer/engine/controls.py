@@ -76,6 +76,10 @@ class CallControls(Part):
         if action == "hangup" and await self._cancel_ringing(agent_id, attempt):
             return
         agent, call = self._controlled_call(agent_id, attempt)
+        if call.transfer is not None and action in ("hold", "resume"):
+            raise CallControlRefused(
+                "transfer_in_progress", "the customer waits for the transfer (cancel it first)"
+            )
         channel, ext, now = call.channel, agent.extension, self._now()
         assert channel is not None and ext is not None  # checked by _controlled_call
         detail: dict[str, Any] = {}
@@ -140,6 +144,8 @@ class CallControls(Part):
         supervisors spying on them are hung up (their spy belongs to the call).
         """
         agent, call = self._controlled_call(agent_id, attempt)
+        if call.transfer is not None:
+            raise CallControlRefused("transfer_in_progress", "a transfer is already under way")
         target = self.agents.get(target_id)
         if target_id == agent_id or target is None or target.campaign_id != agent.campaign_id:
             raise CallControlRefused("target_unavailable", "no such agent in your campaign")
@@ -268,7 +274,18 @@ class CallControls(Part):
 
     async def at_call_end(self, call: LiveCall, agent_id: int, now: datetime) -> None:
         """The call ended: close an open hold (its time is recorded), and unmute the agent,
-        whose room channel outlives the call (the next customer must hear them)."""
+        whose room channel outlives the call (the next customer must hear them). A transfer
+        target's leg still ringing or talking goes with the call; after a transfer out the
+        agent has moved on: nothing of theirs is touched."""
+        leg = call.transfer
+        if leg is not None and leg.leg_id in self.transfer_legs and leg.stopping is None:
+            leg.stopping = "call_ended"
+            try:
+                await self.tel.cancel(leg.server, leg.leg_id)
+            except AMIError as exc:
+                log.warning("transfer_hangup_failed", leg=leg.leg_id, error=type(exc).__name__)
+        if call.transferred_out:
+            return
         if call.on_hold_since is not None:
             held = call.end_hold(now)
             await self.record_control(

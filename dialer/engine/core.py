@@ -31,7 +31,13 @@ from dialer.engine.connect import Assigner
 from dialer.engine.controls import CallControls
 from dialer.engine.dialing import Dialing
 from dialer.engine.lanes import Lanes
-from dialer.engine.model import AGENT_SESSION_PREFIX, SPY_PREFIX, CampaignRuntime, EngineConfig
+from dialer.engine.model import (
+    AGENT_SESSION_PREFIX,
+    SPY_PREFIX,
+    TRANSFER_PREFIX,
+    CampaignRuntime,
+    EngineConfig,
+)
 from dialer.engine.outbox import Outbox
 from dialer.engine.pacing_loop import PacingLoop
 from dialer.engine.port import Telephony, TelephonyItem
@@ -42,6 +48,7 @@ from dialer.engine.routing import Routing
 from dialer.engine.sessions import Sessions
 from dialer.engine.state import EngineState, Part
 from dialer.engine.supervision import Supervision
+from dialer.engine.transfers import Transfers
 from dialer.logging import get_logger
 from dialer.redis_keys import Keys
 from dialer.store import EngineStore
@@ -74,13 +81,16 @@ class Engine(Part):
         assign = self.assign = Assigner(state, lanes, agent_log)
         supervision = self.supervision = Supervision(state)
         controls = self.controls = CallControls(state, agent_log, assign, supervision)
+        transfers = self.transfers = Transfers(state, agent_log, controls, supervision)
         dialing = self.dialing = Dialing(state, agent_log, outbox)
         previewing = self.previewing = Previews(state, agent_log, dialing, controls)
         self.routing = Routing(state, lanes, agent_log, assign, controls, recording, outbox)
         sessions = self.sessions = Sessions(state, agent_log, assign)
         self.pacing = PacingLoop(state, dialing, previewing, sessions)
         self.reconciler = Reconciler(state, agent_log, outbox)
-        self.commands = Commands(state, sessions, previewing, supervision, controls, recording)
+        self.commands = Commands(
+            state, sessions, previewing, supervision, controls, transfers, recording
+        )
         # The engine's entry points (runtime, API, CLI, tests), each kept by its part.
         self.step = self.pacing.step
         self.refresh_campaigns = self.pacing.refresh_campaigns
@@ -92,6 +102,9 @@ class Engine(Part):
         self.manual_dial = previewing.manual_dial
         self.call_control = controls.call_control
         self.transfer = controls.transfer
+        self.transfer_out = transfers.transfer_out
+        self.consult_complete = transfers.consult_complete
+        self.consult_cancel = transfers.consult_cancel
         self.spy = supervision.spy
         self.stop_spy = supervision.stop_spy
         self.stop_recording = recording.stop_recording
@@ -128,6 +141,9 @@ class Engine(Part):
         try:
             if isinstance(it, CallAnswered | CallEnded) and it.call_id.startswith(SPY_PREFIX):
                 await self.supervision.on_spy_call(it)
+            elif str(getattr(it, "call_id", "")).startswith(TRANSFER_PREFIX):
+                if isinstance(it, CallAnswered | CallEnded):  # a transfer target's leg
+                    await self.transfers.on_leg(it)
             elif isinstance(it, CallAnswered):
                 await self.routing.on_answered(it)
             elif isinstance(it, CallHeld):

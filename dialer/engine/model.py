@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from ami_bridge.logs import mask_digits
 from dialer.db.models import Campaign
 from dialer.domain.outcomes import DialMode
 from dialer.pacing.feed import PacerFeed
@@ -22,6 +23,65 @@ from dialer.recordings import RecordingPaths
 AGENT_SESSION_PREFIX = "agent-"
 #: ChannelId prefix of supervisors' listen/whisper/barge calls.
 SPY_PREFIX = "spy-"
+#: ChannelId prefix of transfer legs: the supervisor's / external number's leg of a transfer.
+TRANSFER_PREFIX = "xfer-"
+
+#: Transfer modes and target kinds (docs/web.md "Call controls").
+TRANSFER_BLIND = "blind"
+TRANSFER_CONSULT = "consult"
+TARGET_SUPERVISOR = "supervisor"
+TARGET_EXTERNAL = "external"
+TARGET_KINDS = (TARGET_SUPERVISOR, TARGET_EXTERNAL)
+
+
+@dataclass(slots=True)
+class TransferLeg:
+    """The target's leg of a transfer out of the campaign (to a supervisor's seat or an
+    allowed external number), from the Originate until it ends.
+
+    ``blind``: rings while the customer waits on hold; answered, the customer joins it in
+    transfer room ``xfer-<room>`` and the agent is done. ``consult``: answered, the target talks
+    with the agent in the agent's room (the customer on hold) until ``complete`` (both to the
+    transfer room) or ``cancel`` (the leg is hung up, the customer back with the agent).
+    """
+
+    leg_id: str  # ChannelId of the target's call (tracked by the call tracker)
+    attempt: str
+    agent_id: int  # the transferring agent
+    server: str
+    mode: str  # TRANSFER_BLIND / TRANSFER_CONSULT
+    kind: str  # TARGET_SUPERVISOR / TARGET_EXTERNAL
+    target: str  # the supervisor's extension, or the E.164 number
+    label: str  # who, for the screens ("Supervisora Ana", "Línea de soporte")
+    room: str  # transfer room id (digits): ConfBridge xfer-<room>
+    started_at: datetime
+    answered: bool = False
+    channel: str | None = None  # the answered leg's channel (Redirect on complete)
+    joined: bool = False  # the customer and the target are together in the transfer room
+    stopping: str | None = None  # why the dialer hung it up (cancel, call_ended)
+
+    @property
+    def state(self) -> str:
+        """What the screens show: ``transferring`` (blind, ringing), ``consult_ringing``,
+        ``consulting`` (answered), ``transferred`` (joined, the agent gone)."""
+        if self.joined:
+            return "transferred"
+        if self.mode == TRANSFER_BLIND:
+            return "transferring"
+        return "consulting" if self.answered else "consult_ringing"
+
+    def event(self) -> dict[str, Any]:
+        """Published fields (the number masked: the screens show the label)."""
+        target = mask_digits(self.target) if self.kind == TARGET_EXTERNAL else self.target
+        return {
+            "attempt": self.attempt,
+            "agent_id": self.agent_id,
+            "mode": self.mode,
+            "target_kind": self.kind,
+            "target": target,
+            "target_label": self.label,
+            "transfer_state": self.state,
+        }
 
 
 @dataclass(slots=True)
@@ -49,10 +109,20 @@ class LiveCall:
     muted: bool = False
     #: followed after a dialer restart: a mute set before it is unknown here
     adopted: bool = False
+    #: a transfer out of the campaign in progress or done (supervisor / external number)
+    transfer: TransferLeg | None = None
+    #: handed to a supervisor or an external number: no agent of the dialer is on it any more
+    #: (``agent_id`` still names the transferring agent, who owns the disposition)
+    transferred_out: bool = False
 
     @property
     def waiting_in_hold(self) -> bool:
-        return self.held_at is not None and self.agent_id is None and not self.unroutable
+        return (
+            self.held_at is not None
+            and self.agent_id is None
+            and not self.unroutable
+            and not self.transferred_out
+        )
 
     def end_hold(self, now: datetime) -> float:
         """Close the open hold (the agent resumed, transferred, or the call ended): its

@@ -177,11 +177,12 @@ class Routing(Part):
                 rt.stats_at = None  # abandon counters changed
         if call is not None and agent_id is not None:
             await self.controls.at_call_end(call, agent_id, now)
-        if agent_id is not None:
-            await self._agent_call_ended(agent_id, ev, now)
+        if agent_id is not None and not (call is not None and call.transferred_out):
+            await self._agent_call_ended(agent_id, ev, now)  # (transferred out: wrapped up)
         if ev.connected_at is not None:
             self.recording.finished(ev.call_id)
-        await self._after_finish(finished, ev)
+        transferred_by = agent_id if call is not None and call.transferred_out else None
+        await self._after_finish(finished, ev, transferred_by)
 
     async def _agent_call_ended(self, agent_id: int, ev: CallEnded, now: datetime) -> None:
         agent = self.agents.get(agent_id)
@@ -196,7 +197,9 @@ class Routing(Part):
         await self.agent_log.log(agent_id)
         await self.assign.agent_ready(agent_id)
 
-    async def _after_finish(self, finished: FinishResult, ev: CallEnded) -> None:
+    async def _after_finish(
+        self, finished: FinishResult, ev: CallEnded, transferred_by: int | None = None
+    ) -> None:
         if finished.already_finished:
             return
         decision = finished.decision
@@ -210,6 +213,9 @@ class Routing(Part):
                 "end_reason": ev.end_reason or "",
                 "lead_status": decision.lead_status.value if decision else "in_progress",
                 "next_attempt_at": str(decision.next_attempt_at) if decision else None,
+                # transferred out: the agent whose disposition waits for this end (the API
+                # records it then)
+                **({"transferred_by": transferred_by} if transferred_by is not None else {}),
             },
         )
         if finished.whatsapp_message_id is not None:

@@ -23,6 +23,7 @@ from dialer.engine.model import (
     LiveCall,
     PreviewOffer,
     SpySession,
+    TransferLeg,
 )
 from dialer.engine.port import Telephony
 from dialer.leases import Leases
@@ -63,6 +64,7 @@ class EngineState:
         self.spies: dict[str, str] = {}  # supervisor key -> ChannelId of their current spy
         self.spy_calls: dict[str, SpySession] = {}  # spy ChannelId -> session (until it ends)
         self.agent_room_channel: dict[int, str] = {}  # agent id -> channel name in their room
+        self.transfer_legs: dict[str, TransferLeg] = {}  # xfer ChannelId -> leg (until it ends)
         self.campaigns: dict[int, CampaignRuntime] = {}
         self.recordings = (
             RecordingKeeper(store.sm, config.recording) if config.recording is not None else None
@@ -171,6 +173,10 @@ class Part:
     @property
     def spy_calls(self) -> dict[str, SpySession]:
         return self.state.spy_calls
+
+    @property
+    def transfer_legs(self) -> dict[str, TransferLeg]:
+        return self.state.transfer_legs
 
     @property
     def agent_room_channel(self) -> dict[int, str]:

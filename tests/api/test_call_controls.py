@@ -249,3 +249,80 @@ async def test_transfer_needs_a_ready_agent_of_the_campaign(
     [sent] = await _commands(redis, keys)
     assert sent.data["action"] == "transfer"
     assert sent.data["target_agent_id"] == beto.user_id and sent.data["attempt"] == "a1"
+
+
+async def test_transfer_out_allow_list_and_commands(
+    app: FastAPI,
+    clients: Callable[..., Awaitable[ApiClient]],
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    cid = await make_campaign(app.state.sessionmaker)
+    admin = await clients("root", Role.ADMIN)
+    ana = await clients("ana", Role.AGENT, campaigns=(cid,), extension="1001")
+    sup = await clients("sara", Role.SUPERVISOR, campaigns=(cid,), extension="2001")
+    # the allow list: admins only, numbers normalised (E.164), one entry per number
+    r = await sup.post("/api/v1/transfer-numbers", json={"number": "6015550100", "label": "X"})
+    assert r.status_code == 403, r.text
+    r = await admin.post(
+        "/api/v1/transfer-numbers", json={"number": "(601) 555 0100", "label": "Soporte"}
+    )
+    assert r.status_code == 201, r.text
+    allowed = r.json()
+    assert allowed["number"] == "+576015550100"
+    r = await admin.post("/api/v1/transfer-numbers", json={"number": "6015550100", "label": "Y"})
+    assert r.status_code == 409 and r.json()["error"]["code"] == "already_listed"
+    r = await admin.post("/api/v1/transfer-numbers", json={"number": "12345", "label": "Z"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_phone"
+    gone = await admin.post(
+        "/api/v1/transfer-numbers", json={"number": "3001234567", "label": "Borrado"}
+    )
+    assert (await admin.delete(f"/api/v1/transfer-numbers/{gone.json()['id']}")).status_code == 204
+
+    await _set_state(redis, keys, ana.user_id, "in_call", cid, attempt="a1")
+    dest = (await ana.get("/api/v1/agent/transfer-destinations")).json()
+    assert [(s["id"], s["extension"]) for s in dest["supervisors"]] == [(sup.user_id, "2001")]
+    assert [(e["id"], e["label"]) for e in dest["external"]] == [(allowed["id"], "Soporte")]
+    assert "number" not in dest["external"][0]  # agents see labels, not numbers
+
+    # a number not on the list, an agent as "supervisor": refused with a code
+    r = await ana.post(
+        f"{CALL}/transfer-out", json={"target_kind": "external", "target_id": gone.json()["id"]}
+    )
+    assert r.status_code == 409 and r.json()["error"]["code"] == "number_not_allowed"
+    r = await ana.post(
+        f"{CALL}/consult", json={"target_kind": "supervisor", "target_id": ana.user_id}
+    )
+    assert r.status_code == 409 and r.json()["error"]["code"] == "target_unavailable"
+    assert await _code(ana, "consult/complete") == "not_consulting"
+    assert await _code(ana, "consult/cancel") == "not_consulting"
+    r = await ana.post(
+        f"{CALL}/transfer-out", json={"target_kind": "supervisor", "target_id": sup.user_id}
+    )
+    assert r.status_code == 202, r.text
+    r = await ana.post(
+        f"{CALL}/consult", json={"target_kind": "external", "target_id": allowed["id"]}
+    )
+    assert r.status_code == 202, r.text
+    sent = await _commands(redis, keys)
+    assert [(e.data["action"], e.data["target_kind"], e.data["target"]) for e in sent] == [
+        ("transfer_out", "supervisor", "2001"),
+        ("consult", "external", "+576015550100"),
+    ]
+    assert sent[1].data["target_label"] == "Soporte" and sent[1].data["attempt"] == "a1"
+    # while consulting: no second transfer; complete / cancel go to the dialer
+    await _set_state(
+        redis, keys, ana.user_id, "in_call", cid, attempt="a1", transfer_state="consulting"
+    )
+    assert (
+        await _code(ana, "transfer-out", {"target_kind": "supervisor", "target_id": sup.user_id})
+        == "transfer_in_progress"
+    )
+    assert (await ana.post(f"{CALL}/consult/complete", json={})).status_code == 202
+    assert (await ana.post(f"{CALL}/consult/cancel", json={})).status_code == 202
+    actions = [e.data["action"] for e in await _commands(redis, keys)]
+    assert actions[-2:] == ["consult_complete", "consult_cancel"]
+    # the supervisor's live view shows the consult
+    live = (await sup.get(f"/api/v1/campaigns/{cid}/live")).json()
+    [row] = live["agents"]
+    assert row["transfer_state"] == "consulting"

@@ -222,3 +222,46 @@ async def test_draft_that_fails_at_hang_up_is_kept_and_reported(
     r = await agent.get(DRAFT, params={"attempt": attempt})
     assert r.status_code == 200
     assert r.json()["draft"]["code"] == "cita_agendada"
+
+
+async def test_disposition_of_a_call_transferred_out_is_recorded_when_it_ends(
+    app: FastAPI,
+    clients: Callable[..., Awaitable[ApiClient]],
+    redis: aioredis.Redis,
+    keys: Keys,
+) -> None:
+    """Transferred to a supervisor / external number, the call goes on without the agent, who
+    wraps it up: their disposition frees them at once (``pending``) and is recorded when the
+    call ends (``call_ended`` with ``transferred_by``), without a second ``dispositioned``."""
+    sm = app.state.sessionmaker
+    cid = await make_campaign(sm)
+    lead_id = await make_lead(sm, cid, 1)
+    agent = await clients("ana", Role.AGENT, campaigns=(cid,), extension="1001")
+    attempt = await make_connected_attempt(sm, cid, lead_id, agent.user_id, outcome=None)
+    await _set_state(redis, keys, agent.user_id, "in_call", attempt=attempt, cid=cid)
+    r = await agent.post(f"{AGENT}/disposition", json=_body(attempt))
+    assert r.status_code == 409 and r.json()["error"]["code"] == "call_in_progress", r.text
+
+    await _set_state(redis, keys, agent.user_id, "wrap_up", attempt=attempt, cid=cid)
+    r = await agent.post(f"{AGENT}/disposition", json=_body(attempt))
+    assert r.status_code == 200, r.text
+    assert r.json()["pending"] is True and r.json()["lead_status"] is None
+    assert await _dispositions(app) == 0
+    assert (await agent.get(DRAFT, params={"attempt": attempt})).status_code == 200
+
+    await _end_call(app, attempt)
+    event = StreamEntry(
+        keys.events_stream,
+        "1-1",
+        "call_ended",
+        {"attempt": attempt, "lead_id": lead_id, "transferred_by": agent.user_id},
+    )
+    app.state.broadcaster.dispatch([event])
+    tasks = [t for t in app.state.background if t.get_name() == "disposition-draft"]
+    async with asyncio.timeout(10):
+        await asyncio.gather(*tasks)
+    assert await _dispositions(app) == 1
+    commands = await Streams(redis).read(keys.commands_stream, "0")
+    assert [(e.type, e.data) for e in commands] == [
+        ("agent_dispositioned", {"agent_id": agent.user_id, "pause_code": "break"})
+    ]

@@ -38,6 +38,12 @@ def test_agent_mutes_holds_and_hangs_up_from_the_screen(stack: LiveStack, browse
     stack.call(lambda: stack.set_campaign_status(seeded.web_campaign, CampaignStatus.PAUSED))
     attempt = browser.find_element(By.ID, "ficha").get_attribute("data-attempt")
     assert not browser.find_element(By.ID, "llamada-manual").is_displayed()
+    # the transfer-out controls (built by agent_calls.js): select, blind, consult; the
+    # consult's complete / cancel only while consulting
+    for shown in ("transferir-fuera", "btn-transferir-fuera", "btn-consultar"):
+        assert browser.find_element(By.ID, shown).is_displayed(), shown
+    for hidden in ("btn-completar", "btn-cancelar-consulta", "estado-transferencia"):
+        assert not browser.find_element(By.ID, hidden).is_displayed(), hidden
     body = browser.find_element(By.TAG_NAME, "body")
     mute, hold = (
         browser.find_element(By.ID, "btn-silenciar"),

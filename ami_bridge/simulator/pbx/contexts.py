@@ -27,6 +27,9 @@ DIALPLAN: dict[str, dict[str, str]] = {
     dp.CTX_PREVIEW: {"_X.": "_dp_preview"},
     dp.CTX_ONHOLD: {"_X.": "_dp_onhold"},
     dp.CTX_RECORD: {dp.EXTEN_START: "_dp_record"},
+    dp.CTX_TRANSFER_TARGET: {"_X.": "_dp_transfer_target"},
+    dp.CTX_TRANSFER_ROOM: {"_X.": "_dp_transfer_room"},
+    dp.CTX_CONSULT: {"_X.": "_dp_consult"},
     dp.CTX_SPY: {mode: "_dp_spy" for mode in dp.SPY_MODES},
     # Calls from agent phones: agents do not dial out (extensions.conf: Hangup(21)).
     dp.CTX_AGENT_PHONES: {"_X.": "_dp_refuse", dp.EXTEN_START: "_dp_refuse"},
@@ -206,6 +209,31 @@ class DialplanApps:
         self.core.newexten(ch, 4, "ExecIf", "1?StopMusicOnHold()")
         self.core.newexten(ch, 5, "Goto", f"{dp.CTX_AGENT_ROOM},{ext},1")
         return dp.CTX_AGENT_ROOM, ext
+
+    async def _dp_transfer_target(self, ch: Channel) -> tuple[str, str] | None:
+        room = ch.exten
+        self.core.newexten(ch, 1, "NoOp", f"MARCADOR transfer target room={room}")
+        await self.pbx.confbridge.app(ch, 2, dp.transfer_room(room), dp.USER_PROFILE_AGENT)
+        self.core.newexten(ch, 3, "Hangup", "16")
+        self.pbx.hangups.dialplan_hangup(ch, 16)
+        return None
+
+    async def _dp_transfer_room(self, ch: Channel) -> tuple[str, str] | None:
+        room = ch.exten
+        attempt = self.core.var(ch, dp.VAR_ATTEMPT)
+        self.core.newexten(ch, 1, "NoOp", f"MARCADOR transfer attempt={attempt} room={room}")
+        await self.pbx.confbridge.app(ch, 2, dp.transfer_room(room), dp.USER_PROFILE_CUSTOMER)
+        self.core.newexten(ch, 3, "Hangup", "16")
+        self.pbx.hangups.dialplan_hangup(ch, 16)
+        return None
+
+    async def _dp_consult(self, ch: Channel) -> tuple[str, str] | None:
+        ext = ch.exten
+        self.core.newexten(ch, 1, "NoOp", f"MARCADOR consult agent={ext}")
+        await self.pbx.confbridge.app(ch, 2, dp.agent_room(ext), dp.USER_PROFILE_CUSTOMER)
+        self.core.newexten(ch, 3, "Hangup", "16")
+        self.pbx.hangups.dialplan_hangup(ch, 16)
+        return None
 
     async def _dp_record(self, ch: Channel) -> tuple[str, str] | None:
         """Reached without a Gosub (an Originate into it): runs, and ``Return`` ends it."""
