@@ -37,9 +37,15 @@ from tests.whatsapp.conftest import Harness, make_campaign, make_exhausted_lead,
 
 PHONE_PATTERNS = {
     "e164": re.compile(r"\+\d{10,15}(?!\d)"),
-    "co_mobile": re.compile(r"(?<![\d*])3\d{2}[ -]?\d{3}[ -]?\d{4}(?!\d)"),
-    "co_landline": re.compile(r"(?<![\d*])60\d[ -]?\d{3}[ -]?\d{4}(?!\d)"),
+    "co_mobile": re.compile(r"(?<![\dA-Za-z*])3\d{2}[ -]?\d{3}[ -]?\d{4}(?![\dA-Za-z])"),
+    "co_landline": re.compile(r"(?<![\dA-Za-z*])60\d[ -]?\d{3}[ -]?\d{4}(?![\dA-Za-z])"),
 }
+# Random identifiers (attempt and message UUIDs, hex or dashed) can hold a run of ten digits
+# that reads like a phone number or a cédula; they are blanked out before the scan.
+HEX_IDS = re.compile(
+    r"(?<![0-9A-Za-z])(?:[0-9a-f]{32}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"
+    r"(?![0-9A-Za-z])"
+)
 
 
 class LogCapture:
@@ -83,7 +89,8 @@ def captured_logs() -> Iterator[LogCapture]:
 def scan(lines: list[str], literals: dict[str, set[str]]) -> list[str]:
     """Every (kind, line) where personal data or a secret shows; empty when clean."""
     hits: list[str] = []
-    for line in lines:
+    for raw in lines:
+        line = HEX_IDS.sub("<id>", raw)
         for kind, pattern in PHONE_PATTERNS.items():
             if m := pattern.search(line):
                 hits.append(f"{kind} {m.group(0)!r} in: {line[:300]}")
@@ -203,3 +210,8 @@ def test_the_scanner_catches_what_it_must() -> None:
     assert scan(["landline 6087401234"], literals)
     assert scan(["login secret=s3cr3t-value"], literals)
     assert not scan(['{"to": "+*********21", "attempt": "5f0c2a9e"}'], literals)
+    # a random attempt id whose hex holds ten digits that read like a landline or a cédula
+    literals["national_id"].add("6006207913")
+    assert not scan(['{"attempt": "f6006207913e4959a934a61c14333983"}'], literals)
+    assert not scan(['{"message": "f6006207-9134-4959-a934-a61c14333983"}'], literals)
+    assert scan(['{"attempt": "f6006207913e4959a934a61c14333983", "to": "6006207913"}'], literals)
