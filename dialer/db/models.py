@@ -222,9 +222,8 @@ class Lead(TimestampMixin, Base):
     __tablename__ = "leads"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    campaign_id: Mapped[int] = mapped_column(
-        sa.ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
-    )
+    # No index of its own: uq_lead_campaign_dedupe and ix_leads_ready both lead with it.
+    campaign_id: Mapped[int] = mapped_column(sa.ForeignKey("campaigns.id", ondelete="CASCADE"))
     # Idempotent re-import: national id when present, else the first phone.
     dedupe_key: Mapped[str] = mapped_column(sa.String(64))
     external_id: Mapped[str | None] = mapped_column(sa.String(64), default=None)  # dealer system
@@ -274,7 +273,8 @@ class Phone(Base):
     __tablename__ = "phones"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    lead_id: Mapped[int] = mapped_column(sa.ForeignKey("leads.id", ondelete="CASCADE"), index=True)
+    # No index of its own: uq_phone_lead_e164 leads with it.
+    lead_id: Mapped[int] = mapped_column(sa.ForeignKey("leads.id", ondelete="CASCADE"))
     e164: Mapped[str] = mapped_column(sa.String(20), index=True)
     kind: Mapped[str] = mapped_column(sa.String(16), default="mobile")  # mobile, landline
     position: Mapped[int] = mapped_column(default=0)  # dialing order
@@ -475,7 +475,8 @@ class Consent(Base):
     __tablename__ = "consents"
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    person_key: Mapped[str] = mapped_column(sa.String(64), index=True)  # national id or E.164
+    # National id or E.164. No index of its own: uq_consent_person_channel leads with it.
+    person_key: Mapped[str] = mapped_column(sa.String(64))
     channel: Mapped[Channel] = mapped_column(_enum(Channel))
     purpose: Mapped[str] = mapped_column(sa.String(32), default="marketing")
     granted: Mapped[bool] = mapped_column(default=True)
