@@ -53,8 +53,26 @@ class Sessions(Part):
             return
         self.agent_room_channel[agent_id] = ev.channel
         self.agents[agent_id] = agent.room_joined_event(ev.uniqueid or "", self._now())
+        if agent.is_reconnecting:
+            await self._remute(agent, ev.channel)
         await self.agent_log.log(agent_id)
         await self.assign.agent_ready(agent_id)
+
+    async def _remute(self, agent: AgentSession, channel: str) -> None:
+        """A browser-phone agent rejoined a call they had muted: ConfBridge knows only the new
+        channel, which joins unmuted, so the mute is applied again (the agent screen still
+        shows "muted"). If that fails, the call is marked unmuted, which is then the truth."""
+        call = self.calls.get(agent.call_attempt or "")
+        if call is None or not call.muted or not agent.extension:
+            return
+        try:
+            await self.tel.confbridge_mute(
+                call.server, dialplan.agent_room(agent.extension), channel, mute=True
+            )
+            log.info("agent_mute_reapplied", agent=agent.agent_id)
+        except AMIError as exc:
+            call.muted = False
+            log.warning("agent_remute_failed", agent=agent.agent_id, error=type(exc).__name__)
 
     async def on_agent_hangup(self, ev: Hangup) -> None:
         agent_id = self.agent_channel.pop(ev.uniqueid or "", None)

@@ -5,6 +5,7 @@ out, hangs up the customer (ConfBridge does not: the agent is unmarked) and a ri
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import redis.asyncio as aioredis
@@ -109,3 +110,40 @@ async def test_a_hardware_softphone_is_logged_out_at_once(
     )
     assert engine.agents[7].state is AgentState.LOGGED_OUT
     assert tel.hangups == []  # ConfBridge ends the customer with the (marked) agent
+
+
+async def test_a_muted_agent_who_rejoins_is_muted_again(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    engine, tel, clock, session, camp = await _in_call(sessionmaker, redis, keys, "1101-1110")
+    attempt = engine.agents[7].call_attempt
+    engine.agent_room_channel[7] = "PJSIP/1101-00000001"
+    await engine.call_control(7, "mute", attempt=attempt)
+    assert tel.mutes[-1][3] is True
+    clock.advance(5)
+    await engine.handle(
+        TelephonyItem("sim", _ended(session, CallOutcome.ANSWERED_CONNECTED, clock))
+    )
+    await engine.agent_login(7, "1101", camp)
+    rejoin = tel.originates[-1][1]
+    join = replace(_join(rejoin.channel_id, "agent-1101"), channel="PJSIP/1101-00000002")
+    await engine.handle(TelephonyItem("sim", join))
+    # the new channel joins the room unmuted: the mute the agent screen shows is applied again
+    _server, room, channel, mute = tel.mutes[-1]
+    assert (room, mute) == (dialplan.agent_room("1101"), True)
+    assert channel == "PJSIP/1101-00000002" and len(tel.mutes) == 2
+    assert engine.calls[attempt or ""].muted
+
+
+async def test_an_unmuted_agent_who_rejoins_is_left_alone(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    engine, tel, clock, session, camp = await _in_call(sessionmaker, redis, keys, "1101-1110")
+    clock.advance(5)
+    await engine.handle(
+        TelephonyItem("sim", _ended(session, CallOutcome.ANSWERED_CONNECTED, clock))
+    )
+    await engine.agent_login(7, "1101", camp)
+    rejoin = tel.originates[-1][1]
+    await engine.handle(TelephonyItem("sim", _join(rejoin.channel_id, "agent-1101")))
+    assert engine.agents[7].room_joined and tel.mutes == []

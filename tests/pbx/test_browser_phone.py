@@ -381,6 +381,21 @@ def _closed_wav(path: Path) -> int | None:
     return frames if frames > 0 and frames * width >= data else None
 
 
+def _room_flags(lab: LabPbx, extension: str) -> dict[str, str]:
+    """Channel -> its flags column in ``confbridge list agent-<ext>`` (``m``: muted)."""
+    lines = lab.cli(f"confbridge list agent-{extension}").splitlines()
+    header = next((ln for ln in lines if ln.startswith("Channel") and "Flags" in ln), None)
+    assert header is not None, lines
+    start = header.index("Flags")
+    end = header.index("User Profile") if "User Profile" in header else start + 6
+    flags: dict[str, str] = {}
+    for line in lines:
+        first = line.split(" ", 1)[0]
+        if "/" in first and not first.startswith("="):
+            flags[first] = line[start:end].strip()
+    return flags
+
+
 def _rms_after(path: Path, offset: int) -> float:
     """RMS of a closed 16-bit WAV's audio from byte ``offset`` of the file on."""
     import audioop
@@ -420,6 +435,13 @@ async def test_a_page_reload_mid_call_rejoins_the_same_customer(
     (customer,) = [c["name"] for c in stack.customer_channels(number) if c["name"].endswith(";1")]
     attempt = (await client.live()).get("attempt")
     assert attempt
+    # The agent mutes before the reload: the rejoined seat must be muted too.
+    mute = chrome.find_element(By.ID, "btn-silenciar")
+    await asyncio.to_thread(mute.click)
+    await _until(chrome, "muted", 15, lambda d: mute.get_attribute("aria-pressed") == "true")
+    (before,) = phone_channels(lab, seat)
+    print(f"muted before the reload: {_room_flags(lab, seat)}")
+    assert "m" in _room_flags(lab, seat)[before]
 
     loop = asyncio.get_running_loop()
     reloaded_at = loop.time()
@@ -455,6 +477,22 @@ async def test_a_page_reload_mid_call_rejoins_the_same_customer(
     (channel,) = phone_channels(lab, seat)
     assert customer in [c["name"] for c in stack.customer_channels(number)]
     assert len(room_members(lab, seat)) == 2  # the new session channel + the same customer
+    # The new session channel joined unmuted; the dialer muted it again, as the page shows.
+    flags = await wait_until(
+        lambda: asyncio.to_thread(lambda: f if channel in (f := _room_flags(lab, seat)) else None),
+        within=10,
+        what="the rejoined seat in the room",
+    )
+    print(f"after the rejoin: {flags}")
+    assert "m" in flags[channel], flags
+    assert "agent_mute_reapplied" in stack.log("dialer-1")
+    unmute = chrome.find_element(By.ID, "btn-silenciar")
+    await _until(
+        chrome, "still muted", 15, lambda d: unmute.get_attribute("aria-pressed") == "true"
+    )
+    await asyncio.to_thread(unmute.click)
+    await _until(chrome, "unmuted", 15, lambda d: unmute.get_attribute("aria-pressed") == "false")
+    assert "m" not in _room_flags(lab, seat)[channel]
     packets = int(_data(chrome, "phonePackets") or 0)
     await _until(
         chrome,
