@@ -15,6 +15,7 @@ const ERRORS_ES = {
   not_muted: "Su micrófono no está silenciado.",
   already_on_hold: "El cliente ya está en espera.",
   not_on_hold: "El cliente no está en espera.",
+  agent_reconnecting: "Su teléfono se está reconectando; retome la llamada cuando vuelva.",
   invalid_digits: "Marque solo 0-9, * y #.",
   agent_channel_unknown: "No se encontró su canal en la sala. Intente de nuevo.",
   target_unavailable: "Ese asesor no está disponible para recibir la llamada.",

@@ -107,6 +107,14 @@ class CallControls(Part):
         elif action == "resume":
             if call.on_hold_since is None:
                 raise CallControlRefused("not_on_hold", "the customer is not on hold")
+            if agent.is_reconnecting:
+                # A browser phone mid-rejoin: the room is empty, and a customer Redirected into
+                # it would be taken for an abandon. The customer stays on hold until the agent
+                # is back (or the grace ends and the call with it).
+                raise CallControlRefused(
+                    "agent_reconnecting",
+                    "the agent's phone is reconnecting: resume once it is back",
+                )
             await self.tel.redirect(call.server, channel, dialplan.CTX_AGENT_ROOM, ext)
             held = call.end_hold(now)
             detail = {"held_seconds": round(held, 1), "hold_seconds": round(call.hold_seconds, 1)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -16,6 +17,7 @@ from ami_bridge.tracker import CallAnswered, CallConnected, CallHeld
 from dialer.domain.clock import FakeClock
 from dialer.domain.outcomes import AgentState, CallOutcome
 from dialer.engine import Engine, EngineConfig, TelephonyItem
+from dialer.engine.controls import CallControlRefused
 from dialer.redis_keys import Keys
 from dialer.store import EngineStore
 
@@ -147,3 +149,28 @@ async def test_an_unmuted_agent_who_rejoins_is_left_alone(
     rejoin = tel.originates[-1][1]
     await engine.handle(TelephonyItem("sim", _join(rejoin.channel_id, "agent-1101")))
     assert engine.agents[7].room_joined and tel.mutes == []
+
+
+async def test_a_customer_on_hold_is_resumed_only_once_the_agent_is_back(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
+) -> None:
+    engine, tel, clock, session, camp = await _in_call(sessionmaker, redis, keys, "1101-1110")
+    attempt = engine.agents[7].call_attempt
+    await engine.call_control(7, "hold", attempt=attempt)
+    redirects = len(tel.redirects)
+    clock.advance(5)
+    await engine.handle(
+        TelephonyItem("sim", _ended(session, CallOutcome.ANSWERED_CONNECTED, clock))
+    )
+    assert engine.agents[7].is_reconnecting
+    # Resumed into an empty room the customer would be taken for an abandon: refused.
+    with pytest.raises(CallControlRefused) as refused:
+        await engine.call_control(7, "resume", attempt=attempt)
+    assert refused.value.code == "agent_reconnecting"
+    assert len(tel.redirects) == redirects and engine.calls[attempt or ""].on_hold_since
+
+    await engine.agent_login(7, "1101", camp)
+    await engine.handle(TelephonyItem("sim", _join(tel.originates[-1][1].channel_id, "agent-1101")))
+    await engine.call_control(7, "resume", attempt=attempt)
+    assert tel.redirects[-1][2] == dialplan.CTX_AGENT_ROOM
+    assert engine.calls[attempt or ""].on_hold_since is None
