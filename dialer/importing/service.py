@@ -636,12 +636,17 @@ class _PgStaging:
         self,
         sessionmaker: async_sessionmaker[AsyncSession],
         batch: _Batch,
-        applying: asyncio.Event | None = None,
+        staged: asyncio.Event | None = None,
+        after: asyncio.Future[None] | None = None,
     ) -> None:
         """Write one batch in its own transaction; the report's new leads get their ids.
 
-        ``applying`` is set once the rows are staged and the set-based statements are on
-        their way: from then on the server works alone until the commit.
+        ``staged`` is set once the rows are copied into the staging tables (their new lead
+        ids drawn). ``after``: the previous batch's write; the set-based statements wait for
+        it to commit, and if it failed this batch rolls back too. So the next batch is copied
+        on a second connection while the server applies this one, the statements that touch
+        the real tables still run one batch at a time, in order, and lead ids follow the
+        order of the file.
         """
         async with sessionmaker.begin() as session:
             conn = await session.connection()
@@ -664,8 +669,10 @@ class _PgStaging:
             ):
                 if rows:
                     await driver.copy_records_to_table(name, records=rows, columns=list(columns))
-            if applying is not None:
-                applying.set()
+            if staged is not None:
+                staged.set()
+            if after is not None:
+                await after  # raises if the previous batch failed: this one rolls back
             await driver.execute(self.apply)
             ids: list[int] = await driver.fetchval(self.new_ids) if batch.new_leads else []
             if len(ids) != batch.new_leads:  # pragma: no cover - the statements above
@@ -1221,33 +1228,35 @@ async def _import(
         else None
     )
     in_flight: tuple[concurrent.futures.Future[int], _Batch] | None = None
-    staged: tuple[asyncio.Task[None], int] | None = None  # PostgreSQL: the batch being applied
+    # PostgreSQL: the batches written through the staging tables and not yet counted, oldest
+    # first; at most two (one applied by the server, the next copied and waiting for it).
+    staged: list[tuple[asyncio.Task[None], int]] = []
 
     async def stage(batch: _Batch) -> None:
-        """Start writing a batch through the staging tables; return once its rows are
-        staged and the server applies them (or the write has ended)."""
-        nonlocal staged
+        """Start writing a batch through the staging tables, after the one before it; return
+        once its rows are copied (or the write has ended)."""
         assert staging is not None
-        applying = asyncio.Event()
-        task = asyncio.create_task(staging.write(sessionmaker, batch, applying))
-        staged = (task, batch.groups)
-        signal = asyncio.ensure_future(applying.wait())
+        copied = asyncio.Event()
+        after = staged[-1][0] if staged else None
+        task = asyncio.create_task(staging.write(sessionmaker, batch, copied, after))
+        staged.append((task, batch.groups))
+        signal = asyncio.ensure_future(copied.wait())
         try:
             await asyncio.wait({task, signal}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             signal.cancel()
 
-    async def settle() -> None:
-        """Wait for the staged batch in flight; count it once committed."""
-        nonlocal done, staged
-        if staged is None:
-            return
-        task, groups_in_task = staged
-        staged = None
-        await task
-        done += groups_in_task
-        if progress is not None:
-            progress("save", done, total)
+    async def settle(keep: int = 0) -> None:
+        """Wait for the staged batches in flight but the newest ``keep``; count each once
+        committed."""
+        nonlocal done
+        while len(staged) > keep:
+            task, groups_in_task = staged[0]
+            await task
+            staged.pop(0)
+            done += groups_in_task
+            if progress is not None:
+                progress("save", done, total)
 
     async def finish(job: tuple[concurrent.futures.Future[int], _Batch]) -> None:
         """Wait for a batch the SQLite thread is writing; count it once committed."""
@@ -1266,9 +1275,10 @@ async def _import(
     try:
         for start in range(0, total, batch_size):
             if staging is not None:
-                # decided and built while the server applies the previous batch
+                # decided and built while the server applies the previous batch, then copied
+                # while it still does (a second connection); applied once it committed
                 built = writer.build(decide(groups[start : start + batch_size]), _PROVISIONAL_ID)
-                await settle()
+                await settle(keep=1)
                 await stage(built)
                 continue
             chunk = decide(groups[start : start + batch_size])
@@ -1293,8 +1303,7 @@ async def _import(
             concurrent.futures.wait([future])
             if not future.cancelled() and future.exception() is None:
                 done += written.groups
-        if staged is not None:  # the same for a staged batch
-            task, groups_in_task = staged
+        for task, groups_in_task in staged:  # the same for the staged batches, in order
             await asyncio.wait({task})
             if not task.cancelled() and task.exception() is None:
                 done += groups_in_task
