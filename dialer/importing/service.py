@@ -518,7 +518,9 @@ class _PgStaging:
     """PostgreSQL's bulk path: each batch is copied (asyncpg ``copy_records_to_table``) into
     temporary staging tables, then moved into the real tables by a few set-based statements.
 
-    One transaction per batch, as on the other paths. The staging tables are created in that
+    One transaction per batch, as on the other paths; the next batch is copied on a second
+    connection while the server applies one, and applied once that one committed
+    (:meth:`write`'s ``after``). The staging tables are created in that
     transaction with ``ON COMMIT DROP``, so they vanish at its commit or rollback and never
     outlive the batch on a pooled connection. New leads are built with provisional ids
     (``_PROVISIONAL_ID + n``); the staged leads draw their real ids from the leads sequence
