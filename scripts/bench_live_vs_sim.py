@@ -8,14 +8,18 @@ talks 6 s, digit 6 greets and listens 8 s); each agent dispositions after a seed
 wrap-up (``--wrap-mean`` s, cv 0.3), through the API, as the disposition loop of
 ``tests/pbx/test_pacing_tier.py`` does. The leads are a seeded mix of lab numbers
 (:data:`MIX`): answers after 0-6 s of ringing, ring-no-answer until the campaign's ring
-timeout, busy, rejected, unallocated, congestion.
+timeout, busy, rejected, unallocated, congestion. The campaign has ``--history`` live answers
+of today already (:meth:`PbxStack.seed_history`, as the pacing tier does): the abandon cap's
+budget, so the pacer's own cold start (40 live answers, 20 talk and wrap-up samples) is what
+holds it progressive at first. Those rows are deleted after the run: neither the live figures
+nor the replay's fit see them.
 
 Then the same campaign is replayed in the simulator from the same database with the
 ``marcador simulate --from-campaign ID`` machinery (:func:`load_campaign_history`, the fitted
 scenario of :meth:`CampaignHistory.scenario`), predictive policy, read twice:
 
-* ``sim (matched)``: one shift as long as the live window, from a cold pacer, ``--sim-seeds``
-  seeds (the live run also starts cold: no seeded history);
+* ``sim (matched)``: one shift as long as the live window, from a cold pacer, with the same
+  ``--history`` answers of today (``Scenario.prior_answers``), ``--sim-seeds`` seeds;
 * ``sim (replay default)``: what ``marcador simulate --from-campaign ID -p predictive`` prints
   (the fitted shift length, at least 1 h, 20 shifts, 5 seeds): the pacer's steady state.
 
@@ -76,6 +80,7 @@ from dialer.simulation.live_compare import (  # noqa: E402
     sim_metrics,
 )
 from dialer.simulation.runner import run_policy  # noqa: E402
+from dialer.simulation.scenario import ScenarioError  # noqa: E402
 from tests.pbx.phones import update_campaign  # noqa: E402
 from tests.pbx.stack import AgentClient, PbxStack, wait_until  # noqa: E402
 
@@ -355,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         bound = 600.0 + args.minutes * 60.0 + 5.0 * args.agents
         result = asyncio.run(asyncio.wait_for(_bench(args, run_dir), bound))
+    except ScenarioError as exc:  # too short a run to fit a scenario from
+        print(f"the replay could not fit the campaign: {exc}", file=sys.stderr)
+        return 3
     finally:
         if args.keep:
             say(f"run directory kept: {run_dir}")
