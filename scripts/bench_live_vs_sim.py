@@ -219,16 +219,17 @@ async def run_live(
         clients = await stack.login_agents(camp, users, within=90 + 2 * args.agents)
         sup = await stack.agent_client(sup_user)
 
-        stop = asyncio.Event()
+        stop, window_closed = asyncio.Event(), asyncio.Event()
         agents_task = asyncio.create_task(_agents_loop(stack, clients, stop, args.seed, args.wrap))
-        pacing_task = asyncio.create_task(_pacing_loop(sup, camp, stop))
         load0 = os.getloadavg()
         await stack.add_leads(camp, numbers)  # one transaction: the window opens at its commit
         t0 = datetime.now(UTC)
+        pacing_task = asyncio.create_task(_pacing_loop(sup, camp, window_closed))
         say(f"campaign running for {args.minutes:g} min")
         try:
             await asyncio.sleep(args.minutes * 60.0)  # the measured window itself
             t1 = datetime.now(UTC)
+            window_closed.set()
             await update_campaign(stack, camp, status=CampaignStatus.PAUSED)
             say("campaign paused; waiting for the calls in flight to end")
 
@@ -240,6 +241,7 @@ async def run_live(
                 await wait_until(settled, within=60, what="outcomes of the calls in flight")
         finally:
             stop.set()
+            window_closed.set()
             dispositions = await agents_task
             samples = await pacing_task
         load1 = os.getloadavg()
