@@ -113,6 +113,10 @@ class Dialing(Part):
             log.warning("claim_lost_before_dial", lead=lead_id, error=type(exc).__name__)
             await self.leases.release(lease_key, self.config.dialer_id)
             return False
+        # The Originate goes out now, not at the round's ``now``: the claim and the row may have
+        # waited on the database (seconds under a write lock: issue 20, live vs simulated), and
+        # ring times, answer delays and the pacer's samples are measured from this moment.
+        sent = self._now()
         call = LiveCall(
             uuid=info.uuid,
             campaign_id=camp.id,
@@ -120,7 +124,7 @@ class Dialing(Part):
             server=server,
             number=info.number,
             attempt_number=info.attempt_number,
-            dialed_at=now,
+            dialed_at=sent,
             mode=mode,
             preview=preview_agent is not None,
             agent_id=preview_agent.agent_id if preview_agent else None,
@@ -130,8 +134,8 @@ class Dialing(Part):
         decision = rt.last_decision if preview_agent is None else None
         rt.feed.dialed(
             info.uuid,
-            Segment(attempt=call.attempt_number, hour=now.hour),
-            now.timestamp(),
+            Segment(attempt=call.attempt_number, hour=sent.hour),
+            sent.timestamp(),
             decision.reason if decision is not None else None,
         )
         if preview_agent is not None:
@@ -149,7 +153,7 @@ class Dialing(Part):
             # The tracker resolves it (FAILED, not counted); the outcome arrives as CallEnded.
             log.warning("originate_failed", attempt=info.uuid, error=type(exc).__name__)
             return True
-        await self.store.mark_dialed(info.uuid, action_id, now)
+        await self.store.mark_dialed(info.uuid, action_id, sent)
         await self.publish(
             "call_dialing",
             {"attempt": info.uuid, "campaign_id": camp.id, "lead_id": lead_id, "server": server},

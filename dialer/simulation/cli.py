@@ -81,11 +81,7 @@ def simulate(
             raise ScenarioError("--from-campaign needs a campaign history loader")
         hist = history_loader(from_campaign)
         if isinstance(hist, CampaignHistory):
-            sc = scenario_from_history(
-                hist.records,
-                name=f"campaign-{hist.campaign_id}",
-                connect_timeout=hist.connect_timeout,
-            )
+            sc = hist.scenario()
         else:
             sc = scenario_from_history(hist, name=f"campaign-{from_campaign}")
     elif scenario is not None:

@@ -198,7 +198,8 @@ class _Sim:
         waiting: deque[tuple[int, _Call, float]] = deque()  # (call id, call, live time)
         waiting_ids: set[int] = set()
         call_id = day * 10_000_000
-        counters = [0, 0]  # recorded (visible) answers / abandons today
+        # recorded (visible) answers / abandons today; the first day starts with the history
+        counters = [sc.prior_answers if day == 0 else 0, 0]
         talking = 0
         n_active = 0
 

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 import sqlalchemy as sa
 
 from dialer.domain.outcomes import CallOutcome
-from dialer.simulation.replay import AttemptRecord
-from dialer.simulation.scenario import ScenarioError
+from dialer.simulation.replay import AttemptRecord, scenario_from_history
+from dialer.simulation.scenario import Scenario, ScenarioError
 
 if TYPE_CHECKING:
     from dialer.settings import Settings
@@ -30,6 +30,12 @@ class CampaignHistory:
     name: str
     connect_timeout: float
     records: tuple[AttemptRecord, ...]
+
+    def scenario(self) -> Scenario:
+        """The scenario ``simulate --from-campaign`` fits from this history."""
+        return scenario_from_history(
+            self.records, name=f"campaign-{self.campaign_id}", connect_timeout=self.connect_timeout
+        )
 
 
 def _seconds(a: datetime | None, b: datetime | None) -> float | None:

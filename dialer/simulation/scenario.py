@@ -135,6 +135,9 @@ class Scenario:
     connect_timeout: float = 2.0
     cold_start_each_shift: bool = False
     shift_start_hour: int = 8
+    # live answers (none abandoned) the campaign already recorded today when the first shift
+    # starts: the abandon budget it starts with (a live campaign with a history, issue 20)
+    prior_answers: int = 0
     description: str = ""
 
     @property
@@ -185,6 +188,8 @@ class Scenario:
             "cold_start_each_shift": self.cold_start_each_shift,
             "shift_start_hour": self.shift_start_hour,
         }
+        if self.prior_answers:
+            out["prior_answers"] = self.prior_answers
         return out
 
 
@@ -211,6 +216,7 @@ _KNOWN = {
     "connect_timeout",
     "cold_start_each_shift",
     "shift_start_hour",
+    "prior_answers",
 }
 _REQUIRED = ("agents", "answer_prob", "answer_delay", "talk", "wrap", "no_answer_timeout")
 
@@ -290,6 +296,9 @@ def parse_scenario(raw: Any, default_name: str = "scenario") -> Scenario:
     start_hour = raw.get("shift_start_hour", 8)
     if not isinstance(start_hour, int) or not 0 <= start_hour <= 23:
         raise ScenarioError("shift_start_hour: an integer 0..23")
+    prior = raw.get("prior_answers", 0)
+    if isinstance(prior, bool) or not isinstance(prior, int) or prior < 0:
+        raise ScenarioError("prior_answers: an integer >= 0")
     try:
         return Scenario(
             name=str(raw.get("name", default_name)),
@@ -314,6 +323,7 @@ def parse_scenario(raw: Any, default_name: str = "scenario") -> Scenario:
             connect_timeout=float(raw.get("connect_timeout", 2.0)),
             cold_start_each_shift=bool(raw.get("cold_start_each_shift", False)),
             shift_start_hour=start_hour,
+            prior_answers=prior,
         )
     except (TypeError, ValueError) as exc:
         if isinstance(exc, ScenarioError):

@@ -139,6 +139,36 @@ async def test_progressive_call_connects_to_longest_idle_agent(
     assert "screen_pop" in types and "call_ended" in types
 
 
+async def test_dialed_at_is_when_the_originate_goes_out_not_the_rounds_start(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    redis: aioredis.Redis,
+    keys: Keys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The claim and the attempt row can wait on the database (10 s under SQLite's write lock
+    in the live-vs-simulated benchmark): ring times and the pacer's samples start at the
+    Originate, so ``dialed_at`` is taken then; ``created_at`` stays the round's time."""
+    engine, tel, clock = await _engine(sessionmaker, redis, keys)
+    camp = await make_campaign(sessionmaker)
+    await make_lead(sessionmaker, camp.id, 0)
+    await _ready_agent(engine, tel, camp.id)
+    create = engine.store.create_attempt
+
+    async def slow_create(*args: object, **kw: object) -> object:
+        clock.advance(10)  # the row waited 10 s for the database
+        return await create(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(engine.store, "create_attempt", slow_create)
+    start = clock.now()
+    await engine.step()
+    (req,) = [r for _, r in tel.originates if r.context == dialplan.CTX_OUTBOUND]
+    async with sessionmaker() as s:
+        attempt = (await s.scalars(sa.select(CallAttempt))).one()
+    assert attempt.created_at == start
+    assert attempt.dialed_at == start + timedelta(seconds=10)
+    assert engine.calls[req.channel_id].dialed_at == start + timedelta(seconds=10)
+
+
 async def test_no_agent_on_answer_leaves_abandon_to_dialplan(
     sessionmaker: async_sessionmaker[AsyncSession], redis: aioredis.Redis, keys: Keys
 ) -> None:
