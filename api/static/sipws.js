@@ -211,6 +211,11 @@ export function digestAuthorization({ method, uri, username, password, challenge
   );
 }
 
+/** The branch parameter of a message's top Via (its transaction). */
+export function viaBranch(msg) {
+  return parseNameAddr(header(msg, "via").replace(/^SIP\/2\.0\/\S+\s+/, "x;")).params.branch;
+}
+
 export function randomToken(n = 10) {
   const bytes = new Uint8Array(n);
   crypto.getRandomValues(bytes);
@@ -468,8 +473,7 @@ export class SipPhone extends EventTarget {
       return;
     }
     if (msg.kind === "response") {
-      const via = parseNameAddr(header(msg, "via").replace(/^SIP\/2\.0\/\S+\s+/, "x;"));
-      const branch = via.params.branch;
+      const branch = viaBranch(msg);
       const waiting = this.pending.get(branch);
       if (!waiting) return;
       if (msg.status < 200) return;
@@ -790,6 +794,7 @@ export class SipPhone extends EventTarget {
       let res = await this._request("INVITE", call.remoteTarget, headers, offer);
       let lastCseq = cseqLine;
       if (res.status === 401 || res.status === 407) {
+        this._ackFor(call, res, lastCseq); // the challenge ends the first INVITE's transaction
         lastCseq = `${++call.cseq + 100} INVITE`;
         headers.splice(headers.findIndex(([n]) => n === "CSeq"), 1, ["CSeq", lastCseq]);
         headers.push(this._authorize(res, "INVITE", call.remoteTarget));
@@ -807,16 +812,19 @@ export class SipPhone extends EventTarget {
     }
   }
 
+  /** ACK a final response to our (re-)INVITE. RFC 3261: a non-2xx response (a challenge, an
+   * error) is ACKed inside the INVITE's own transaction, so with the INVITE's branch (17.1.1.3);
+   * a 2xx in a transaction of its own, with a new branch (13.2.2.4). Both carry the INVITE's
+   * Route headers (the dialog's route set) and the response's To. */
   _ackFor(call, res, cseqLine) {
     const seq = cseqLine.split(" ")[0];
     const headers = [];
-    const routes = res.status === 200 ? call.routes : [];
-    for (const route of routes.slice().reverse()) headers.push(["Route", route]);
+    for (const route of call.routes.slice().reverse()) headers.push(["Route", route]);
     headers.push(["From", `${call.local.includes("tag=") ? call.local : `${call.local};tag=${call.localTag}`}`]);
     headers.push(["To", header(res, "to") || call.remote]);
     headers.push(["Call-ID", call.callId]);
     headers.push(["CSeq", `${seq} ACK`]);
-    const branch = `z9hG4bK${randomToken(12)}`;
+    const branch = res.status >= 300 ? viaBranch(res) : `z9hG4bK${randomToken(12)}`;
     try {
       this._send(serialize(`ACK ${call.remoteTarget} SIP/2.0`, [["Via", this._via(branch)], ["Max-Forwards", "70"], ...headers]));
     } catch {

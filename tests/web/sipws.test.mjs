@@ -100,3 +100,64 @@ test("a response copies Via, From, Call-ID, CSeq, adds the To tag and Record-Rou
   const busy = sip.parseMessage(sip.buildResponse(req, 486, "Busy Here", { toTag: "t9" }));
   assert.equal(sip.header(busy, "record-route"), "");
 });
+
+// A page that reloaded (or a network blip) refreshes its dialog with a re-INVITE, which
+// Asterisk challenges. RFC 3261 17.1.1.3: the 401 is ACKed inside the INVITE's transaction
+// (same branch, same CSeq number); 13.2.2.4: the 200 to the authenticated INVITE is ACKed in a
+// new transaction (new branch). Both carry the dialog's route set.
+async function resumeAgainst(finalStatus) {
+  const sent = [];
+  const phone = new sip.SipPhone({
+    wsUrl: "wss://pbx.example/ws",
+    extension: "1101",
+    password: "s3cret",
+    storage: null,
+  });
+  phone.call = {
+    state: "confirmed",
+    pc: { localDescription: { sdp: "v=0\r\n" }, close() {} },
+    routes: ["<sip:edge.example;lr>"],
+    local: "<sip:1101@pbx.example>",
+    localTag: "lt1",
+    remote: "<sip:asterisk@pbx.example>;tag=rt1",
+    callId: "call-1",
+    cseq: 5,
+    remoteTarget: "sip:asterisk@127.0.0.1:8088;transport=ws",
+  };
+  phone._send = (text) => {
+    sent.push(sip.parseMessage(text));
+    const req = sent.at(-1);
+    if (req.method !== "INVITE") return;
+    const challenge = [["WWW-Authenticate", 'Digest realm="asterisk",nonce="n1",algorithm=MD5,qop="auth"']];
+    const reply = sip.header(req, "authorization")
+      ? sip.buildResponse(req, finalStatus, finalStatus === 200 ? "OK" : "Not Acceptable Here", { toTag: "rt1", body: finalStatus === 200 ? "v=0\r\n" : "" })
+      : sip.buildResponse(req, 401, "Unauthorized", { toTag: "rt1", headers: challenge });
+    queueMicrotask(() => phone._receive(reply));
+  };
+  phone._sendBye = async () => {};
+  await phone._resumeDialog();
+  return sent;
+}
+
+test("a challenged re-INVITE: the 401 is ACKed in the INVITE's transaction, the 200 in a new one", async () => {
+  const sent = await resumeAgainst(200);
+  assert.deepEqual(sent.map((m) => m.method), ["INVITE", "ACK", "INVITE", "ACK"]);
+  const [invite1, ack1, invite2, ack2] = sent;
+  const cseq = (m) => sip.header(m, "cseq").split(" ");
+  assert.equal(sip.viaBranch(ack1), sip.viaBranch(invite1));
+  assert.deepEqual(cseq(ack1), [cseq(invite1)[0], "ACK"]);
+  assert.equal(ack1.uri, invite1.uri);
+  assert.notEqual(sip.viaBranch(ack2), sip.viaBranch(invite2));
+  assert.notEqual(sip.viaBranch(invite2), sip.viaBranch(invite1));
+  assert.deepEqual(cseq(ack2), [cseq(invite2)[0], "ACK"]);
+  assert.ok(Number(cseq(invite2)[0]) > Number(cseq(invite1)[0]));
+  for (const m of sent) assert.equal(sip.header(m, "route"), "<sip:edge.example;lr>");
+  assert.match(sip.header(ack1, "to"), /tag=rt1/);
+});
+
+test("a re-INVITE refused after the challenge: that final response is ACKed with its INVITE's branch", async () => {
+  const sent = await resumeAgainst(488);
+  assert.deepEqual(sent.map((m) => m.method), ["INVITE", "ACK", "INVITE", "ACK"]);
+  assert.equal(sip.viaBranch(sent[3]), sip.viaBranch(sent[2]));
+  assert.equal(sip.viaBranch(sent[1]), sip.viaBranch(sent[0]));
+});
