@@ -149,23 +149,3 @@ def test_bench_webrtc_json() -> None:
     assert keys <= data.keys()
     assert data["calls"] == 2
     assert 0 < data["answer_to_browser_audio_p50_ms"] <= data["answer_to_browser_audio_p99_ms"]
-
-
-@pytest.mark.pbx
-def test_bench_live_vs_sim_json() -> None:
-    """A 90 s predictive campaign of 3 virtual agents on the lab Asterisk, then its replay
-    (~2.5 min): the contract only."""
-    from dialer.pbx_lab import bundle_present
-
-    if not bundle_present():
-        pytest.skip("no Asterisk bundle (MARCADOR_ASTERISK_BUNDLE or ../shared/asterisk)")
-    data = _run(
-        "bench_live_vs_sim.py",
-        *("--minutes", "1.5", "--agents", "3", "--sim-seeds", "2", "--json"),
-        timeout=420,
-    )
-    keys = {"campaign_id", "window_s", "outcomes", "pacing_share", "table", "scenario"}
-    assert keys | {"live", "sim_matched", "sim_default"} <= data.keys()
-    for side in ("live", "sim_matched", "sim_default"):
-        assert {"occupancy", "abandon_rate", "dials_per_connect"} <= data[side].keys()
-    assert data["live"]["connects"] >= 2 and 0.0 < data["live"]["occupancy"] < 1.0
