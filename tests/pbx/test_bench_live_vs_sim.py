@@ -18,7 +18,7 @@ def test_bench_live_vs_sim_json() -> None:
         pytest.skip("no Asterisk bundle (MARCADOR_ASTERISK_BUNDLE or ../shared/asterisk)")
     data = _run(
         "bench_live_vs_sim.py",
-        *("--minutes", "1.5", "--agents", "3", "--sim-seeds", "2", "--json"),
+        *("--minutes", "1", "--agents", "3", "--sim-seeds", "1", "--json"),
         timeout=420,
     )
     keys = {"campaign_id", "window_s", "outcomes", "pacing_share", "table", "scenario"}
