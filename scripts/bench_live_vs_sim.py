@@ -134,12 +134,7 @@ async def _agents_loop(
 ) -> int:
     """Every agent dispositions its call once its drawn wrap-up has elapsed. The state is read
     from Redis (what the agent screen shows), the disposition goes through the API."""
-    settings = load_settings(
-        redis={
-            "url": stack.env["MARCADOR_REDIS__URL"],
-            "key_prefix": stack.env["MARCADOR_REDIS__KEY_PREFIX"],
-        }
-    )
+    settings = stack.redis_settings()
     keys = Keys(settings.redis.key_prefix)
     redis = connect_redis(settings)
     done: set[str] = set()

@@ -61,7 +61,6 @@ from dialer.lab_pstn import PSTN_CONTEXT, lab_number  # noqa: E402
 from dialer.pbx_lab import AmiCredentials, LabPbx, bundle_present  # noqa: E402
 from dialer.redis_client import Streams, connect_redis  # noqa: E402
 from dialer.redis_keys import Keys  # noqa: E402
-from dialer.settings import load_settings  # noqa: E402
 from tests.pbx.stack import AgentUser, PbxStack  # noqa: E402
 
 GOAL_P99_MS = 50.0
@@ -209,12 +208,7 @@ async def login_agents(
     200 password checks, and wait until every one is ready in its room. A login is sent again
     after 5 s while the agent is still logged out (a dialer that is still starting may not have
     joined the stream yet)."""
-    settings = load_settings(
-        redis={
-            "url": stack.env["MARCADOR_REDIS__URL"],
-            "key_prefix": stack.env["MARCADOR_REDIS__KEY_PREFIX"],
-        }
-    )
+    settings = stack.redis_settings()
     keys = Keys(settings.redis.key_prefix)
     redis = connect_redis(settings)
     streams = Streams(redis.client)

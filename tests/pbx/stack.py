@@ -57,7 +57,7 @@ from dialer.domain.outcomes import (
     LeadStatus,
 )
 from dialer.pbx_lab import LabPbx
-from dialer.settings import load_settings
+from dialer.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -317,6 +317,16 @@ class PbxStack:
                 self.procs[name].stop()
 
     # ------------------------------------------------------------------ store
+    def redis_settings(self) -> Settings:
+        """Settings that reach this stack's Redis (its URL and key prefix), for a client of
+        the stack's live state (virtual agents, benchmarks)."""
+        return load_settings(
+            redis={
+                "url": self.env["MARCADOR_REDIS__URL"],
+                "key_prefix": self.env["MARCADOR_REDIS__KEY_PREFIX"],
+            }
+        )
+
     @property
     def engine(self) -> AsyncEngine:
         if self._engine is None:
