@@ -286,6 +286,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="p=0.3 grid + stress, 2 seeds x 5 shifts")
     ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    ap.add_argument(
+        "--save-json",
+        type=Path,
+        metavar="FILE",
+        help="also write the JSON object to FILE (one run gives both the tables and the JSON)",
+    )
     ap.add_argument("--only", help="only scenarios whose name contains this")
     ap.add_argument("--processes", type=int, default=2, choices=(1, 2))
     ap.add_argument(
@@ -331,22 +337,22 @@ def main(argv: list[str] | None = None) -> int:
                 )
     elapsed = time.perf_counter() - started
 
+    table, ok = target_rows(reports)
+    doc = json.dumps(
+        {
+            "quick": args.quick,
+            "elapsed_seconds": round(elapsed, 1),
+            "scenarios": [r.to_json() for r in reports],
+            "targets_met": ok,
+            "targets": [t.to_json() for t in targets(reports)],
+            "targets_table": table,
+        },
+        separators=(",", ":"),  # one line: the last line of stdout
+    )
+    if args.save_json is not None:
+        args.save_json.write_text(doc + "\n", encoding="utf-8")
     if args.json:
-        table, ok = target_rows(reports)
-        print(
-            json.dumps(
-                {
-                    "quick": args.quick,
-                    "elapsed_seconds": round(elapsed, 1),
-                    "scenarios": [r.to_json() for r in reports],
-                    "targets_met": ok,
-                    "targets": [t.to_json() for t in targets(reports)],
-                    "targets_table": table,
-                },
-                separators=(",", ":"),  # one line: the last line of stdout
-            ),
-            flush=True,
-        )
+        print(doc, flush=True)
         return 0
     seeds = {len(r.scenario.seeds) for r in reports}
     shifts = {r.scenario.shifts for r in reports}
