@@ -57,8 +57,21 @@ def test_bench_ami_json() -> None:
 
 
 @pytest.mark.slow
-def test_bench_pacing_json() -> None:
-    data = _run("bench_pacing.py", "--quick", "--only", "grid_n5_p30", "--processes", "1", "--json")
+def test_bench_pacing_json(tmp_path: Path) -> None:
+    saved = tmp_path / "pacing.json"
+    data = _run(
+        "bench_pacing.py",
+        "--quick",
+        "--only",
+        "grid_n5_p30",
+        "--processes",
+        "1",
+        "--json",
+        "--save-json",
+        str(saved),
+    )
+    # --save-json writes the same object (with the tables, one run gives both)
+    assert json.loads(saved.read_text(encoding="utf-8")) == data
     assert {
         "scenarios",
         "targets_met",
