@@ -363,8 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("\n".join(scenario_rows(reports)))
     print()
-    rows, ok = target_rows(reports)
-    print("\n".join(rows))
+    print("\n".join(table))
     print(f"\nall targets met: {'yes' if ok else 'no'}")
     return 0
 
